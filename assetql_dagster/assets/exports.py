@@ -1,0 +1,105 @@
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from assetql_dagster.assets.tags import tags
+from assetql_dagster.domain.export_writers import MANIFEST_COLUMNS, ZipPackage, gallery_html, manifest_json, write_manifest_csv
+from assetql_dagster.domain.layout import export_key
+from assetql_dagster.domain.settings import settings_from_dict
+from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.records import read_record, write_record
+from resources.storage import AssetStorage
+
+
+def manifest_rows(batch: str, storage: AssetStorage) -> tuple[dict, list[dict]]:
+    """One lineage row per image, joining prompts, images, scores and tags."""
+    inputs = read_record(storage, batch, "batch_input")
+    settings = settings_from_dict(inputs["settings"])
+    jobs = {j["image_id"]: j for j in read_record(storage, batch, "prompts")}
+    scored = {s["image_id"]: s for s in read_record(storage, batch, "scores")["images"]}
+    tagged = {t["image_id"]: t["tags"] for t in read_record(storage, batch, "tags")}
+    rows = []
+    for image in read_record(storage, batch, "images"):
+        job, score = jobs[image["image_id"]], scored[image["image_id"]]
+        rows.append(
+            {
+                "batch": batch,
+                "variant_id": job["variant_id"],
+                "variation": job["variation"],
+                "file_name": image["file_name"],
+                "prompt": job["prompt"],
+                "negative_prompt": job["negative_prompt"],
+                "seed": job["seed"],
+                "model": settings.model,
+                "width": image["width"],
+                "height": image["height"],
+                "steps": settings.steps,
+                "guidance_scale": settings.guidance_scale,
+                "style_score": score["style_score"],
+                "clip_similarity": score["clip_similarity"],
+                "color_similarity": score["color_similarity"],
+                "verdict": score["verdict"],
+                "tags": [f"{t['label']}:{t['confidence']:.2f}" for t in tagged[image["image_id"]]],
+                "category": job["category"],
+                "sku": job["sku"],
+                "language": job["language"],
+                "extra": job["extra"],
+                "raw_key": image["raw_key"],
+            }
+        )
+    meta = {
+        "batch": batch,
+        "name": inputs["name"],
+        "registered_at": inputs["registered_at"],
+        "content_hash": inputs["content_hash"],
+        "settings": inputs["settings"],
+        "images": len(rows),
+    }
+    return meta, rows
+
+
+@dg.asset(partitions_def=batches_partitions, deps=[tags], group_name="batch", kinds={"zip"})
+def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.MaterializeResult:
+    """The batch's package: ZIP of images with manifest CSV/JSON and an HTML gallery."""
+    started = time.perf_counter()
+    batch = context.partition_key
+    meta, rows = manifest_rows(batch, storage)
+    columns = [c for c in MANIFEST_COLUMNS if c in rows[0]] if rows else list(MANIFEST_COLUMNS)
+    manifest_csv = write_manifest_csv(rows, columns)
+    manifest = manifest_json(rows, meta)
+    gallery_in_zip = gallery_html(meta, rows, lambda r: f"images/{r['file_name']}")
+
+    with tempfile.TemporaryDirectory(prefix="assetql-export-") as tmp:
+        zip_path = Path(tmp) / f"{batch}.zip"
+        with ZipPackage(zip_path) as package:
+            for row in rows:
+                package.add_bytes(f"images/{row['file_name']}", storage.read_bytes(row["raw_key"]))
+            package.add_bytes("manifest.csv", manifest_csv)
+            package.add_bytes("manifest.json", manifest)
+            package.add_bytes("index.html", gallery_in_zip.encode("utf-8"))
+        zip_size = zip_path.stat().st_size
+        zip_uri = storage.write_file(export_key(batch, f"{batch}.zip"), zip_path, "application/zip")
+
+    storage.write_bytes(export_key(batch, "manifest.csv"), manifest_csv, "text/csv")
+    storage.write_bytes(export_key(batch, "manifest.json"), manifest, "application/json")
+    # Next to the raw images in storage, the gallery links to them relative to exports/{batch}/.
+    gallery_uri = storage.write_text(
+        export_key(batch, "gallery.html"),
+        gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
+        "text/html; charset=utf-8",
+    )
+    summary = {"zip": zip_uri, "gallery": gallery_uri, "images": len(rows), "zip_bytes": zip_size}
+    write_record(storage, batch, "exports", summary)
+    context.log.info(f"{batch}: export package at {zip_uri}")
+    return dg.MaterializeResult(
+        metadata={
+            "images": len(rows),
+            "zip": zip_uri,
+            "zip_bytes": zip_size,
+            "gallery": gallery_uri,
+            "manifest_columns": dg.MetadataValue.json(columns),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )

@@ -1,0 +1,88 @@
+import time
+from datetime import datetime
+
+import dagster as dg
+
+from assetql_dagster.assets.batch_input import batch_input
+from assetql_dagster.domain.csv_schema import BatchRow, build_prompt
+from assetql_dagster.domain.layout import image_seed
+from assetql_dagster.domain.naming import NameAllocator, image_identity, render_name, short_hash
+from assetql_dagster.domain.settings import settings_from_dict
+from assetql_dagster.domain.templating import compile_template
+from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.records import read_record, write_record
+from assetql_dagster.metadata import markdown_table
+from resources.storage import AssetStorage
+
+PREVIEW_ROWS = 10
+
+
+def plan_images(batch: str, inputs: dict) -> list[dict]:
+    """One generation job per row × variation, each with its seed and collision-free file stem."""
+    settings = settings_from_dict(inputs["settings"])
+    template = compile_template(settings.template) if settings.template else None
+    # Names carry the registration time, not the run time, so a retried or resumed run
+    # produces the same file names and finds the images it already stored.
+    timestamp = datetime.strptime(inputs["registered_at"], "%Y-%m-%dT%H:%M:%SZ").strftime("%Y%m%dT%H%M%SZ")
+    names = NameAllocator()
+    jobs = []
+    for raw in inputs["rows"]:
+        row = BatchRow(**raw)
+        prompt = build_prompt(row, settings, template)
+        for variation in range(1, settings.variations + 1):
+            seed = image_seed(settings.seed, row.variant_id, variation)
+            identity = image_identity(batch, row.variant_id, variation, seed)
+            stem = names.allocate(
+                render_name(
+                    settings.naming_pattern,
+                    {
+                        **row.extra,
+                        "batch": inputs["name"],
+                        "variant_id": row.variant_id,
+                        "variation": str(variation),
+                        "timestamp": timestamp,
+                        "hash": short_hash(identity),
+                        "seq": f"{len(jobs) + 1:04d}",
+                        "category": row.category,
+                        "sku": row.sku,
+                    },
+                )
+            )
+            jobs.append(
+                {
+                    "image_id": stem,
+                    "file_name": f"{stem}.png",
+                    "variant_id": row.variant_id,
+                    "variation": variation,
+                    "seed": seed,
+                    "prompt": prompt,
+                    "negative_prompt": settings.negative_prompt,
+                    "category": row.category,
+                    "sku": row.sku,
+                    "language": row.language,
+                    "extra": row.extra,
+                    "row": row.line,
+                }
+            )
+    return jobs
+
+
+@dg.asset(partitions_def=batches_partitions, deps=[batch_input], group_name="batch")
+def prompts(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.MaterializeResult:
+    """Rendered prompt, seed and file name for every image of the batch."""
+    started = time.perf_counter()
+    batch = context.partition_key
+    jobs = plan_images(batch, read_record(storage, batch, "batch_input"))
+    write_record(storage, batch, "prompts", jobs)
+    preview = markdown_table(
+        ["file", "variant_id", "variation", "seed", "prompt"],
+        [[j["file_name"], j["variant_id"], j["variation"], j["seed"], j["prompt"]] for j in jobs[:PREVIEW_ROWS]],
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "images_planned": len(jobs),
+            "rows": len({j["variant_id"] for j in jobs}),
+            "preview": dg.MetadataValue.md(preview),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )

@@ -1,0 +1,89 @@
+"""Shareable image links: expiry rules, embed snippets and the rows of a links export."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+MIN_EXPIRY_S = 3600
+# S3 presigned URLs are signed with SigV4, which caps their lifetime at 7 days.
+MAX_EXPIRY_S = 7 * 24 * 3600
+
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_EXPIRY_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
+_ITEM_FIELDS = ("key", "file_name", "width", "height")
+
+
+def validate_expiry(seconds: int) -> int:
+    """Return `seconds` if it is a whole number within the presigned-URL lifetime range."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise ValueError(f"link expiry {seconds!r} must be a whole number of seconds")
+    if not MIN_EXPIRY_S <= seconds <= MAX_EXPIRY_S:
+        raise ValueError(
+            f"link expiry {seconds}s is out of range: expected {MIN_EXPIRY_S}s (1 hour) to "
+            f"{MAX_EXPIRY_S}s (7 days), because S3 presigned URLs are signed with SigV4, "
+            "which rejects lifetimes over 7 days"
+        )
+    return seconds
+
+
+def parse_expiry(value: int | str) -> int:
+    """Parse `3600`, `"3600"`, `"36h"`, `"90m"` or `"7d"` into validated seconds."""
+    if isinstance(value, str):
+        match = _EXPIRY_PATTERN.match(value)
+        if match is None:
+            raise ValueError(
+                f"link expiry {value!r} is not understood: expected seconds or a number with "
+                "unit s, m, h or d, e.g. '36h' or '7d'"
+            )
+        value = int(match[1]) * _UNIT_SECONDS[match[2].lower()]
+    return validate_expiry(value)
+
+
+def embed_snippet(url: str, alt: str, width: int, height: int) -> str:
+    """An HTML `<img>` tag for `url` that browsers load lazily."""
+    for name, size in (("width", width), ("height", height)):
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"embed {name} {size!r} must be a positive whole number of pixels")
+    return (
+        f'<img src="{html.escape(url)}" alt="{html.escape(alt)}" '
+        f'width="{width}" height="{height}" loading="lazy">'
+    )
+
+
+def links_rows(
+    items: list[dict],
+    url_for: Callable[[str], str],
+    expires_in_s: int,
+    local: bool,
+    now: datetime | None = None,
+) -> list[dict]:
+    """One row per image: file_name, url, expires_at (ISO UTC, "" for local links), embed_html, local.
+
+    Each item needs `key` (passed to `url_for`), `file_name`, `width` and `height`; `alt`
+    defaults to the file name.
+    """
+    # Validated even for local links so a setting that works in development also works on S3.
+    validate_expiry(expires_in_s)
+    expires_at = ""
+    if not local:
+        start = now or datetime.now(timezone.utc)
+        expires_at = (start + timedelta(seconds=expires_in_s)).astimezone(timezone.utc)
+        expires_at = expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+    rows = []
+    for index, item in enumerate(items):
+        missing = [f for f in _ITEM_FIELDS if f not in item]
+        if missing:
+            raise ValueError(f"links item {index} ({item.get('file_name', '?')!r}) lacks {missing}")
+        url = url_for(item["key"])
+        rows.append({
+            "file_name": item["file_name"],
+            "url": url,
+            "expires_at": expires_at,
+            "embed_html": embed_snippet(url, item.get("alt", item["file_name"]), item["width"],
+                                        item["height"]),
+            "local": local,
+        })
+    return rows

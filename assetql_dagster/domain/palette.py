@@ -1,0 +1,164 @@
+"""Image statistics for style profiles and scoring: dominant palette, luma and colour histograms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from numbers import Integral
+
+import numpy as np
+from PIL import Image
+
+PALETTE_MAX_SIDE = 64
+KMEANS_MAX_ITER = 20
+# Luma is computed by PIL's "L" conversion (ITU-R 601-2 weights); std of values in [0,1] is at most 0.5.
+_MAX_LUMA_STD = 0.5
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB copy of `img`; transparent areas are composited onto white instead of turning black."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """Raise ValueError unless `value` is an integer in [low, high] (no upper bound when high is None)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low or (high is not None and value > high):
+        expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _check_not_empty(img: Image.Image) -> None:
+    if img.width == 0 or img.height == 0:
+        raise ValueError(f"image has no pixels: size {img.size}, expected width and height >= 1")
+
+
+def _sample_pixels(img: Image.Image, sample: int, rng: np.random.Generator) -> np.ndarray:
+    """At most `sample` RGB pixels (N, 3) of a copy of `img` downsampled to <= 64 px per side."""
+    _check_not_empty(img)
+    scale = min(1.0, PALETTE_MAX_SIDE / max(img.size))
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    # NEAREST keeps only colours present in the image; a filter would invent blends at edges.
+    small = to_rgb(img).resize(size, Image.Resampling.NEAREST)
+    pixels = np.asarray(small, dtype=np.float64).reshape(-1, 3)
+    if len(pixels) > sample:
+        pixels = pixels[rng.choice(len(pixels), size=sample, replace=False)]
+    return pixels
+
+
+def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+
+
+def _kmeans_pp_init(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding; `points` must be distinct and k <= len(points) so every draw is defined."""
+    centres = np.empty((k, points.shape[1]))
+    centres[0] = points[rng.choice(len(points), p=weights / weights.sum())]
+    d2 = ((points - centres[0]) ** 2).sum(axis=1)
+    for i in range(1, k):
+        p = weights * d2
+        centres[i] = points[rng.choice(len(points), p=p / p.sum())]
+        d2 = np.minimum(d2, ((points - centres[i]) ** 2).sum(axis=1))
+    return centres
+
+
+def _weighted_kmeans(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means on weighted distinct points; returns centres and the weight each holds."""
+    k = min(k, len(points))
+    centres = _kmeans_pp_init(points, weights, k, rng)
+    for _ in range(KMEANS_MAX_ITER):
+        labels = _nearest(points, centres)
+        mass = np.bincount(labels, weights=weights, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=weights * points[:, c], minlength=k) for c in range(3)], axis=1)
+        # An emptied cluster keeps its centre; it ends with zero mass and is dropped by the caller.
+        updated = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-12)[:, None], centres)
+        if np.allclose(updated, centres):
+            break
+        centres = updated
+    labels = _nearest(points, centres)
+    return centres, np.bincount(labels, weights=weights, minlength=k)
+
+
+def _hex(rgb: np.ndarray) -> str:
+    r, g, b = (int(v) for v in np.clip(np.rint(rgb), 0, 255))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _palette(imgs: Sequence[Image.Image], k: int, seed: int, sample: int) -> list[tuple[str, float]]:
+    check_int("k", k, 1)
+    check_int("sample", sample, 1)
+    if not imgs:
+        raise ValueError("need at least one image to compute a palette, got none")
+    rng = np.random.default_rng(seed)
+    pixel_sets = [_sample_pixels(img, sample, rng) for img in imgs]
+    # Each image weighs the same in total, whatever its size or aspect ratio.
+    weights = np.concatenate([np.full(len(px), 1.0 / len(px)) for px in pixel_sets])
+    points, inverse = np.unique(np.concatenate(pixel_sets), axis=0, return_inverse=True)
+    point_weights = np.bincount(inverse.ravel(), weights=weights)
+    centres, mass = _weighted_kmeans(points, point_weights, k, rng)
+    shares: dict[str, float] = {}
+    for centre, m in zip(centres, mass / mass.sum()):
+        if m > 0:
+            colour = _hex(centre)
+            shares[colour] = shares.get(colour, 0.0) + float(m)
+    return sorted(shares.items(), key=lambda item: (-item[1], item[0]))
+
+
+def dominant_palette(img: Image.Image, k: int = 5, seed: int = 0, sample: int = 4096) -> list[tuple[str, float]]:
+    """Up to `k` dominant colours as ("#rrggbb", share), largest share first; shares sum to 1."""
+    return _palette([img], k, seed, sample)
+
+
+def palette_of_images(
+    imgs: Iterable[Image.Image], k: int = 5, seed: int = 0, sample: int = 4096
+) -> list[tuple[str, float]]:
+    """Dominant palette of several images pooled, each image weighing the same."""
+    return _palette(list(imgs), k, seed, sample)
+
+
+def _luma(img: Image.Image) -> np.ndarray:
+    _check_not_empty(img)
+    return np.asarray(to_rgb(img).convert("L"), dtype=np.float64) / 255.0
+
+
+def brightness(img: Image.Image) -> float:
+    """Mean luma in [0, 1]."""
+    return float(_luma(img).mean())
+
+
+def contrast(img: Image.Image) -> float:
+    """Standard deviation of luma, normalised to [0, 1] by its maximum possible value 0.5."""
+    return float(min(1.0, _luma(img).std() / _MAX_LUMA_STD))
+
+
+def color_histogram(img: Image.Image, bins: int = 8) -> np.ndarray:
+    """Joint RGB histogram with `bins` levels per channel, flattened to bins**3 and summing to 1."""
+    check_int("bins", bins, 1, 256)
+    _check_not_empty(img)
+    levels = np.asarray(to_rgb(img), dtype=np.int64).reshape(-1, 3) * bins // 256
+    index = (levels[:, 0] * bins + levels[:, 1]) * bins + levels[:, 2]
+    counts = np.bincount(index, minlength=bins**3).astype(np.float64)
+    return counts / counts.sum()
+
+
+def mean_histogram(hists: Iterable[np.ndarray]) -> np.ndarray:
+    """Element-wise mean of histograms of the same shape (still sums to 1 if each input does)."""
+    stacked = list(hists)
+    if not stacked:
+        raise ValueError("need at least one histogram to average, got none")
+    shapes = {np.shape(h) for h in stacked}
+    if len(shapes) != 1:
+        raise ValueError(f"histograms must all have the same shape, got shapes {sorted(shapes)}")
+    return np.mean(np.stack(stacked), axis=0)
+
+
+def histogram_similarity(h1: np.ndarray, h2: np.ndarray) -> float:
+    """Histogram intersection of two normalised histograms: 1 when identical, 0 when disjoint."""
+    a, b = np.asarray(h1, dtype=np.float64), np.asarray(h2, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"histograms must have the same shape, got {a.shape} and {b.shape}")
+    return float(np.clip(np.minimum(a, b).sum(), 0.0, 1.0))

@@ -1,0 +1,124 @@
+"""Where batch inputs, images and exports live.
+
+Assets only talk to `AssetStorage`; `LocalStorage` (the embedded default) and `S3Storage`
+(production) implement it, so switching is a change of resource binding, not of asset code.
+Keys are POSIX-style relative paths following the bucket layout of the design:
+`raw/{batch}/…`, `thumbnails/{batch}/…`, `exports/{batch}/…`, `style-references/{batch}/…`,
+plus `batches/{batch}/…` for the per-stage records.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+import dagster as dg
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape the storage root or are ambiguous."""
+    if not key or key.startswith("/") or "\\" in key:
+        raise ValueError(f"storage key {key!r} must be a non-empty relative POSIX path")
+    parts = PurePosixPath(key).parts
+    if any(p in ("", ".", "..") for p in parts) or any(ord(c) < 32 for c in key):
+        raise ValueError(f"storage key {key!r} must not contain '.', '..' or control characters")
+    return key
+
+
+class AssetStorage(dg.ConfigurableResource):
+    """Interface every storage backend implements."""
+
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        """Store `data` at `key` (replacing it) and return the object's URI."""
+        raise NotImplementedError(type(self).__name__)
+
+    def read_bytes(self, key: str) -> bytes:
+        raise NotImplementedError(type(self).__name__)
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError(type(self).__name__)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """All keys under `prefix`, sorted."""
+        raise NotImplementedError(type(self).__name__)
+
+    def uri(self, key: str) -> str:
+        raise NotImplementedError(type(self).__name__)
+
+    def link(self, key: str, expires_in_s: int) -> str:
+        """A URL a person can open: presigned on S3, a file URI locally."""
+        raise NotImplementedError(type(self).__name__)
+
+    @property
+    def links_are_local(self) -> bool:
+        return True
+
+    def write_file(self, key: str, path: Path, content_type: str | None = None) -> str:
+        """Store a local file; backends override this to stream instead of reading it whole."""
+        return self.write_bytes(key, Path(path).read_bytes(), content_type)
+
+    def write_text(self, key: str, text: str, content_type: str = "text/plain; charset=utf-8") -> str:
+        return self.write_bytes(key, text.encode("utf-8"), content_type)
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+
+class LocalStorage(AssetStorage):
+    """Files under a local root directory (default `./data`)."""
+
+    root: str = "data"
+
+    def _path(self, key: str) -> Path:
+        return Path(self.root).resolve() / check_key(key)
+
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write to a sibling temp file and rename: a crash mid-write never leaves a torn file
+        # behind that a resumed run would mistake for a complete image.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path.as_uri()
+
+    def write_file(self, key: str, path: Path, content_type: str | None = None) -> str:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+        return target.as_uri()
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        root = Path(self.root).resolve()
+        base = root / prefix if prefix else root
+        if not base.exists():
+            return []
+        return sorted(
+            p.relative_to(root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.endswith(".part")
+        )
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def link(self, key: str, expires_in_s: int) -> str:
+        return self.uri(key)
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
