@@ -51,7 +51,7 @@ def cmd_run(path: Path, data_dir: str | None) -> int:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
         print(f"batch {registration.source.name!r} -> partition {key} (instance {home})")
-        result = defs.get_job_def("batch_job").execute_in_process(
+        result = defs.resolve_job_def("batch_job").execute_in_process(
             partition_key=key,
             instance=instance,
             tags={"assetql/batch": key, "assetql/origin": str(Path(path).resolve())},

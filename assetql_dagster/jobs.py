@@ -1,11 +1,8 @@
 import dagster as dg
 
-from assetql_dagster.partitions import batches_partitions
-
 # Every asset and check of one batch partition: what the sensors, schedules and CLI launch.
 batch_job = dg.define_asset_job(
     "batch_job",
-    selection=dg.AssetSelection.all(include_sources=False),
-    partitions_def=batches_partitions,
+    selection=dg.AssetSelection.all(),
     description="Runs one batch through style profile, prompts, images, scores, tags and exports.",
 )

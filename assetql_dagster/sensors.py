@@ -49,7 +49,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
     """Starts one run per new or changed batch dropped into the inbox folder."""
     inbox = Path(os.environ.get(INBOX_ENV, DEFAULT_INBOX)).resolve()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current, run_requests, new_keys = {}, [], []
+    current, run_requests, new_keys, rejected = {}, [], [], []
     for entry in inbox_entries(inbox):
         stamp = fingerprint(entry)
         current[str(entry)] = stamp
@@ -59,6 +59,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             registration = register_batch(storage, entry)
         except BatchValidationError as err:
             context.log.warning(f"not starting {entry}: {err}")
+            rejected.append(f"{entry.name}: {err}")
             continue
         key = registration.key
         if not context.instance.has_dynamic_partition(batches_partitions.name, key) and key not in new_keys:
@@ -75,4 +76,5 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
         run_requests=run_requests,
         dynamic_partitions_requests=[batches_partitions.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps(current, sort_keys=True),
+        skip_reason="; ".join(rejected) if rejected and not run_requests else None,
     )

@@ -43,8 +43,9 @@ def pick_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     if requested == "auto":
         if device.type != "cuda":
             return torch.float32
+        # Emulated bf16 (pre-Ampere GPUs) is slower than fp16, so only native support counts.
         with torch.cuda.device(device):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if requested not in _DTYPES:
         raise ValueError(f"dtype {requested!r} must be 'auto' or one of {sorted(_DTYPES)}")
     return _DTYPES[requested]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import dagster as dg
 
@@ -21,8 +21,8 @@ def check_key(key: str) -> str:
     """Reject keys that could escape the storage root or are ambiguous."""
     if not key or key.startswith("/") or "\\" in key:
         raise ValueError(f"storage key {key!r} must be a non-empty relative POSIX path")
-    parts = PurePosixPath(key).parts
-    if any(p in ("", ".", "..") for p in parts) or any(ord(c) < 32 for c in key):
+    # Split by hand: PurePosixPath would normalise "a/./b" and "a//b" to "a/b", which S3 does not.
+    if any(p in ("", ".", "..") for p in key.split("/")) or any(ord(c) < 32 for c in key):
         raise ValueError(f"storage key {key!r} must not contain '.', '..' or control characters")
     return key
 

@@ -9,6 +9,7 @@ import contextlib
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import boto3
@@ -21,11 +22,13 @@ from harness.postgres import HarnessUnavailable, running_postgres  # noqa: E402
 from harness.s3_server import CREDENTIALS_ENV, running_s3_server  # noqa: E402
 
 
-def _enter_or_fail(stack: contextlib.ExitStack, server: contextlib.AbstractContextManager[str]) -> str:
+def _enter_or_fail(stack: contextlib.ExitStack, server: AbstractContextManager[str]) -> str:
     try:
         return stack.enter_context(server)
     except HarnessUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+        reason = str(exc)
+    # Failing outside the except block keeps pytest from printing the message twice.
+    pytest.fail(reason, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -201,7 +201,9 @@ def _figure(row: Mapping[str, Any], href: str) -> str:
 
 
 def gallery_html(
-    batch_meta: Mapping[str, Any], rows: Iterable[Mapping[str, Any]], image_href: Callable[[Mapping[str, Any]], str]
+    batch_meta: Mapping[str, Any],
+    rows: Iterable[Mapping[str, Any]],
+    image_href: Callable[[Mapping[str, Any]], str],
 ) -> str:
     """Self-contained static HTML page (no scripts, no external resources) showing every image."""
     e = html.escape
@@ -212,5 +214,6 @@ def gallery_html(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title><style>{_GALLERY_CSS}</style></head>\n"
-        f"<body><header><h1>{e(title)}</h1><dl>{meta}</dl></header>\n<main>\n{figures}\n</main></body></html>\n"
+        f"<body><header><h1>{e(title)}</h1><dl>{meta}</dl></header>\n"
+        f"<main>\n{figures}\n</main></body></html>\n"
     )

@@ -53,6 +53,12 @@ def embed_snippet(url: str, alt: str, width: int, height: int) -> str:
     )
 
 
+def _expiry_time(expires_in_s: int, now: datetime) -> str:
+    """`now + expires_in_s` as an ISO 8601 UTC timestamp ending in Z."""
+    moment = (now + timedelta(seconds=expires_in_s)).astimezone(timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def links_rows(
     items: list[dict],
     url_for: Callable[[str], str],
@@ -60,18 +66,14 @@ def links_rows(
     local: bool,
     now: datetime | None = None,
 ) -> list[dict]:
-    """One row per image: file_name, url, expires_at (ISO UTC, "" for local links), embed_html, local.
+    """Rows of file_name, url, expires_at (ISO UTC, "" for local links), embed_html and local.
 
     Each item needs `key` (passed to `url_for`), `file_name`, `width` and `height`; `alt`
     defaults to the file name.
     """
     # Validated even for local links so a setting that works in development also works on S3.
     validate_expiry(expires_in_s)
-    expires_at = ""
-    if not local:
-        start = now or datetime.now(timezone.utc)
-        expires_at = (start + timedelta(seconds=expires_in_s)).astimezone(timezone.utc)
-        expires_at = expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+    expires_at = "" if local else _expiry_time(expires_in_s, now or datetime.now(timezone.utc))
     rows = []
     for index, item in enumerate(items):
         missing = [f for f in _ITEM_FIELDS if f not in item]

@@ -16,7 +16,9 @@ from datetime import datetime, timezone
 from assetql_dagster.domain.palette import check_int
 
 DEFAULT_PATTERN = "{batch}_{variant_id}_{timestamp}_{hash}"
-BUILTIN_PLACEHOLDERS = frozenset({"batch", "variant_id", "variation", "timestamp", "hash", "seq", "category", "sku"})
+BUILTIN_PLACEHOLDERS = frozenset(
+    {"batch", "variant_id", "variation", "timestamp", "hash", "seq", "category", "sku"}
+)
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 HASH_LENGTH = 8
 MAX_STEM_LENGTH = 80
@@ -25,7 +27,9 @@ _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
 # Windows refuses these as file names whatever the extension, so an extracted ZIP would break.
-_WINDOWS_RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))})
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+)
 
 
 def _parse(pattern: str) -> list[str]:
@@ -55,7 +59,9 @@ def _parse_known(pattern: str, available: set[str]) -> list[str]:
     for name in parts[1::2]:
         if name not in available:
             allowed = ", ".join(f"{{{a}}}" for a in sorted(available))
-            raise ValueError(f"unknown placeholder '{{{name}}}' in naming pattern {pattern!r}; allowed: {allowed}")
+            raise ValueError(
+                f"unknown placeholder '{{{name}}}' in naming pattern {pattern!r}; allowed: {allowed}"
+            )
     return parts
 
 

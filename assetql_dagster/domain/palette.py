@@ -25,19 +25,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
     """Raise ValueError unless `value` is an integer in [low, high] (no upper bound when high is None)."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low or (high is not None and value > high):
+    in_range = isinstance(value, Integral) and low <= value and (high is None or value <= high)
+    if isinstance(value, bool) or not in_range:
         expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
-def _check_not_empty(img: Image.Image) -> None:
+def check_has_pixels(img: Image.Image) -> None:
+    """Raise ValueError for a zero-width or zero-height image."""
     if img.width == 0 or img.height == 0:
         raise ValueError(f"image has no pixels: size {img.size}, expected width and height >= 1")
 
 
 def _sample_pixels(img: Image.Image, sample: int, rng: np.random.Generator) -> np.ndarray:
     """At most `sample` RGB pixels (N, 3) of a copy of `img` downsampled to <= 64 px per side."""
-    _check_not_empty(img)
+    check_has_pixels(img)
     scale = min(1.0, PALETTE_MAX_SIDE / max(img.size))
     size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
     # NEAREST keeps only colours present in the image; a filter would invent blends at edges.
@@ -73,7 +75,9 @@ def _weighted_kmeans(
     for _ in range(KMEANS_MAX_ITER):
         labels = _nearest(points, centres)
         mass = np.bincount(labels, weights=weights, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=weights * points[:, c], minlength=k) for c in range(3)], axis=1)
+        sums = np.stack(
+            [np.bincount(labels, weights=weights * points[:, c], minlength=k) for c in range(3)], axis=1
+        )
         # An emptied cluster keeps its centre; it ends with zero mass and is dropped by the caller.
         updated = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-12)[:, None], centres)
         if np.allclose(updated, centres):
@@ -108,7 +112,9 @@ def _palette(imgs: Sequence[Image.Image], k: int, seed: int, sample: int) -> lis
     return sorted(shares.items(), key=lambda item: (-item[1], item[0]))
 
 
-def dominant_palette(img: Image.Image, k: int = 5, seed: int = 0, sample: int = 4096) -> list[tuple[str, float]]:
+def dominant_palette(
+    img: Image.Image, k: int = 5, seed: int = 0, sample: int = 4096
+) -> list[tuple[str, float]]:
     """Up to `k` dominant colours as ("#rrggbb", share), largest share first; shares sum to 1."""
     return _palette([img], k, seed, sample)
 
@@ -121,7 +127,7 @@ def palette_of_images(
 
 
 def _luma(img: Image.Image) -> np.ndarray:
-    _check_not_empty(img)
+    check_has_pixels(img)
     return np.asarray(to_rgb(img).convert("L"), dtype=np.float64) / 255.0
 
 
@@ -138,7 +144,7 @@ def contrast(img: Image.Image) -> float:
 def color_histogram(img: Image.Image, bins: int = 8) -> np.ndarray:
     """Joint RGB histogram with `bins` levels per channel, flattened to bins**3 and summing to 1."""
     check_int("bins", bins, 1, 256)
-    _check_not_empty(img)
+    check_has_pixels(img)
     levels = np.asarray(to_rgb(img), dtype=np.int64).reshape(-1, 3) * bins // 256
     index = (levels[:, 0] * bins + levels[:, 1]) * bins + levels[:, 2]
     counts = np.bincount(index, minlength=bins**3).astype(np.float64)

@@ -33,7 +33,9 @@ def check_unit(name: str, value: object) -> None:
 
 def _check_weights(weights: Mapping[str, float]) -> None:
     if set(weights) != set(STYLE_WEIGHTS):
-        raise ValueError(f"style weights must have exactly the keys {sorted(STYLE_WEIGHTS)}, got {sorted(weights)}")
+        raise ValueError(
+            f"style weights must have exactly the keys {sorted(STYLE_WEIGHTS)}, got {sorted(weights)}"
+        )
     for key, value in weights.items():
         check_unit(f"style weight {key!r}", value)
     total = math.fsum(weights.values())

@@ -104,7 +104,11 @@ def nearest_color_name(hex_color: str) -> str:
     def distance(name: str) -> float:
         cr, cg, cb = COLOR_NAMES[name]
         red_mean = (r + cr) / 2
-        return (2 + red_mean / 256) * (r - cr) ** 2 + 4 * (g - cg) ** 2 + (2 + (255 - red_mean) / 256) * (b - cb) ** 2
+        return (
+            (2 + red_mean / 256) * (r - cr) ** 2
+            + 4 * (g - cg) ** 2
+            + (2 + (255 - red_mean) / 256) * (b - cb) ** 2
+        )
 
     return min(COLOR_NAMES, key=distance)
 
@@ -137,7 +141,10 @@ def mood_tags(brightness: float, contrast: float) -> list[Tag]:
     """One lighting tag and one contrast tag from luma brightness and contrast, both in [0, 1]."""
     check_unit("brightness", brightness)
     check_unit("contrast", contrast)
-    return [_band_tag(brightness, LIGHTING_BANDS, LIGHTING_LABELS), _band_tag(contrast, CONTRAST_BANDS, CONTRAST_LABELS)]
+    return [
+        _band_tag(brightness, LIGHTING_BANDS, LIGHTING_LABELS),
+        _band_tag(contrast, CONTRAST_BANDS, CONTRAST_LABELS),
+    ]
 
 
 def composition_tags(width: int, height: int) -> list[Tag]:

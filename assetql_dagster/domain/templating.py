@@ -212,10 +212,8 @@ def _directive(body: str, position: int) -> _Directive:
     if word.split(maxsplit=1)[:1] == ["if"]:
         raise TemplateError(f"invalid condition '{{{{{body}}}}}'; expected {_CONDITION_FORMS}", position)
     hint = f" (use {{{word}}} for a variable)" if _NAME_RE.fullmatch(word) else ""
-    raise TemplateError(
-        f"unknown directive '{{{{{body}}}}}'; expected {_CONDITION_FORMS}, {{{{else}}}} or {{{{endif}}}}{hint}",
-        position,
-    )
+    expected = f"{_CONDITION_FORMS}, {{{{else}}}} or {{{{endif}}}}"
+    raise TemplateError(f"unknown directive '{{{{{body}}}}}'; expected {expected}{hint}", position)
 
 
 def _build_tree(tokens: Iterator[str | _Var | _Directive]) -> tuple:

@@ -37,21 +37,21 @@ def _version_key(path: Path) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", path.parent.name))
 
 
-def find_bin_dir() -> Path:
+def find_bin_dir(versions_root: Path = Path("/usr/lib/postgresql")) -> Path:
     """The directory holding initdb, pg_ctl and postgres of one PostgreSQL version."""
     candidates = []
     on_path = shutil.which("initdb")
     if on_path:
         # Debian puts versioned binaries in /usr/lib/postgresql/N/bin; PATH entries are symlinks.
         candidates.append(Path(on_path).resolve().parent)
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version_key, reverse=True)
+    candidates += sorted(versions_root.glob("*/bin"), key=_version_key, reverse=True)
     for bin_dir in candidates:
         missing = [n for n in ("initdb", "pg_ctl", "postgres") if not (bin_dir / n).is_file()]
         if not missing:
             return bin_dir
     raise HarnessUnavailable(
         "initdb, pg_ctl and postgres not found together on PATH or under "
-        f"/usr/lib/postgresql/*/bin: {APT_HINT}"
+        f"{versions_root}/*/bin: {APT_HINT}"
     )
 
 
@@ -120,7 +120,8 @@ def running_postgres() -> Iterator[str]:
     user = _server_user()
     if user is not None and shutil.which("runuser") is None:
         raise HarnessUnavailable(
-            "runuser not found (needed to start PostgreSQL as root): install Debian package 'util-linux'"
+            "runuser not found (needed to start PostgreSQL as root): "
+            "install Debian package 'util-linux'"
         )
     base = Path(tempfile.mkdtemp(prefix="assetql-pg-"))
     port = free_port()

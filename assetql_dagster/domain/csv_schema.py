@@ -1,0 +1,302 @@
+"""The batch CSV: one row per asset to generate, validated all at once.
+
+Row numbers in problems are physical line numbers (header = 1); a record whose quoted field
+spans several lines is reported at the line where it starts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import codecs
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assetql_dagster.domain.errors import BatchValidationError, Problem
+from assetql_dagster.domain.naming import available_placeholders, validate_pattern
+from assetql_dagster.domain.settings import BatchSettings, identifier_error
+from assetql_dagster.domain.templating import (
+    MissingVariableError,
+    Template,
+    TemplateError,
+    collapse_whitespace,
+    compile_template,
+)
+
+KNOWN_COLUMNS = ("variant_id", "prompt", "category", "sku", "language")
+_QUOTE_TIP = 'write a quote inside a quoted field as ""'
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One validated CSV record; `extra` holds every column not in KNOWN_COLUMNS."""
+
+    line: int
+    variant_id: str
+    prompt: str
+    category: str
+    sku: str
+    language: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def template_values(self) -> dict[str, str]:
+        """Every column of the row by name, as a template sees them."""
+        known = {name: getattr(self, name) for name in KNOWN_COLUMNS}
+        return {**known, **self.extra}
+
+
+def batch_template(settings: BatchSettings) -> Template | None:
+    """The compiled prompt template of `settings`, or None when prompts come from the CSV."""
+    return compile_template(settings.template) if settings.template is not None else None
+
+
+def build_prompt(row: BatchRow, settings: BatchSettings, template: Template | None) -> str:
+    """The final prompt of `row`: the template (or the prompt column) plus the modifiers."""
+    prompt = template.render(row.template_values()) if template is not None else row.prompt
+    modifiers = settings.modifiers.strip()
+    if modifiers:
+        prompt = f"{prompt.rstrip(' ,')}, {modifiers}"
+    return collapse_whitespace(prompt)
+
+
+def read_batch_csv(
+    path: Path, settings: BatchSettings, max_bytes: int = 5_000_000, settings_file: str = "batch.yaml"
+) -> list[BatchRow]:
+    """Parse and validate a batch CSV, raising BatchValidationError with every problem found."""
+    file = path.name
+    problems: list[Problem] = []
+    template = _template(settings, settings_file, problems)
+    text = _decode(path, file, max_bytes, problems)
+    known = len(problems)
+    records = _records(text, file, problems) if text is not None else []
+    # A record lost to malformed quoting is reported as such, not as a missing row.
+    malformed = len(problems) > known
+    if not records:
+        if text is not None and not malformed:
+            message = "file is empty; expected a header row naming at least 'variant_id' and 'prompt'"
+            problems.append(Problem(file, message, 1))
+        raise BatchValidationError(problems)
+    (header_line, header), data = records[0], records[1:]
+    problems += _header_problems(header, header_line, file, template)
+    problems += _naming_problems(settings, header, settings_file)
+    if data or not malformed:
+        problems += _count_problems(data, file, settings, settings_file, header_line)
+    rows = _rows(data, header, file, problems)
+    problems += _content_problems(rows, file, template, _usable_columns(header))
+    if problems:
+        raise BatchValidationError(problems)
+    return rows
+
+
+def _template(settings: BatchSettings, settings_file: str, problems: list[Problem]) -> Template | None:
+    try:
+        return batch_template(settings)
+    except TemplateError as error:
+        problems.append(Problem(settings_file, str(error), column="template"))
+        return None
+
+
+def _decode(path: Path, file: str, max_bytes: int, problems: list[Problem]) -> str | None:
+    """The file's text without BOM, or None after recording why it cannot be read."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        message = f"file is {size:,} bytes, larger than the limit of {max_bytes:,} bytes; split the batch"
+        problems.append(Problem(file, message))
+        return None
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        message = f"not valid UTF-8 (byte 0x{data[error.start]:02x}); save the file as 'CSV UTF-8'"
+        problems.append(Problem(file, message, line))
+        return None
+
+
+def _records(text: str, file: str, problems: list[Problem]) -> list[tuple[int, list[str]]]:
+    """Non-blank records as (starting line, stripped cells), recording malformed quoting."""
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(lines, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as error:
+            problems.append(_quoting_problem(error, lines, line, file))
+            continue
+        cells = [cell.strip() for cell in cells]
+        # Spreadsheets often save trailing rows of empty cells; they carry nothing.
+        if any(cells):
+            records.append((line, cells))
+
+
+def _quoting_problem(error: csv.Error, lines: list[str], line: int, file: str) -> Problem:
+    opened = _unclosed_quote_line(lines, line)
+    if opened is not None:
+        message = f"unmatched quote: the quoted field starting on this row is never closed; {_QUOTE_TIP}"
+        return Problem(file, message, opened)
+    return Problem(file, f"cannot parse this record: {error}; {_QUOTE_TIP}", line)
+
+
+def _unclosed_quote_line(lines: list[str], line: int) -> int | None:
+    """Line where a quoted field of the record starting at `line` opens and never closes, or None."""
+    starts = [0]
+    for text in lines:
+        starts.append(starts[-1] + len(text))
+    text = "".join(lines)
+    position, in_quotes, field_start, opened = starts[line - 1], False, True, 0
+    while position < len(text):
+        char = text[position]
+        if in_quotes and char == '"' and text[position + 1 : position + 2] == '"':
+            position += 1  # an escaped quote inside a quoted field
+        elif in_quotes and char == '"':
+            in_quotes = False
+        elif not in_quotes and char in "\r\n":
+            return None
+        elif not in_quotes and char == '"' and field_start:
+            in_quotes, opened = True, position
+        field_start = not in_quotes and char == ","
+        position += 1
+    return bisect.bisect_right(starts, opened) if in_quotes else None
+
+
+def _header_problems(header: list[str], line: int, file: str, template: Template | None) -> list[Problem]:
+    problems = [
+        Problem(file, f"header column {index} has no name; name it or delete the column", line)
+        for index, name in enumerate(header, 1)
+        if not name
+    ]
+    for name, count in Counter(header).items():
+        if name and count > 1:
+            problems.append(Problem(file, f"column name appears {count} times in the header", line, name))
+    required = ["variant_id"] if template else ["variant_id", "prompt"]
+    for name in required:
+        if name not in header:
+            message = (
+                f"missing required column '{name}'{_case_hint(name, header)}; "
+                f"the header has: {', '.join(header)}"
+            )
+            if name == "prompt":
+                message += " (or set 'template' in the settings)"
+            problems.append(Problem(file, message, line, name))
+    for name in sorted(template.required_variables - set(header)) if template else ():
+        hint = _case_hint(name, header)
+        message = f"the template uses {{{name}}} but there is no '{name}' column{hint}; add the column or "
+        problems.append(Problem(file, message + _default_tip(name), line, name))
+    return problems
+
+
+def _naming_problems(settings: BatchSettings, header: list[str], settings_file: str) -> list[Problem]:
+    """The naming pattern may use extra columns, so it can only be checked against the header."""
+    extra_columns = [name for name in header if name not in KNOWN_COLUMNS]
+    try:
+        validate_pattern(settings.naming_pattern, available_placeholders(extra_columns))
+    except ValueError as error:
+        return [Problem(settings_file, str(error), column="naming_pattern")]
+    return []
+
+
+def _default_tip(name: str) -> str:
+    return f"give it a default in the template: {{{name}|...}}"
+
+
+def _case_hint(name: str, header: list[str]) -> str:
+    similar = [column for column in header if column.lower() == name.lower()]
+    return f" (found '{similar[0]}'; column names are case-sensitive)" if similar else ""
+
+
+def _count_problems(
+    data: list[tuple[int, list[str]]],
+    file: str,
+    settings: BatchSettings,
+    settings_file: str,
+    header_line: int,
+) -> list[Problem]:
+    if not data:
+        return [Problem(file, "no data rows; add at least one row below the header", header_line)]
+    if len(data) > settings.max_rows:
+        message = (
+            f"{len(data)} data rows, more than the limit of max_rows={settings.max_rows}; "
+            f"split the batch or raise max_rows in {settings_file}"
+        )
+        return [Problem(file, message, data[settings.max_rows][0])]
+    return []
+
+
+def _rows(
+    data: list[tuple[int, list[str]]], header: list[str], file: str, problems: list[Problem]
+) -> list[BatchRow]:
+    """Rows whose field count matches the header; a problem for each that does not."""
+    rows = []
+    for line, cells in data:
+        if len(cells) != len(header):
+            message = (
+                f"row has {len(cells)} fields but the header has {len(header)}; "
+                "quote cells that contain commas"
+            )
+            problems.append(Problem(file, message, line))
+            continue
+        values = dict(zip(header, cells))
+        known = {name: values.pop(name, "") for name in KNOWN_COLUMNS}
+        rows.append(BatchRow(line=line, extra=values, **known))
+    return rows
+
+
+def _usable_columns(header: list[str]) -> set[str]:
+    """Columns named exactly once, whose cells can be checked despite other header problems."""
+    return {name for name, count in Counter(header).items() if name and count == 1}
+
+
+def _content_problems(
+    rows: list[BatchRow], file: str, template: Template | None, usable: set[str]
+) -> list[Problem]:
+    """Per-row problems, skipping checks whose columns the header problems already cover."""
+    problems: list[Problem] = []
+    first_seen: dict[str, BatchRow] = {}
+    for row in rows:
+        if "variant_id" in usable:
+            problems += _variant_id_problems(row, file, first_seen)
+        if template is not None:
+            if template.required_variables <= usable:
+                problems += _template_problems(row, file, template)
+        elif "prompt" in usable and not row.prompt:
+            message = "prompt is empty; write a prompt or set 'template' in the settings"
+            problems.append(Problem(file, message, row.line, "prompt"))
+    return problems
+
+
+def _variant_id_problems(row: BatchRow, file: str, first_seen: dict[str, BatchRow]) -> list[Problem]:
+    if not row.variant_id:
+        return [Problem(file, "variant_id is empty; every row needs a unique id", row.line, "variant_id")]
+    invalid = identifier_error(row.variant_id, "variant_id")
+    if invalid:
+        return [Problem(file, invalid, row.line, "variant_id")]
+    # Compared ignoring case: ids become file names, and some file systems ignore case.
+    first = first_seen.setdefault(row.variant_id.lower(), row)
+    if first is not row:
+        message = f"duplicate variant_id {row.variant_id!r}: already used on row {first.line}"
+        if first.variant_id != row.variant_id:
+            message += f" as {first.variant_id!r} (ids are compared ignoring case)"
+        return [Problem(file, message, row.line, "variant_id")]
+    return []
+
+
+def _template_problems(row: BatchRow, file: str, template: Template) -> list[Problem]:
+    values = row.template_values()
+    empty = sorted(name for name in template.required_variables if not values[name])
+    if empty:
+        tip = "is empty but the template needs it; fill it in or"
+        return [Problem(file, f"'{name}' {tip} {_default_tip(name)}", row.line, name) for name in empty]
+    try:
+        prompt = template.render(values)
+    except MissingVariableError as error:
+        message = f"the template uses {{{error.name}}} for this row but there is no '{error.name}' column"
+        return [Problem(file, message, row.line, error.name)]
+    if not prompt:
+        return [Problem(file, "the template renders an empty prompt for this row", row.line)]
+    return []

@@ -1,0 +1,156 @@
+import csv
+import html
+import io
+import json
+import re
+import zipfile
+
+import pytest
+
+from assetql_dagster.domain.export_writers import (
+    FORMULA_PREFIXES,
+    LIST_SEPARATOR,
+    MANIFEST_COLUMNS,
+    ZipPackage,
+    gallery_html,
+    manifest_json,
+    neutralize_cell,
+    safe_zip_entry,
+    write_manifest_csv,
+)
+
+SCRIPT = "<script>alert('x')</script>"
+
+
+def sample_row(**overrides):
+    row = {
+        "batch": "spring",
+        "variant_id": "v1",
+        "variation": 1,
+        "file_name": "spring_v1.png",
+        "prompt": "a red sword",
+        "seed": 42,
+        "style_score": 0.81,
+        "verdict": "pass",
+        "tags": ["sword", "red"],
+        "extra": {"palette": "warm"},
+    }
+    return {**row, **overrides}
+
+
+@pytest.mark.parametrize("prefix", FORMULA_PREFIXES)
+def test_neutralize_cell_prefixes_every_dangerous_start(prefix):
+    payload = f"{prefix}HYPERLINK(\"http://evil\")"
+    assert neutralize_cell(payload) == "'" + payload
+
+
+def test_neutralize_cell_leaves_safe_text_and_numbers():
+    assert neutralize_cell("a red sword") == "a red sword"
+    assert neutralize_cell(-0.5) == str(-0.5)
+    assert neutralize_cell(None) == ""
+
+
+def test_neutralize_cell_joins_lists_and_dumps_dicts():
+    assert neutralize_cell(["a", "b"]) == LIST_SEPARATOR.join(["a", "b"])
+    assert json.loads(neutralize_cell({"k": "v"})) == {"k": "v"}
+    # A list whose first item is a formula is still neutralised as a whole.
+    assert neutralize_cell(["=1+1", "b"]).startswith("'")
+
+
+def test_write_manifest_csv_round_trips_with_neutralised_cells():
+    rows = [sample_row(), sample_row(variant_id="v2", prompt="=cmd|'/c calc'!A1", seed=7)]
+    data = write_manifest_csv(rows, MANIFEST_COLUMNS)
+    parsed = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    assert list(parsed[0]) == MANIFEST_COLUMNS
+    assert parsed[1]["prompt"] == "'" + rows[1]["prompt"]
+    assert parsed[0]["tags"] == LIST_SEPARATOR.join(rows[0]["tags"])
+    assert json.loads(parsed[0]["extra"]) == rows[0]["extra"]
+    assert parsed[0]["negative_prompt"] == ""
+    assert not data.startswith(b"\xef\xbb\xbf")
+
+
+def test_write_manifest_csv_validates_columns():
+    with pytest.raises(ValueError, match="duplicates \\['seed'\\]"):
+        write_manifest_csv([], ["seed", "seed"])
+    with pytest.raises(ValueError, match="at least one column"):
+        write_manifest_csv([], [])
+
+
+def test_manifest_json_keeps_values_as_data():
+    rows = [sample_row(prompt="=not a formula in JSON")]
+    meta = {"batch": "spring", "threshold": 0.6}
+    document = json.loads(manifest_json(rows, meta))
+    assert document == {"batch": meta, "images": rows}
+
+
+@pytest.mark.parametrize("name", ["images/a.png", "manifest.csv", "a/b/c.txt"])
+def test_safe_zip_entry_accepts_relative_names(name):
+    assert safe_zip_entry(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "/etc/passwd", "C:/x.png", "c:x.png", "a\\b.png", "../x.png", "a/../../x.png", "a//b", "./a", "a\x00b"]
+)
+def test_safe_zip_entry_rejects_unsafe_names(name):
+    with pytest.raises(ValueError, match="ZIP entry name"):
+        safe_zip_entry(name)
+
+
+def test_zip_package_writes_entries_with_fitting_compression():
+    buffer = io.BytesIO()
+    entries = {"images/a.png": b"\x89PNG fake", "manifest.csv": b"batch\nspring\n" * 50}
+    with ZipPackage(buffer) as package:
+        for name, data in entries.items():
+            package.add_bytes(name, data)
+        assert package.names == list(entries)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+        assert archive.namelist() == list(entries)
+        assert archive.getinfo("images/a.png").compress_type == zipfile.ZIP_STORED
+        assert archive.getinfo("manifest.csv").compress_type == zipfile.ZIP_DEFLATED
+        assert {name: archive.read(name) for name in entries} == entries
+
+
+def test_zip_package_writes_to_a_path(tmp_path):
+    target = tmp_path / "batch.zip"
+    with ZipPackage(target) as package:
+        package.add_bytes("a.txt", b"hello")
+    with zipfile.ZipFile(target) as archive:
+        assert archive.read("a.txt") == b"hello"
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs.txt"])
+def test_zip_package_rejects_unsafe_names(name):
+    with ZipPackage(io.BytesIO()) as package, pytest.raises(ValueError, match="ZIP entry name"):
+        package.add_bytes(name, b"x")
+
+
+def test_zip_package_rejects_duplicates_ignoring_case():
+    with ZipPackage(io.BytesIO()) as package:
+        package.add_bytes("A.png", b"x")
+        with pytest.raises(ValueError, match="already added"):
+            package.add_bytes("a.PNG", b"y")
+
+
+def test_gallery_escapes_user_text():
+    rows = [
+        sample_row(prompt=SCRIPT, file_name="<b>.png", tags=[SCRIPT]),
+        sample_row(style_score=None, verdict="review"),
+    ]
+    page = gallery_html({"batch": SCRIPT}, rows, lambda row: f"images/{row['file_name']}?a=1&b=2")
+    assert "<script" not in page
+    assert html.escape(SCRIPT) in page
+    assert html.escape("images/<b>.png?a=1&b=2") in page
+    assert page.count("<figure>") == len(rows)
+    assert "badge-pass" in page and "badge-review" in page
+
+
+def test_gallery_is_self_contained():
+    row = sample_row()
+    page = gallery_html({"batch": "spring"}, [row], lambda r: r["file_name"])
+    assert not any(marker in page for marker in ("<script", "<link", "@import", "url("))
+    assert re.findall(r'(?:src|href)="([^"]*)"', page) == [row["file_name"], row["file_name"]]
+
+
+def test_gallery_rejects_script_links():
+    with pytest.raises(ValueError, match="image link"):
+        gallery_html({}, [sample_row()], lambda row: "javascript:alert(1)")

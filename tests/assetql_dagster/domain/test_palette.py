@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from assetql_dagster.domain.palette import (
+    brightness,
+    color_histogram,
+    contrast,
+    dominant_palette,
+    histogram_similarity,
+    mean_histogram,
+    palette_of_images,
+)
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+def two_colour_image(width: int, height: int, split: int) -> Image.Image:
+    """Red image whose first `split` columns are blue."""
+    img = Image.new("RGB", (width, height), RED)
+    img.paste(BLUE, (0, 0, split, height))
+    return img
+
+
+def noise_image(seed: int, size: int = 80) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def hex_of(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def test_two_colour_image_recovers_colours_and_shares():
+    width, split = 48, 12
+    palette = dominant_palette(two_colour_image(width, 32, split), k=5)
+    assert palette == [(hex_of(RED), pytest.approx(1 - split / width)), (hex_of(BLUE), pytest.approx(split / width))]
+
+
+def test_large_image_is_downsampled_without_inventing_blended_colours():
+    palette = dominant_palette(two_colour_image(640, 480, 160), k=4)
+    assert {colour for colour, _ in palette} == {hex_of(RED), hex_of(BLUE)}
+    assert sum(share for _, share in palette) == pytest.approx(1.0)
+
+
+def test_kmeans_is_deterministic_for_a_seed():
+    img = noise_image(3)
+    assert dominant_palette(img, seed=7) == dominant_palette(img, seed=7)
+
+
+def test_palette_is_sorted_by_share_and_sums_to_one():
+    palette = dominant_palette(noise_image(4), k=5)
+    shares = [share for _, share in palette]
+    assert len(palette) == 5
+    assert shares == sorted(shares, reverse=True)
+    assert sum(shares) == pytest.approx(1.0)
+    assert all(len(colour) == 7 and colour.startswith("#") for colour, _ in palette)
+
+
+def test_fewer_distinct_colours_than_k_returns_fewer():
+    palette = dominant_palette(Image.new("RGB", (10, 10), BLUE), k=5)
+    assert palette == [(hex_of(BLUE), pytest.approx(1.0))]
+
+
+def test_transparent_pixels_count_as_white():
+    img = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert dominant_palette(img) == [(hex_of((255, 255, 255)), pytest.approx(1.0))]
+
+
+def test_palette_of_images_weighs_each_image_equally():
+    small_red = Image.new("RGB", (4, 4), RED)
+    large_blue = Image.new("RGB", (60, 60), BLUE)
+    assert dict(palette_of_images([small_red, large_blue])) == {
+        hex_of(RED): pytest.approx(0.5),
+        hex_of(BLUE): pytest.approx(0.5),
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"k": 0}, "k must be an integer >= 1"), ({"sample": 0}, "sample must be an integer >= 1")],
+)
+def test_invalid_palette_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dominant_palette(Image.new("RGB", (2, 2)), **kwargs)
+
+
+def test_palette_of_no_images_is_an_error():
+    with pytest.raises(ValueError, match="at least one image"):
+        palette_of_images([])
+
+
+def test_brightness_and_contrast_of_known_images():
+    black, white = Image.new("L", (10, 10), 0), Image.new("L", (10, 10), 255)
+    half = Image.new("L", (10, 10), 0)
+    half.paste(255, (0, 0, 5, 10))
+    assert brightness(black) == 0.0
+    assert brightness(white) == 1.0
+    assert brightness(half) == pytest.approx(0.5)
+    assert contrast(white) == 0.0
+    # Half black, half white is the largest possible spread of luma.
+    assert contrast(half) == pytest.approx(1.0)
+
+
+def test_color_histogram_is_normalised_with_bins_cubed_entries():
+    bins = 4
+    hist = color_histogram(noise_image(5), bins=bins)
+    assert hist.shape == (bins**3,)
+    assert hist.sum() == pytest.approx(1.0)
+
+
+def test_histogram_similarity_identical_is_one_and_disjoint_is_zero():
+    red, blue = Image.new("RGB", (5, 5), RED), Image.new("RGB", (5, 5), BLUE)
+    assert histogram_similarity(color_histogram(red), color_histogram(red)) == pytest.approx(1.0)
+    assert histogram_similarity(color_histogram(red), color_histogram(blue)) == 0.0
+
+
+def test_mean_histogram_of_two_images_shares_half_with_each():
+    red, blue = color_histogram(Image.new("RGB", (5, 5), RED)), color_histogram(Image.new("RGB", (5, 5), BLUE))
+    mean = mean_histogram([red, blue])
+    assert mean.sum() == pytest.approx(1.0)
+    assert histogram_similarity(mean, red) == pytest.approx(0.5)
+
+
+def test_histogram_shape_mismatch_is_reported():
+    with pytest.raises(ValueError, match="same shape"):
+        histogram_similarity(np.ones(8) / 8, np.ones(27) / 27)
+    with pytest.raises(ValueError, match="same shape"):
+        mean_histogram([np.ones(8) / 8, np.ones(27) / 27])
+
+
+def test_empty_image_is_rejected():
+    with pytest.raises(ValueError, match="no pixels"):
+        brightness(Image.new("RGB", (0, 3)))

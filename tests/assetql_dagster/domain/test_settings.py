@@ -1,0 +1,235 @@
+import dataclasses
+import json
+
+import pytest
+
+from assetql_dagster.domain.errors import BatchValidationError
+from assetql_dagster.domain.settings import (
+    SETTINGS_DOC,
+    BatchSettings,
+    identifier_error,
+    load_settings,
+    parse_settings,
+    read_settings,
+    settings_from_dict,
+)
+
+FIELDS = [f.name for f in dataclasses.fields(BatchSettings)]
+
+
+def problems_of(data, file="batch.yaml"):
+    with pytest.raises(BatchValidationError) as caught:
+        parse_settings(data, file)
+    return caught.value.problems
+
+
+def write_yaml(tmp_path, text, name="batch.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_field_is_documented():
+    assert list(SETTINGS_DOC) == FIELDS
+    assert all(SETTINGS_DOC[name].strip() for name in FIELDS)
+
+
+def test_empty_mapping_gives_defaults():
+    assert parse_settings({}, "batch.yaml") == BatchSettings()
+
+
+def test_valid_values_are_kept():
+    data = {
+        "name": "spring-2025",
+        "description": "Spring campaign",
+        "template": "{prompt}, {style|flat}",
+        "negative_prompt": "blurry",
+        "modifiers": "pastel colors",
+        "model": "org/model",
+        "width": 512,
+        "height": 768,
+        "steps": 150,
+        "guidance_scale": 0,
+        "variations": 8,
+        "seed": 2**32 - 1,
+        "max_rows": 10_000,
+        "style_threshold": 1,
+        "min_pass_rate": 0.5,
+        "min_completion_rate": 0,
+        "naming_pattern": "{sku}-{seq}-{color_scheme}",
+        "shard_size": 500,
+        "micro_batch": 64,
+    }
+    settings = parse_settings(data, "batch.yaml")
+    floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0}
+    assert settings.to_dict() == {**data, **floats}
+    assert isinstance(settings.guidance_scale, float)
+
+
+def test_modifiers_list_is_comma_joined():
+    settings = parse_settings({"modifiers": ["autumn ", "warm light", ""]}, "batch.yaml")
+    assert settings.modifiers == "autumn, warm light"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("name", "my batch", "letters, digits"),
+        ("name", 5, "must be text"),
+        ("description", ["x"], "must be text"),
+        ("template", "", "non-empty text"),
+        ("template", {"prompt": None}, "put the value in quotes"),
+        ("negative_prompt", 3, "must be text"),
+        ("modifiers", [1, 2], "must be text"),
+        ("model", "  ", "non-empty text"),
+        ("width", 63, "from 64 to 2048"),
+        ("width", 2056, "from 64 to 2048"),
+        ("width", 100, "multiple of 8"),
+        ("height", 512.0, "integer"),
+        ("steps", 0, "from 1 to 150"),
+        ("steps", 151, "from 1 to 150"),
+        ("steps", True, "integer"),
+        ("steps", "20", "integer"),
+        ("guidance_scale", -0.1, "from 0 to 30"),
+        ("guidance_scale", 30.5, "from 0 to 30"),
+        ("guidance_scale", float("nan"), "number"),
+        ("guidance_scale", "7", "number"),
+        ("variations", 9, "from 1 to 8"),
+        ("seed", -1, "from 0 to 4294967295"),
+        ("seed", 2**32, "from 0 to 4294967295"),
+        ("max_rows", 0, "from 1 to 10000"),
+        ("max_rows", 10_001, "from 1 to 10000"),
+        ("style_threshold", 1.01, "from 0 to 1"),
+        ("min_pass_rate", 1.5, "from 0 to 1"),
+        ("min_completion_rate", -0.01, "from 0 to 1"),
+        ("naming_pattern", "", "non-empty"),
+        ("naming_pattern", None, "non-empty"),
+        ("shard_size", 501, "from 1 to 500"),
+        ("micro_batch", 0, "'auto' or an integer from 1 to 64"),
+        ("micro_batch", "max", "'auto' or an integer from 1 to 64"),
+    ],
+)
+def test_invalid_value_names_field(field, value, fragment):
+    [problem] = problems_of({field: value})
+    assert (problem.file, problem.column) == ("batch.yaml", field)
+    assert fragment in problem.message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("steps", 151), ("guidance_scale", 31.5), ("micro_batch", "max"), ("name", "a b")]
+)
+def test_invalid_value_is_quoted_in_message(field, value):
+    [problem] = problems_of({field: value})
+    assert repr(value) in problem.message
+
+
+def test_unknown_key_names_key_and_lists_allowed():
+    [problem] = problems_of({"stepz": 30})
+    assert problem.column == "stepz"
+    assert "did you mean 'steps'?" in problem.message
+    assert all(name in problem.message for name in FIELDS)
+
+
+def test_all_problems_are_reported_together():
+    problems = problems_of({"steps": 0, "seed": -5, "colour": "red", "width": 65})
+    assert [p.column for p in problems] == ["steps", "seed", "colour", "width"]
+
+
+def test_round_trip_through_json():
+    settings = BatchSettings(name="b1", width=512, micro_batch=4, template="{prompt}")
+    data = json.loads(json.dumps(settings.to_dict()))
+    assert settings_from_dict(data) == settings
+
+
+def test_replace_applies_and_validates_overrides():
+    settings = dataclasses.replace(BatchSettings(), steps=4, guidance_scale=2)
+    assert (settings.steps, settings.guidance_scale) == (4, 2.0)
+    with pytest.raises(BatchValidationError) as caught:
+        dataclasses.replace(settings, steps=0, variations=99)
+    where = [(p.file, p.column) for p in caught.value.problems]
+    assert where == [("settings", "steps"), ("settings", "variations")]
+
+
+def test_identifier_error():
+    assert identifier_error("spring_2025.v1-a", "name") is None
+    assert "must be 1-64" in identifier_error("x" * 65, "name")
+    assert "starting with a letter or digit" in identifier_error(".hidden", "name")
+
+
+def test_load_settings_none_or_missing_gives_defaults(tmp_path):
+    assert load_settings(None) == BatchSettings()
+    assert load_settings(tmp_path / "batch.yaml") == BatchSettings()
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\ufeff"])
+def test_load_settings_empty_file_gives_defaults(tmp_path, text):
+    assert load_settings(write_yaml(tmp_path, text)) == BatchSettings()
+
+
+def test_load_settings_reads_values_with_bom(tmp_path):
+    path = write_yaml(tmp_path, "\ufeffsteps: 30\ntemplate: '{prompt}, {style|flat}'\n")
+    settings = load_settings(path)
+    assert (settings.steps, settings.template) == (30, "{prompt}, {style|flat}")
+
+
+def test_load_settings_problem_rows_are_key_lines(tmp_path):
+    path = write_yaml(tmp_path, "# settings\nsteps: 30\n\nseed: -1\ncolor: red\n")
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(path)
+    assert [(p.file, p.row, p.column) for p in caught.value.problems] == [
+        ("batch.yaml", 4, "seed"),
+        ("batch.yaml", 5, "color"),
+    ]
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = write_yaml(tmp_path, "steps: 20\nseed: 1\nmodifiers: [autumn, warm\n")
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert problem.file == "batch.yaml"
+    assert problem.row == 4
+    assert "invalid YAML" in problem.message
+
+
+def test_unquoted_template_braces_are_explained(tmp_path):
+    path = write_yaml(tmp_path, "template: {prompt}\n")
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert (problem.row, problem.column) == (1, "template")
+    assert "put the value in quotes" in problem.message
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "list"), ("just text\n", "str")])
+def test_top_level_must_be_mapping(tmp_path, text, kind):
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(write_yaml(tmp_path, text))
+    [problem] = caught.value.problems
+    assert (problem.file, problem.row) == ("batch.yaml", 1)
+    assert f"got {kind}" in problem.message
+
+
+def test_duplicate_key_is_reported(tmp_path):
+    path = write_yaml(tmp_path, "steps: 20\nseed: 1\nsteps: 30\n")
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert (problem.row, problem.column) == (3, "steps")
+    assert "first on row 1" in problem.message
+
+
+def test_non_utf8_settings_names_line(tmp_path):
+    path = tmp_path / "batch.yaml"
+    path.write_bytes(b"steps: 20\ndescription: caf\xe9\n")
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert (problem.row, problem.file) == (2, "batch.yaml")
+
+
+def test_read_settings_keeps_valid_entries_beside_problems(tmp_path):
+    path = write_yaml(tmp_path, "steps: 0\ntemplate: '{prompt}!'\nmax_rows: 3\n")
+    settings, problems = read_settings(path)
+    assert (settings.steps, settings.template, settings.max_rows) == (BatchSettings().steps, "{prompt}!", 3)
+    assert [p.column for p in problems] == ["steps"]

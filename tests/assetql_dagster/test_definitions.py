@@ -1,0 +1,135 @@
+import csv
+import io
+import json
+import zipfile
+
+import dagster as dg
+import numpy as np
+from PIL import Image
+
+from assetql_dagster.definitions import defs
+from assetql_dagster.intake import register_batch
+from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.records import read_record
+from resources.clip import ClipEmbedder
+from resources.generator import ImageGenerator
+from resources.storage import LocalStorage
+
+STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"]
+
+
+def run_batch(tmp_path, folder):
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(batches_partitions.name, [key])
+        result = defs.resolve_job_def("batch_job").execute_in_process(
+            partition_key=key,
+            instance=instance,
+            resources={"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder()},
+        )
+        materializations = {
+            e.asset_key.to_user_string(): e.step_materialization_data.materialization
+            for e in result.all_events
+            if e.is_step_materialization
+        }
+        checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    return storage, key, result, materializations, checks
+
+
+def pixels(storage, key):
+    """Stored pixels keyed by (variant_id, variation), which unlike file names do not embed a timestamp."""
+    return {
+        (j["variant_id"], j["variation"]): np.asarray(Image.open(storage.local_path(f"raw/{key}/{j['image_id']}.png")))
+        for j in read_record(storage, key, "prompts")
+    }
+
+
+def test_asset_graph_is_the_batch_pipeline():
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(STAGES)
+    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    assert parents["style_profile"] == {"batch_input"}
+    assert parents["prompts"] == {"batch_input"}
+    assert parents["images"] == {"prompts"}
+    assert parents["scores"] == {"images", "style_profile"}
+    assert parents["tags"] == {"scores"}
+    assert parents["exports"] == {"tags"}
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).partitions_def == batches_partitions
+
+
+def test_batch_runs_end_to_end_on_tiny_models(tmp_path, batch_factory):
+    folder = batch_factory(rows=4, variations=2)
+    storage, key, result, materializations, checks = run_batch(tmp_path, folder)
+    assert result.success
+    assert set(materializations) == set(STAGES)
+
+    images = read_record(storage, key, "images")
+    assert len(images) == 8
+    for record in images:
+        with Image.open(storage.local_path(record["raw_key"])) as img:
+            assert img.size == (record["width"], record["height"]) == (64, 64)
+        assert storage.exists(record["thumb_key"])
+
+    scores = read_record(storage, key, "scores")["images"]
+    assert all(0.0 <= s["style_score"] <= 1.0 for s in scores)
+    assert {s["verdict"] for s in scores} <= {"pass", "review"}
+
+    tags = read_record(storage, key, "tags")
+    assert all(len(t["tags"]) >= 5 for t in tags)
+    assert all(0.0 <= tag["confidence"] <= 1.0 for t in tags for tag in t["tags"])
+
+    zip_path = storage.local_path(f"exports/{key}/{key}.zip")
+    with zipfile.ZipFile(zip_path) as zf:
+        names = set(zf.namelist())
+        manifest = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode("utf-8"))))
+        manifest_json = json.loads(zf.read("manifest.json"))
+        assert all(not n.startswith("/") and ".." not in n for n in names)
+    assert names == {"manifest.csv", "manifest.json", "index.html"} | {f"images/{r['file_name']}" for r in images}
+    assert len(manifest) == 8
+    assert {(m["variant_id"], m["variation"]) for m in manifest} == {
+        (v, str(i)) for v in ["sword-01", "sword-02", "shield-01", "helmet-01"] for i in (1, 2)
+    }
+    first = manifest[0]
+    assert first["batch"] == key and first["model"] == "tiny" and first["seed"].isdigit()
+    assert "painterly fantasy style" in first["prompt"]
+    assert first["negative_prompt"] == "blurry, text, watermark"
+    assert json.loads(first["extra"])["material"] == "steel"
+    assert len(manifest_json["images"]) == 8
+
+    assert "data:image" in materializations["images"].metadata["contact_sheet"].value
+    assert "data:image" in materializations["scores"].metadata["contact_sheet"].value
+    assert materializations["prompts"].metadata["images_planned"].value == 8
+    assert set(checks) == {"style_pass_rate", "completion_rate"}
+    assert checks["completion_rate"].passed
+
+
+def test_batch_without_references_is_explicitly_unscored(tmp_path, batch_factory):
+    folder = batch_factory(rows=2, references=False, name="norefs")
+    storage, key, result, _, checks = run_batch(tmp_path, folder)
+    assert result.success
+    assert read_record(storage, key, "style_profile") == {
+        "has_reference": False, "reason": "no style reference", "references": []
+    }
+    scores = read_record(storage, key, "scores")["images"]
+    assert all(s["style_score"] is None and s["note"] == "no style reference" for s in scores)
+    assert "not applicable" in checks["style_pass_rate"].description
+
+
+def test_images_are_deterministic_and_resume_skips_stored(tmp_path, batch_factory):
+    folder = batch_factory(rows=2)
+    storage, key, _, first, _ = run_batch(tmp_path, folder)
+    assert first["images"].metadata["generated"].value == 2
+    before = pixels(storage, key)
+    # Same batch, same storage: the registration is a no-op and every image is already stored.
+    _, key2, result, second, _ = run_batch(tmp_path, folder)
+    assert key2 == key and result.success
+    assert second["images"].metadata["generated"].value == 0
+    assert second["images"].metadata["already_stored"].value == 2
+    # A fresh storage regenerates the same pixels from the same seeds.
+    other, key3, _, third, _ = run_batch(tmp_path / "again", folder)
+    assert third["images"].metadata["generated"].value == 2
+    after = pixels(other, key3)
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)

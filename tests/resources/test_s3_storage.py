@@ -1,0 +1,150 @@
+import hashlib
+import math
+import urllib.request
+from urllib.parse import urlsplit
+
+import dagster as dg
+import pytest
+
+from resources.s3_storage import S3Storage
+
+PREFIX = "assetql/test"
+
+
+@pytest.fixture
+def storage(s3_endpoint, s3_bucket) -> S3Storage:
+    return S3Storage(bucket=s3_bucket, prefix=PREFIX, endpoint_url=s3_endpoint,
+                     region_name="us-east-1")
+
+
+def _versions(s3_client, bucket: str, key: str) -> list[dict]:
+    return s3_client.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
+
+
+def test_round_trip_under_the_prefix(storage, s3_client, s3_bucket):
+    payload = b"\x89PNG fake image bytes"
+    uri = storage.write_bytes("raw/b1/0001.png", payload, "image/png")
+    assert uri == f"s3://{s3_bucket}/{PREFIX}/raw/b1/0001.png"
+    assert storage.uri("raw/b1/0001.png") == uri
+    assert storage.read_bytes("raw/b1/0001.png") == payload
+    assert storage.exists("raw/b1/0001.png") and not storage.exists("raw/b1/0002.png")
+    head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/raw/b1/0001.png")
+    assert head["ContentType"] == "image/png"
+    assert head["Metadata"]["sha256"] == hashlib.sha256(payload).hexdigest()
+
+
+def test_text_round_trip(storage):
+    storage.write_text("batches/b1/status.json", '{"stage": "généré"}')
+    assert storage.read_text("batches/b1/status.json") == '{"stage": "généré"}'
+
+
+def test_reading_a_missing_key_raises_file_not_found(storage, s3_bucket):
+    with pytest.raises(FileNotFoundError, match=f"s3://{s3_bucket}/{PREFIX}/raw/none.png"):
+        storage.read_bytes("raw/none.png")
+
+
+def test_list_keys_pages_through_a_folder_only(storage, s3_endpoint, s3_bucket):
+    wanted = [f"raw/b1/{i:04d}.png" for i in (3, 1, 4, 0, 2)]
+    for key in [*wanted, "raw/b10/0000.png", "thumbnails/b1/0000.png"]:
+        storage.write_bytes(key, key.encode())
+    page_size = 2
+    paged = storage.model_copy(update={"list_page_size": page_size})
+    calls = []
+    paged.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: calls.append(1))
+    assert paged.list_keys("raw/b1") == sorted(wanted)
+    assert len(calls) == math.ceil(len(wanted) / page_size)
+    assert storage.list_keys("raw/b1/") == sorted(wanted)
+    assert len(storage.list_keys("")) == len(wanted) + 2
+    assert storage.list_keys("exports/b1") == []
+
+
+def test_list_keys_without_prefix_returns_whole_keys(s3_endpoint, s3_bucket):
+    storage = S3Storage(bucket=s3_bucket, endpoint_url=s3_endpoint)
+    storage.write_bytes("raw/b1/a.png", b"a")
+    assert storage.list_keys("") == ["raw/b1/a.png"]
+    assert storage.uri("raw/b1/a.png") == f"s3://{s3_bucket}/raw/b1/a.png"
+
+
+def test_identical_rewrite_creates_no_new_version(storage, s3_client, s3_bucket):
+    s3_client.put_bucket_versioning(
+        Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    key = f"{PREFIX}/raw/b1/0001.png"
+    storage.write_bytes("raw/b1/0001.png", b"first render")
+    storage.write_bytes("raw/b1/0001.png", b"first render")
+    assert len(_versions(s3_client, s3_bucket, key)) == 1
+    storage.write_bytes("raw/b1/0001.png", b"second render")
+    assert len(_versions(s3_client, s3_bucket, key)) == 2
+    assert storage.read_bytes("raw/b1/0001.png") == b"second render"
+
+
+@pytest.mark.parametrize("mode", ["AES256", None])
+def test_server_side_encryption_header(s3_endpoint, s3_bucket, s3_client, mode):
+    storage = S3Storage(bucket=s3_bucket, endpoint_url=s3_endpoint, server_side_encryption=mode)
+    storage.write_bytes("exports/b1/pack.zip", b"zip")
+    head = s3_client.head_object(Bucket=s3_bucket, Key="exports/b1/pack.zip")
+    assert head.get("ServerSideEncryption") == mode
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"server_side_encryption": "aws:des"}, "'aws:des' must be one of"),
+        ({"sse_kms_key_id": "alias/assetql"}, "sse_kms_key_id is set but .* 'AES256'"),
+    ],
+)
+def test_invalid_encryption_settings_are_rejected(storage, update, message):
+    with pytest.raises(ValueError, match=message):
+        storage.model_copy(update=update).write_bytes("raw/b1/x.png", b"x")
+
+
+def test_presigned_link_downloads_the_exact_bytes(storage):
+    payload = bytes(range(256)) * 8
+    storage.write_bytes("raw/b1/0007.png", payload, "image/png")
+    url = storage.link("raw/b1/0007.png", 3600)
+    assert urlsplit(url).scheme == "http" and "X-Amz-Signature=" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == payload
+    assert storage.links_are_local is False
+
+
+@pytest.mark.parametrize("seconds", [60, 8 * 24 * 3600])
+def test_link_rejects_expiry_outside_sigv4_range(storage, seconds):
+    with pytest.raises(ValueError, match=f"{seconds}s is out of range.*SigV4"):
+        storage.link("raw/b1/0007.png", seconds)
+
+
+@pytest.mark.parametrize("key", ["", "/abs.png", "raw/../secret", "raw\\x.png", "raw/\x01.png"])
+def test_bad_keys_are_rejected(storage, key):
+    for call in (lambda: storage.write_bytes(key, b"x"), lambda: storage.read_bytes(key),
+                 lambda: storage.exists(key), lambda: storage.link(key, 3600)):
+        with pytest.raises(ValueError, match="storage key"):
+            call()
+
+
+def test_bad_prefix_is_rejected(s3_endpoint, s3_bucket):
+    storage = S3Storage(bucket=s3_bucket, prefix="../other", endpoint_url=s3_endpoint)
+    with pytest.raises(ValueError, match="'../other'"):
+        storage.uri("raw/x.png")
+
+
+def test_credentials_bound_from_env_vars_sign_links_in_a_run(s3_endpoint, s3_bucket, monkeypatch):
+    monkeypatch.setenv("ASSETQL_TEST_S3_KEY", "envkeyid")
+    monkeypatch.setenv("ASSETQL_TEST_S3_SECRET", "envsecret")
+
+    @dg.asset
+    def shared_link(storage: S3Storage) -> str:
+        storage.write_bytes("raw/b1/run.png", b"from a run")
+        return storage.link("raw/b1/run.png", 3600)
+
+    storage = S3Storage(
+        bucket=s3_bucket,
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=dg.EnvVar("ASSETQL_TEST_S3_KEY"),
+        aws_secret_access_key=dg.EnvVar("ASSETQL_TEST_S3_SECRET"),
+    )
+    result = dg.materialize([shared_link], resources={"storage": storage})
+    url = result.output_for_node("shared_link")
+    assert "X-Amz-Credential=envkeyid%2F" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"from a run"

@@ -1,0 +1,86 @@
+import json
+import socket
+
+import open_clip
+import pytest
+import torch
+
+from resources.tiny_models import (
+    TINY_CLIP_CONFIG,
+    TINY_CLIP_NAME,
+    TOKENIZER_MAX_LENGTH,
+    build_tiny_sd_pipeline,
+    build_tiny_tokenizer,
+    register_tiny_clip,
+)
+
+PROMPTS = ["a watercolor painting of a red fox in the snow", "portrait of an old sailor with a pipe"]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def tokenizer(tmp_path, offline):
+    return build_tiny_tokenizer(tmp_path)
+
+
+def test_tokenizer_writes_vocab_and_merges(tmp_path, tokenizer):
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
+    merges = (tmp_path / "merges.txt").read_text(encoding="utf-8").splitlines()
+    assert merges[0] == "#version: 0.2"
+    assert len(vocab) == len(tokenizer) == 2 * 256 + len(merges[1:]) + 2
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+
+
+def test_tokenizer_pads_real_prompts_to_77_with_ids_in_range(tokenizer):
+    assert tokenizer.model_max_length == TOKENIZER_MAX_LENGTH == 77
+    ids = tokenizer(PROMPTS, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
+    assert [len(row) for row in ids] == [77, 77]
+    assert all(0 <= i < len(tokenizer) for row in ids for i in row)
+    assert {row[0] for row in ids} == {tokenizer.bos_token_id}
+
+
+def test_tokenizer_round_trips_prompts_in_fewer_tokens_than_half_the_letters(tokenizer):
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt).input_ids
+        assert tokenizer.decode(ids, skip_special_tokens=True) == prompt
+        assert len(ids) - 2 < len(prompt.replace(" ", "")) / 2
+
+
+def test_tiny_pipeline_is_seeded_and_leaves_global_rng_alone(offline):
+    rng_before = torch.get_rng_state()
+    first, again, other = build_tiny_sd_pipeline(0), build_tiny_sd_pipeline(0), build_tiny_sd_pipeline(1)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    for name in ("unet", "vae", "text_encoder"):
+        a, b, c = (getattr(p, name).state_dict() for p in (first, again, other))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point() and a[k].numel() > 1)
+
+
+def test_tiny_pipeline_has_64px_native_size_and_matching_text_encoder(offline):
+    pipe = build_tiny_sd_pipeline()
+    assert pipe.unet.config.sample_size * pipe.vae_scale_factor == 64
+    assert pipe.text_encoder.config.vocab_size == len(pipe.tokenizer)
+    assert pipe.text_encoder.config.max_position_embeddings == pipe.tokenizer.model_max_length
+    assert pipe.safety_checker is None
+
+
+def test_register_tiny_clip_is_idempotent_and_offline(offline):
+    register_tiny_clip()
+    register_tiny_clip()
+    assert open_clip.list_models().count(TINY_CLIP_NAME) == 1
+    assert open_clip.get_model_config(TINY_CLIP_NAME) == TINY_CLIP_CONFIG
+    tokenizer = open_clip.get_tokenizer(TINY_CLIP_NAME)
+    assert isinstance(tokenizer, open_clip.SimpleTokenizer)
+    tokens = tokenizer(PROMPTS)
+    assert tuple(tokens.shape) == (len(PROMPTS), TINY_CLIP_CONFIG["text_cfg"]["context_length"])
+    assert int(tokens.max()) < TINY_CLIP_CONFIG["text_cfg"]["vocab_size"]
