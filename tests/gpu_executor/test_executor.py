@@ -119,7 +119,7 @@ def test_retry_policy_reruns_a_failing_gpu_step(jobs, instance, tmp_path):
 
 def test_exhausted_retries_fail_the_run(jobs, instance, tmp_path):
     config = {"exhausted": {"out_dir": str(tmp_path), "failures": 5}}
-    result = execute(jobs.exhausted_job, instance, ["0"], config, retries={"enabled": {}})
+    result = execute(jobs.exhausted_job, instance, ["0"], config)
 
     assert not result.success
     max_retries = jobs.exhausted.retry_policy.max_retries
