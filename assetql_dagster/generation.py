@@ -1,8 +1,13 @@
-"""Generating a list of planned images into storage, resumably.
+"""Generating planned images into storage: resumable, OOM-adaptive, failure-classifying.
 
-An image counts as done when both its PNG and its thumbnail are stored; since storage writes
-are atomic and names are deterministic, a re-run skips finished images and regenerates only
-the rest, and a crash can never leave a half-written image that looks finished.
+An image counts as done when both its PNG and its thumbnail are stored. Storage writes are atomic
+and names deterministic, so a re-run skips finished images and generates only the rest, and a
+crash can never leave a half-written image that looks finished.
+
+Failures are sorted into two kinds. Transient ones (out of memory, timeouts, storage hiccups)
+propagate so the step's RetryPolicy retries the shard; on the last attempt they are recorded per
+image instead, so the batch still completes and exports what it has. Permanent ones (an input the
+model rejects) are recorded at once: retrying cannot fix them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from resources.storage import AssetStorage
 
 CPU_MICRO_BATCH = 4
 GPU_PIXELS_PER_MICRO_BATCH = 8 * 1024 * 1024
+PERMANENT_ERRORS = (ValueError, TypeError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class RenderSettings:
 class GenerationReport:
     generated: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    oom_backoffs: int = 0
+    final_micro_batch: int = 0
     seconds_generating: float = 0.0
 
 
@@ -42,6 +51,16 @@ def micro_batch_size(requested: int | str, device_type: str, width: int, height:
     if device_type != "cuda":
         return CPU_MICRO_BATCH
     return max(1, min(64, GPU_PIXELS_PER_MICRO_BATCH // (width * height)))
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    # Matched by name and message so this module needs no torch import, and so the OOMs that
+    # surface as plain RuntimeErrors from some CUDA kernels are caught too.
+    return type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower()
+
+
+def is_permanent(err: BaseException) -> bool:
+    return isinstance(err, PERMANENT_ERRORS) and not is_out_of_memory(err)
 
 
 def image_record(batch: str, job: dict, render: RenderSettings) -> dict:
@@ -56,10 +75,27 @@ def image_record(batch: str, job: dict, render: RenderSettings) -> dict:
     }
 
 
-def is_stored(storage: AssetStorage, batch: str, job: dict) -> bool:
-    return storage.exists(raw_image_key(batch, job["image_id"])) and storage.exists(
-        thumbnail_key(batch, job["image_id"])
-    )
+def failed_row(job: dict, err: BaseException, attempts: int) -> dict:
+    return {
+        "image_id": job["image_id"],
+        "variant_id": job["variant_id"],
+        "variation": job["variation"],
+        "row": job["row"],
+        "reason": f"{type(err).__name__}: {err}",
+        "kind": "permanent" if is_permanent(err) else "transient",
+        "attempts": attempts,
+    }
+
+
+def is_stored(storage: AssetStorage, record: dict) -> bool:
+    return storage.exists(record["raw_key"]) and storage.exists(record["thumb_key"])
+
+
+def store_image(storage: AssetStorage, record: dict, image) -> None:
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    storage.write_bytes(record["thumb_key"], thumbnail_bytes(image), "image/jpeg")
+    storage.write_bytes(record["raw_key"], png.getvalue(), "image/png")
 
 
 def generate_images(
@@ -69,24 +105,48 @@ def generate_images(
     generate: Callable[[list[dict]], list],
     render: RenderSettings,
     micro_batch: int,
+    attempt: int = 1,
+    final_attempt: bool = True,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    on_oom: Callable[[], None] = lambda: None,
 ) -> GenerationReport:
     """Generate every job not yet stored, writing each image as soon as its micro-batch returns."""
-    report = GenerationReport()
+    report = GenerationReport(final_micro_batch=micro_batch)
+    by_id = {job["image_id"]: job for job in jobs}
     pending = []
     for job in jobs:
-        (report.skipped if is_stored(storage, batch, job) else pending).append(image_record(batch, job, render))
-    by_id = {job["image_id"]: job for job in jobs}
-    for start in range(0, len(pending), micro_batch):
-        chunk = pending[start : start + micro_batch]
+        record = image_record(batch, job, render)
+        (report.skipped if is_stored(storage, record) else pending).append(record)
+
+    size, start, isolate_until = micro_batch, 0, 0
+    while start < len(pending):
+        step = 1 if start < isolate_until else size
+        chunk = pending[start : start + step]
         began = time.perf_counter()
-        images = generate([by_id[r["image_id"]] for r in chunk])
+        try:
+            images = generate([by_id[r["image_id"]] for r in chunk])
+        except Exception as err:  # noqa: BLE001 - classified below; anything unexpected re-raises
+            report.seconds_generating += time.perf_counter() - began
+            if is_out_of_memory(err) and step > 1:
+                # Same images again with half the micro-batch, before the step is allowed to fail.
+                size = max(1, step // 2)
+                report.oom_backoffs += 1
+                report.final_micro_batch = size
+                on_oom()
+                continue
+            if not (is_permanent(err) or final_attempt):
+                raise
+            if step > 1:
+                # Find the image(s) at fault one at a time; the rest of the chunk still gets made.
+                isolate_until = start + step
+                continue
+            report.failed.append(failed_row(by_id[chunk[0]["image_id"]], err, attempt))
+            start += 1
+            continue
         report.seconds_generating += time.perf_counter() - began
         for record, image in zip(chunk, images, strict=True):
-            png = io.BytesIO()
-            image.save(png, format="PNG")
-            storage.write_bytes(record["thumb_key"], thumbnail_bytes(image), "image/jpeg")
-            storage.write_bytes(record["raw_key"], png.getvalue(), "image/png")
+            store_image(storage, record, image)
             report.generated.append(record)
-        progress(len(report.skipped) + len(report.generated), len(jobs))
+        start += len(chunk)
+        progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))
     return report

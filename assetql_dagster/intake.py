@@ -10,15 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
 
-from assetql_dagster.domain.batch_loader import BatchSource, load_batch
+import yaml
+from botocore.exceptions import ClientError
+
+from assetql_dagster.domain.batch_loader import (
+    CSV_NAME,
+    REFERENCES_DIR,
+    SETTINGS_NAME,
+    BatchSource,
+    load_batch,
+)
+from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import batch_partition_key, record_key, source_key
-from resources.storage import AssetStorage
+from resources.storage import AssetStorage, check_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,27 +40,118 @@ class Registration:
     created: bool
 
 
-def register_batch(storage: AssetStorage, path: Path, origin: str | None = None) -> Registration:
-    """Validate `path` and snapshot it into storage; registering the same content again is a no-op."""
-    source = load_batch(path)
-    key = batch_partition_key(source.name, source.content_hash)
+def default_partition_key(source: BatchSource) -> str:
+    return batch_partition_key(source.name, source.content_hash)
+
+
+def register_batch(
+    storage: AssetStorage,
+    path: Path,
+    origin: str | None = None,
+    overrides: Mapping[str, object] | None = None,
+    references: Path | None = None,
+    partition_key: Callable[[BatchSource], str] = default_partition_key,
+) -> Registration:
+    """Validate `path` and snapshot it into storage; registering the same content again is a no-op.
+
+    `overrides` replace settings of the batch's batch.yaml and `references` replaces its
+    references folder; the snapshot then holds the derived batch, so it restores unchanged.
+    """
+    path = Path(path)
+    origin = origin or str(path.resolve())
+    if overrides is None and references is None:
+        return _snapshot(storage, load_batch(path), origin, partition_key)
+    load_batch(path)  # problems are reported against the user's own files first
+    with tempfile.TemporaryDirectory(prefix="assetql-derived-") as tmp:
+        derived = derive_batch(path, Path(tmp), overrides or {}, references)
+        return _snapshot(storage, load_batch(derived), origin, partition_key)
+
+
+def _snapshot(
+    storage: AssetStorage, source: BatchSource, origin: str, partition_key: Callable[[BatchSource], str]
+) -> Registration:
+    key = partition_key(source)
     marker = record_key(key, "source")
     if storage.exists(marker):
         return Registration(key, source, created=False)
-    storage.write_bytes(source_key(key, "batch.csv"), source.csv_path.read_bytes(), "text/csv")
+    storage.write_bytes(source_key(key, CSV_NAME), source.csv_path.read_bytes(), "text/csv")
     if source.settings_path is not None:
-        storage.write_bytes(source_key(key, "batch.yaml"), source.settings_path.read_bytes())
+        storage.write_bytes(source_key(key, SETTINGS_NAME), source.settings_path.read_bytes())
     for ref in source.reference_paths:
-        storage.write_bytes(source_key(key, f"references/{ref.name}"), ref.read_bytes())
+        storage.write_bytes(source_key(key, f"{REFERENCES_DIR}/{ref.name}"), ref.read_bytes())
     meta = {
         "key": key,
         "name": source.name,
-        "origin": origin or str(Path(path).resolve()),
+        "origin": origin,
         "content_hash": source.content_hash,
         "registered_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     storage.write_text(marker, json.dumps(meta, indent=2))
     return Registration(key, source, created=True)
+
+
+def derive_batch(
+    path: Path, target: Path, overrides: Mapping[str, object], references: Path | None
+) -> Path:
+    """A batch folder under `target` with `path`'s CSV, its settings updated by `overrides`, and
+    the references of `references` (else `path`'s own)."""
+    csv_path, folder = (path / CSV_NAME, path) if path.is_dir() else (path, path.parent)
+    derived = target / (path.name if path.is_dir() else path.stem)
+    derived.mkdir(parents=True)
+    shutil.copyfile(csv_path, derived / CSV_NAME)
+    settings_path = folder / SETTINGS_NAME
+    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8-sig")) if settings_path.exists() else None
+    settings = {**(settings or {}), **overrides}
+    if settings:
+        (derived / SETTINGS_NAME).write_text(yaml.safe_dump(settings, sort_keys=True), encoding="utf-8")
+    own = folder / REFERENCES_DIR
+    if references is not None or own.exists():
+        shutil.copytree(own if references is None else references, derived / REFERENCES_DIR)
+    return derived
+
+
+def download_s3_batch(client: Any, bucket: str, key: str, target: Path) -> Path:
+    """Download the batch at s3://bucket/key into `target` and return the path to register.
+
+    `key` is a CSV (the batch.yaml and references/ of its folder come with it) or a folder
+    holding batch.csv; the local folder keeps the S3 folder's name, which names the batch.
+    """
+    csv_key = key if key.lower().endswith(".csv") else f"{key.rstrip('/')}/{CSV_NAME}"
+    folder, _, csv_name = csv_key.rpartition("/")
+    local = target / (PurePosixPath(folder).name or "batch")
+    siblings = f"{folder}/" if folder else ""
+    _download(client, bucket, csv_key, local, csv_name)
+    if _s3_exists(client, bucket, siblings + SETTINGS_NAME):
+        _download(client, bucket, siblings + SETTINGS_NAME, local, SETTINGS_NAME)
+    pages = client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{siblings}{REFERENCES_DIR}/"
+    )
+    for obj in (o for page in pages for o in page.get("Contents", [])):
+        # Keys ending in "/" are the empty folder markers consoles create. Nested keys become
+        # sub-folders, which load_batch then reports as bad references.
+        if not obj["Key"].endswith("/"):
+            _download(client, bucket, obj["Key"], local, obj["Key"][len(siblings):])
+    return local if csv_name == CSV_NAME else local / csv_name
+
+
+def _download(client: Any, bucket: str, key: str, folder: Path, relative: str) -> None:
+    """Download `key` to `folder/relative`, refusing names that would land outside `folder`."""
+    try:
+        path = folder / check_key(relative)
+    except ValueError as exc:
+        raise BatchValidationError([Problem(key, f"cannot be downloaded as a batch file: {exc}")]) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    client.download_file(bucket, key, str(path))
+
+
+def _s3_exists(client: Any, bucket: str, key: str) -> bool:
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def registration_meta(storage: AssetStorage, key: str) -> dict:

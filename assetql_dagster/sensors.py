@@ -1,22 +1,38 @@
-"""Sensors that turn dropped batches into partitions and runs."""
+"""Sensors that turn dropped batches into partitions and runs: a local inbox folder and S3 drops."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from pathlib import Path
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import dagster as dg
+from botocore.exceptions import ClientError
+from dagster._core.storage.tags import RUN_KEY_TAG
+from dagster_aws.s3 import S3Resource
 
-from assetql_dagster.domain.errors import BatchValidationError
-from assetql_dagster.intake import register_batch
+from assetql_dagster.domain.batch_loader import REFERENCES_DIR, SETTINGS_NAME
+from assetql_dagster.domain.errors import BatchValidationError, Problem
+from assetql_dagster.intake import download_s3_batch, register_batch
 from assetql_dagster.jobs import batch_job
 from assetql_dagster.partitions import batches_partitions
 from resources.storage import AssetStorage
 
 INBOX_ENV = "ASSETQL_INBOX"
 DEFAULT_INBOX = "inbox"
+DROP_BUCKET_ENV = "ASSETQL_DROP_BUCKET"
+DROP_PREFIX_ENV = "ASSETQL_DROP_PREFIX"
+DEFAULT_DROP_PREFIX = "drops/"
+REJECTED_DIR = "rejected"
+BATCH_TAG = "assetql/batch"
+ORIGIN_TAG = "assetql/origin"
 
 
 def inbox_entries(inbox: Path) -> list[Path]:
@@ -68,7 +84,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             dg.RunRequest(
                 run_key=f"{entry}:{registration.source.content_hash}",
                 partition_key=key,
-                tags={"assetql/batch": key, "assetql/origin": str(entry)},
+                tags={BATCH_TAG: key, ORIGIN_TAG: str(entry)},
             )
         )
         context.log.info(f"batch {entry.name} -> partition {key}")
@@ -78,3 +94,215 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
         cursor=json.dumps(current, sort_keys=True),
         skip_reason="; ".join(rejected) if rejected and not run_requests else None,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Drop:
+    """A CSV object under the drop prefix, with the batch.yaml and references/ of its folder."""
+
+    bucket: str
+    key: str
+    etag: str
+    changed: datetime  # newest LastModified of the CSV and its folder's batch files
+    siblings: tuple[tuple[str, str], ...] = ()  # (key, ETag) of batch.yaml and references/*
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def run_key(self) -> str:
+        """`s3://bucket/key@etag`, plus a digest of the siblings' ETags when the folder has any."""
+        if not self.siblings:
+            return f"{self.uri}@{self.etag}"
+        digest = hashlib.sha256("\n".join(f"{k}@{e}" for k, e in self.siblings).encode()).hexdigest()
+        return f"{self.uri}@{self.etag}+{digest[:12]}"
+
+    @property
+    def report_key(self) -> str:
+        folder, _, name = self.key.rpartition("/")
+        report = f"{REJECTED_DIR}/{PurePosixPath(name).stem}.json"
+        return f"{folder}/{report}" if folder else report
+
+
+def _batch_folder(key: str) -> str | None:
+    """The drop folder whose batch.yaml or references/ `key` belongs to, or None."""
+    parts = key.split("/")
+    if parts[-1] == SETTINGS_NAME:
+        return "/".join(parts[:-1])
+    if REFERENCES_DIR in parts[:-1]:
+        return "/".join(parts[: parts.index(REFERENCES_DIR)])
+    return None
+
+
+def find_drops(bucket: str, objects: Iterable[dict]) -> list[Drop]:
+    """The drops among listed objects: every *.csv outside references/ and rejected/ folders."""
+    siblings: dict[str, list[dict]] = defaultdict(list)
+    csvs = []
+    for obj in objects:
+        key = obj["Key"]
+        parts = key.split("/")
+        if key.endswith("/"):
+            continue  # an empty "folder" marker
+        folder = _batch_folder(key)
+        if folder is not None:
+            siblings[folder].append(obj)
+        elif parts[-1].lower().endswith(".csv") and REJECTED_DIR not in parts[:-1]:
+            csvs.append(obj)
+    drops = []
+    for obj in csvs:
+        batch_files = sorted(siblings[obj["Key"].rpartition("/")[0]], key=lambda o: o["Key"])
+        drops.append(Drop(
+            bucket=bucket,
+            key=obj["Key"],
+            etag=obj["ETag"].strip('"'),
+            changed=max(o["LastModified"] for o in [obj, *batch_files]),
+            siblings=tuple((o["Key"], o["ETag"].strip('"')) for o in batch_files),
+        ))
+    return sorted(drops, key=lambda d: (d.changed, d.key))
+
+
+def list_drops(client: Any, bucket: str, prefix: str) -> list[Drop]:
+    """Every drop under `prefix` in `bucket`, oldest change first."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return find_drops(bucket, (obj for page in pages for obj in page.get("Contents", [])))
+
+
+@dataclasses.dataclass(frozen=True)
+class DropCursor:
+    """The newest change handled, and the run keys of the drops changed at exactly that time.
+
+    S3 times have a resolution of a second, so a drop written in the same second as the last
+    one handled is told apart by its run key instead of being skipped.
+    """
+
+    changed: datetime | None = None
+    run_keys: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str | None) -> DropCursor:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(datetime.fromisoformat(data["changed"]), frozenset(data["run_keys"]))
+
+    def dump(self) -> str:
+        changed = self.changed.isoformat() if self.changed else None
+        return json.dumps({"changed": changed, "run_keys": sorted(self.run_keys)})
+
+    def is_new(self, drop: Drop) -> bool:
+        if self.changed is None or drop.changed > self.changed:
+            return True
+        return drop.changed == self.changed and drop.run_key not in self.run_keys
+
+    def advanced(self, drops: list[Drop]) -> DropCursor:
+        latest = max((d.changed for d in drops), default=None)
+        if latest is None or (self.changed is not None and latest < self.changed):
+            return self
+        return DropCursor(latest, frozenset(d.run_key for d in drops if d.changed == latest))
+
+
+def rejection_report(drop: Drop, problems: list[Problem]) -> dict:
+    return {
+        "drop": drop.uri,
+        "etag": drop.etag,
+        "run_key": drop.run_key,
+        "rejected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "errors": [dataclasses.asdict(p) for p in problems],
+    }
+
+
+def _reported_run_key(client: Any, drop: Drop) -> str | None:
+    """The run key recorded in the drop's rejection report, if it has one."""
+    try:
+        body = client.get_object(Bucket=drop.bucket, Key=drop.report_key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey"):
+            return None
+        raise
+    return json.loads(body).get("run_key")
+
+
+def _already_handled(instance: dg.DagsterInstance, client: Any, drop: Drop) -> bool:
+    """Whether this version of the drop already has a run or a rejection report.
+
+    Dagster would also drop a repeated run key, but skipping here keeps a reset cursor from
+    downloading and re-registering every drop in the bucket.
+    """
+    if instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: drop.run_key}), limit=1):
+        return True
+    return _reported_run_key(client, drop) == drop.run_key
+
+
+def _reject(context: dg.SensorEvaluationContext, client: Any, drop: Drop, error: BatchValidationError) -> str:
+    """Write the drop's rejection report next to it, log why, and return a one-line reason."""
+    client.put_object(
+        Bucket=drop.bucket,
+        Key=drop.report_key,
+        Body=json.dumps(rejection_report(drop, error.problems), indent=2).encode(),
+        ContentType="application/json",
+    )
+    context.log.warning(f"not starting {drop.uri}; report at s3://{drop.bucket}/{drop.report_key}: {error}")
+    return f"{drop.uri}: {'; '.join(str(p) for p in error.problems)}"
+
+
+def _drop_run(storage: AssetStorage, client: Any, drop: Drop) -> dg.RunRequest:
+    """Download and register the drop (raising BatchValidationError) and request its run."""
+    with tempfile.TemporaryDirectory(prefix="assetql-drop-") as tmp:
+        path = download_s3_batch(client, drop.bucket, drop.key, Path(tmp))
+        key = register_batch(storage, path, origin=drop.uri).key
+    return dg.RunRequest(
+        run_key=drop.run_key, partition_key=key, tags={BATCH_TAG: key, ORIGIN_TAG: drop.uri}
+    )
+
+
+def build_s3_drop_sensor(
+    bucket: str, prefix: str = DEFAULT_DROP_PREFIX, name: str = "s3_drop_sensor"
+) -> dg.SensorDefinition:
+    """A sensor that starts one run per new or changed CSV drop under s3://bucket/prefix."""
+    # "drops" would also match "drops-old/..."; a drop prefix is a folder.
+    prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    @dg.sensor(
+        name=name,
+        job=batch_job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Starts a batch run for each new or changed *.csv under s3://{bucket}/{prefix}",
+    )
+    def s3_drop_sensor(
+        context: dg.SensorEvaluationContext, storage: AssetStorage, s3: S3Resource
+    ) -> dg.SensorResult:
+        client = s3.get_client()
+        cursor = DropCursor.parse(context.cursor)
+        drops = list_drops(client, bucket, prefix)
+        run_requests, rejected = [], []
+        for drop in filter(cursor.is_new, drops):
+            if _already_handled(context.instance, client, drop):
+                continue
+            try:
+                run_requests.append(_drop_run(storage, client, drop))
+            except BatchValidationError as error:
+                rejected.append(_reject(context, client, drop, error))
+                continue
+            context.log.info(f"drop {drop.uri} -> partition {run_requests[-1].partition_key}")
+        new_keys = list(dict.fromkeys(
+            r.partition_key for r in run_requests
+            if not context.instance.has_dynamic_partition(batches_partitions.name, r.partition_key)
+        ))
+        return dg.SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=[batches_partitions.build_add_request(new_keys)] if new_keys else [],
+            cursor=cursor.advanced(drops).dump(),
+            skip_reason="; ".join(rejected) if rejected and not run_requests else None,
+        )
+
+    return s3_drop_sensor
+
+
+def drop_sensors() -> list[dg.SensorDefinition]:
+    """The S3 drop sensor when $ASSETQL_DROP_BUCKET names a bucket, else none."""
+    bucket = os.environ.get(DROP_BUCKET_ENV)
+    if not bucket:
+        return []
+    return [build_s3_drop_sensor(bucket, os.environ.get(DROP_PREFIX_ENV, DEFAULT_DROP_PREFIX))]

@@ -1,98 +1,20 @@
-"""CLIP image/text embeddings and zero-shot labels with open_clip, loaded once per process.
+"""CLIP image/text embeddings and zero-shot labels as a Dagster resource, loaded once per process.
 
 `model_name` "tiny" is a small random-weight model (offline, for demos and tests); any other name
-is an open_clip architecture such as "ViT-B-32", with `pretrained` an open_clip tag (open_clip
-fetches its weights into its cache when absent) or the path of a checkpoint file.
+is an open_clip architecture such as "ViT-B-32", with `pretrained` an open_clip tag or the path of
+a checkpoint file. The open_clip code lives in `resources.open_clip_model`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import open_clip
-import torch
-from PIL import Image
 
-from resources.device import pick_device
-from resources.tiny_models import TINY_CLIP_NAME, register_tiny_clip
+if TYPE_CHECKING:
+    from resources.open_clip_model import LoadedClip
 
 TINY_MODEL = "tiny"
-# Bounds memory on large batches while still keeping a GPU busy.
-EMBED_BATCH_SIZE = 64
-
-
-class LoadedClip:
-    """An open_clip model in eval mode with its inference transform and tokenizer."""
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        preprocess: Callable[[Image.Image], torch.Tensor],
-        tokenizer: Callable[[list[str]], torch.Tensor],
-        device: torch.device,
-    ):
-        self.model = model.eval()
-        self.preprocess = preprocess
-        self.tokenizer = tokenizer
-        self.device = device
-
-    def embed_images(self, imgs: Sequence[Image.Image]) -> np.ndarray:
-        """L2-normalised image embeddings, float32 [n, d]."""
-        return self._embed("imgs", imgs, self._encode_images)
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """L2-normalised text embeddings, float32 [n, d]."""
-        return self._embed("texts", texts, self._encode_texts)
-
-    def zero_shot(self, image_embeddings: np.ndarray, labels: Sequence[str], prompts: Sequence[str]) -> np.ndarray:
-        """Softmax probabilities [n_images, n_labels]; label i is scored through its text prompt prompts[i]."""
-        if len(labels) == 0:
-            raise ValueError("`labels` must contain at least one label but is empty.")
-        if len(prompts) != len(labels):
-            raise ValueError(
-                f"`prompts` must hold one prompt per label but there are {len(labels)} labels "
-                f"and {len(prompts)} prompts."
-            )
-        text = self.embed_texts(prompts)
-        images = np.asarray(image_embeddings, dtype=np.float32)
-        if images.ndim != 2 or images.shape[1] != text.shape[1]:
-            raise ValueError(
-                f"`image_embeddings` must have shape [n_images, {text.shape[1]}] but has shape {images.shape}."
-            )
-        with torch.inference_mode():
-            # logit_scale is learned in log space; its exp() is CLIP's inverse softmax temperature.
-            scale = self.model.logit_scale.exp().float().cpu()
-            return (scale * torch.from_numpy(images @ text.T)).softmax(dim=-1).numpy()
-
-    def _encode_images(self, imgs: Sequence[Image.Image]) -> torch.Tensor:
-        pixels = torch.stack([self.preprocess(img) for img in imgs]).to(self.device)
-        return self.model.encode_image(pixels, normalize=True)
-
-    def _encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.model.encode_text(self.tokenizer(list(texts)).to(self.device), normalize=True)
-
-    def _embed(self, name: str, items: Sequence, encode: Callable[[Sequence], torch.Tensor]) -> np.ndarray:
-        if len(items) == 0:
-            raise ValueError(f"`{name}` must contain at least one item but is empty.")
-        with torch.inference_mode():
-            parts = [
-                encode(items[i : i + EMBED_BATCH_SIZE]).float().cpu()
-                for i in range(0, len(items), EMBED_BATCH_SIZE)
-            ]
-        return torch.cat(parts).numpy()
-
-
-_CLIPS: dict[tuple, LoadedClip] = {}
-_CLIPS_LOCK = threading.Lock()
-
-
-def clear_cache() -> None:
-    """Forget every loaded CLIP model, so the next `load` builds it again."""
-    with _CLIPS_LOCK:
-        _CLIPS.clear()
 
 
 class ClipEmbedder(dg.ConfigurableResource):
@@ -104,22 +26,8 @@ class ClipEmbedder(dg.ConfigurableResource):
 
     def load(self) -> LoadedClip:
         """The configured model, loading it on first use in this process."""
-        device = pick_device(self.device)
-        key = (self.model_name, self.pretrained, str(device))
-        with _CLIPS_LOCK:
-            if key not in _CLIPS:
-                _CLIPS[key] = self._build(device)
-            return _CLIPS[key]
+        # Imported here because torch and open_clip take seconds to import, and every step process imports
+        # this module: steps that never embed start fast.
+        from resources.open_clip_model import load_clip
 
-    def _build(self, device: torch.device) -> LoadedClip:
-        name = TINY_CLIP_NAME if self.model_name == TINY_MODEL else self.model_name
-        if name == TINY_CLIP_NAME:
-            register_tiny_clip()
-        # Seeded so the tiny model's random weights are reproducible; forked so the caller's RNG stream
-        # is left as it was.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=self.pretrained, device=device
-            )
-        return LoadedClip(model, preprocess, open_clip.get_tokenizer(name), device)
+        return load_clip(self.model_name, self.pretrained, self.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,6 +19,15 @@ SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
+def _file_sha256(path: Path) -> str:
+    """sha256 hex of a file read in chunks (hashlib.file_digest needs Python 3.11)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class S3Storage(AssetStorage):
     """Objects under `prefix` in `bucket`; bind the credentials with `dg.EnvVar`."""
 
@@ -27,6 +37,7 @@ class S3Storage(AssetStorage):
     region_name: str | None = None
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
     server_side_encryption: str | None = "AES256"
     sse_kms_key_id: str | None = None
     list_page_size: int = 1000
@@ -43,6 +54,7 @@ class S3Storage(AssetStorage):
                 region_name=self.region_name,
                 aws_access_key_id=self.aws_access_key_id,
                 aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
                 # SigV4 everywhere: SSE-KMS objects can only be fetched through SigV4 links.
                 config=Config(signature_version="s3v4", retries={"mode": "standard"}),
             )
@@ -78,23 +90,38 @@ class S3Storage(AssetStorage):
                 return None
             raise
 
+    def _is_stored(self, full_key: str, digest: str) -> bool:
+        """Whether the object at `full_key` already holds the content hashing to `digest`."""
+        head = self._head(full_key)
+        return bool(head) and head.get("Metadata", {}).get(SHA256_METADATA) == digest
+
+    def _put_args(self, content_type: str | None, digest: str) -> dict[str, Any]:
+        return {
+            "ContentType": content_type or "application/octet-stream",
+            "Metadata": {SHA256_METADATA: digest},
+            **self._encryption_args(),
+        }
+
     def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
         """Store `data` at `key`; an identical object already there is left untouched."""
         full_key = self._full_key(key)
         digest = hashlib.sha256(data).hexdigest()
-        head = self._head(full_key)
         # A retried step rewrites the same bytes; skipping the PUT keeps versioned buckets
         # from growing a new version (and its storage cost) per retry.
-        if head and head.get("Metadata", {}).get(SHA256_METADATA) == digest:
-            return self.uri(key)
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=full_key,
-            Body=data,
-            ContentType=content_type or "application/octet-stream",
-            Metadata={SHA256_METADATA: digest},
-            **self._encryption_args(),
-        )
+        if not self._is_stored(full_key, digest):
+            self.client.put_object(
+                Bucket=self.bucket, Key=full_key, Body=data, **self._put_args(content_type, digest)
+            )
+        return self.uri(key)
+
+    def write_file(self, key: str, path: Path, content_type: str | None = None) -> str:
+        """Stream a local file to `key` (multipart when large); an identical object is left untouched."""
+        full_key = self._full_key(key)
+        digest = _file_sha256(Path(path))
+        if not self._is_stored(full_key, digest):
+            self.client.upload_file(
+                str(path), self.bucket, full_key, ExtraArgs=self._put_args(content_type, digest)
+            )
         return self.uri(key)
 
     def read_bytes(self, key: str) -> bytes:

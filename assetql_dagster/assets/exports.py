@@ -1,3 +1,4 @@
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -7,14 +8,40 @@ import dagster as dg
 from assetql_dagster.assets.tags import tags
 from assetql_dagster.domain.export_writers import MANIFEST_COLUMNS, ZipPackage, gallery_html, manifest_json, write_manifest_csv
 from assetql_dagster.domain.layout import export_key
-from assetql_dagster.domain.settings import settings_from_dict
+from assetql_dagster.domain.links import links_rows, parse_expiry
+from assetql_dagster.domain.settings import BatchSettings, settings_from_dict
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_record, write_record
 from resources.storage import AssetStorage
 
 
-def manifest_rows(batch: str, storage: AssetStorage) -> tuple[dict, list[dict]]:
-    """One lineage row per image, joining prompts, images, scores and tags."""
+LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
+
+
+def write_links(batch: str, storage: AssetStorage, rows: list[dict], settings: BatchSettings) -> dict:
+    """`links.csv` and `links.json`: a shareable URL and an <img> embed snippet per image."""
+    expires_in_s = parse_expiry(settings.link_expiry)
+    local = storage.links_are_local
+    items = [{**row, "key": row["raw_key"], "alt": row["prompt"]} for row in rows]
+    links = links_rows(items, lambda key: storage.link(key, expires_in_s), expires_in_s, local)
+    document = {
+        "batch": batch,
+        "local": local,
+        # Presigned URLs stop working after the expiry; local file URIs only work on this machine.
+        "note": "file URIs on the machine holding the storage; they do not expire" if local
+        else f"presigned URLs, valid for {expires_in_s} s after the export was written",
+        "expires_in_s": expires_in_s,
+        "links": links,
+    }
+    storage.write_bytes(export_key(batch, "links.csv"), write_manifest_csv(links, LINK_COLUMNS), "text/csv")
+    uri = storage.write_text(
+        export_key(batch, "links.json"), json.dumps(document, indent=2, ensure_ascii=False), "application/json"
+    )
+    return {"links": len(links), "links_local": local, "link_expiry_s": expires_in_s, "links_manifest": uri}
+
+
+def manifest_rows(batch: str, storage: AssetStorage) -> tuple[dict, list[dict], BatchSettings]:
+    """Batch metadata, one lineage row per image (joining prompts, images, scores and tags), settings."""
     inputs = read_record(storage, batch, "batch_input")
     settings = settings_from_dict(inputs["settings"])
     jobs = {j["image_id"]: j for j in read_record(storage, batch, "prompts")}
@@ -57,15 +84,15 @@ def manifest_rows(batch: str, storage: AssetStorage) -> tuple[dict, list[dict]]:
         "settings": inputs["settings"],
         "images": len(rows),
     }
-    return meta, rows
+    return meta, rows, settings
 
 
 @dg.asset(partitions_def=batches_partitions, deps=[tags], group_name="batch", kinds={"zip"})
 def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.MaterializeResult:
-    """The batch's package: ZIP of images with manifest CSV/JSON and an HTML gallery."""
+    """The batch's package: ZIP of images with manifest CSV/JSON and an HTML gallery, plus links."""
     started = time.perf_counter()
     batch = context.partition_key
-    meta, rows = manifest_rows(batch, storage)
+    meta, rows, settings = manifest_rows(batch, storage)
     columns = [c for c in MANIFEST_COLUMNS if c in rows[0]] if rows else list(MANIFEST_COLUMNS)
     manifest_csv = write_manifest_csv(rows, columns)
     manifest = manifest_json(rows, meta)
@@ -90,7 +117,8 @@ def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.Mate
         gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
         "text/html; charset=utf-8",
     )
-    summary = {"zip": zip_uri, "gallery": gallery_uri, "images": len(rows), "zip_bytes": zip_size}
+    links = write_links(batch, storage, rows, settings)
+    summary = {"zip": zip_uri, "gallery": gallery_uri, "images": len(rows), "zip_bytes": zip_size, **links}
     write_record(storage, batch, "exports", summary)
     context.log.info(f"{batch}: export package at {zip_uri}")
     return dg.MaterializeResult(
@@ -99,6 +127,7 @@ def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.Mate
             "zip": zip_uri,
             "zip_bytes": zip_size,
             "gallery": gallery_uri,
+            **links,
             "manifest_columns": dg.MetadataValue.json(columns),
             "seconds": round(time.perf_counter() - started, 3),
         }

@@ -1,46 +1,85 @@
+"""The images stage: a graph-backed asset that fans generation out into shards.
+
+Each shard is its own step on the GPU executor, with a RetryPolicy; shards of one batch run in
+parallel across the device pool. The asset graph still shows one `images` asset.
+"""
+
 import io
+import math
 import time
 
 import dagster as dg
 from PIL import Image
 
-from assetql_dagster.assets.prompts import prompts
 from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
 from assetql_dagster.domain.settings import settings_from_dict
 from assetql_dagster.generation import RenderSettings, generate_images, micro_batch_size
+from assetql_dagster.metadata import markdown_table
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_record, write_record
+from gpu_executor import GPU_TAG
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
 
 CONTACT_SHEET_IMAGES = 12
+SHARD_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
-def contact_sheet(storage: AssetStorage, records: list[dict], caption) -> str:
+def contact_sheet(storage: AssetStorage, records: list[dict], captions: dict[str, str] | None = None) -> str:
     items = [
-        (caption(r), Image.open(io.BytesIO(storage.read_bytes(r["thumb_key"]))))
+        (
+            (captions or {}).get(r["image_id"], r["file_name"]),
+            Image.open(io.BytesIO(storage.read_bytes(r["thumb_key"]))),
+        )
         for r in records[:CONTACT_SHEET_IMAGES]
     ]
     return contact_sheet_markdown(items)
 
 
-@dg.asset(partitions_def=batches_partitions, deps=[prompts], group_name="batch", kinds={"pytorch"})
-def images(
-    context: dg.AssetExecutionContext, storage: AssetStorage, generator: ImageGenerator
-) -> dg.MaterializeResult:
-    """Generated PNGs and thumbnails, one per row × variation."""
+def batch_settings(storage: AssetStorage, batch: str):
+    return settings_from_dict(read_record(storage, batch, "batch_input")["settings"])
+
+
+@dg.op(ins={"prompts": dg.In(dg.Nothing)}, out=dg.DynamicOut(dict))
+def image_shards(context: dg.OpExecutionContext, storage: AssetStorage):
+    """Slices of the batch's planned images, `shard_size` each."""
+    batch = context.partition_key
+    size = batch_settings(storage, batch).shard_size
+    total = len(read_record(storage, batch, "prompts"))
+    count = math.ceil(total / size)
+    context.log.info(f"{batch}: {total} images in {count} shard(s) of up to {size}")
+    for index in range(count):
+        yield dg.DynamicOutput(
+            {"index": index, "start": index * size, "stop": min(total, (index + 1) * size)},
+            mapping_key=f"shard_{index:04d}",
+        )
+
+
+@dg.op(tags={GPU_TAG: "true"}, retry_policy=SHARD_RETRY_POLICY)
+def generate_shard(
+    context: dg.OpExecutionContext, storage: AssetStorage, generator: ImageGenerator, shard: dict
+) -> dict:
+    """Generates one shard's images that are not stored yet; returns what is stored and what failed."""
     started = time.perf_counter()
     batch = context.partition_key
-    settings = settings_from_dict(read_record(storage, batch, "batch_input")["settings"])
-    jobs = read_record(storage, batch, "prompts")
-    pipe = generator.load(settings.model)
+    settings = batch_settings(storage, batch)
+    jobs = read_record(storage, batch, "prompts")[shard["start"] : shard["stop"]]
+    try:
+        pipe = generator.load(settings.model)
+    except (FileNotFoundError, ValueError) as err:
+        # A model that is missing or misconfigured will be just as missing on the next attempt.
+        raise dg.Failure(description=f"cannot load model {settings.model!r}: {err}", allow_retries=False) from err
     width, height = settings.width or pipe.native_size[0], settings.height or pipe.native_size[1]
     render = RenderSettings(width, height, settings.steps, settings.guidance_scale)
     micro = micro_batch_size(settings.micro_batch, pipe.device.type, width, height)
-    loaded_at = time.perf_counter()
-
-    def generate(chunk: list[dict]) -> list:
-        return pipe.generate(
+    attempt = context.retry_number + 1
+    report = generate_images(
+        storage,
+        batch,
+        jobs,
+        lambda chunk: pipe.generate(
             [j["prompt"] for j in chunk],
             [j["negative_prompt"] for j in chunk],
             [j["seed"] for j in chunk],
@@ -48,31 +87,74 @@ def images(
             height,
             render.steps,
             render.guidance_scale,
-        )
-
-    def progress(done: int, total: int) -> None:
-        context.log.info(f"{batch}: {done}/{total} images stored")
-
-    report = generate_images(storage, batch, jobs, generate, render, micro, progress)
-    records = report.skipped + report.generated
-    by_id = {r["image_id"]: r for r in records}
-    ordered = [by_id[j["image_id"]] for j in jobs]
-    write_record(storage, batch, "images", ordered)
-    return dg.MaterializeResult(
-        metadata={
-            "images": len(ordered),
-            "generated": len(report.generated),
-            "already_stored": len(report.skipped),
-            "model": settings.model,
-            "device": str(pipe.device),
-            "size": f"{width}x{height}",
-            "micro_batch": micro,
-            "model_load_seconds": round(loaded_at - started, 3),
-            "generation_seconds": round(report.seconds_generating, 3),
-            "images_per_second": round(len(report.generated) / report.seconds_generating, 3)
-            if report.seconds_generating
-            else 0.0,
-            "contact_sheet": dg.MetadataValue.md(contact_sheet(storage, ordered, lambda r: r["file_name"])),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
+        ),
+        render,
+        micro,
+        attempt=attempt,
+        final_attempt=attempt > SHARD_RETRY_POLICY.max_retries,
+        progress=lambda done, total: context.log.info(f"{batch} shard {shard['index']}: {done}/{total} images"),
+        on_oom=pipe.free_memory,
     )
+    if report.oom_backoffs:
+        context.log.warning(f"out of memory: micro-batch reduced from {micro} to {report.final_micro_batch}")
+    return {
+        "index": shard["index"],
+        "stored": report.skipped + report.generated,
+        "generated": len(report.generated),
+        "skipped": len(report.skipped),
+        "failed": report.failed,
+        "attempt": attempt,
+        "device": str(pipe.device),
+        "micro_batch": micro,
+        "final_micro_batch": report.final_micro_batch,
+        "generation_seconds": report.seconds_generating,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+@dg.op(out=dg.Out(dg.Nothing))
+def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards: list[dict]) -> None:
+    """Records the batch's stored images and its failed-rows report."""
+    batch = context.partition_key
+    order = {j["image_id"]: i for i, j in enumerate(read_record(storage, batch, "prompts"))}
+    stored = sorted((r for s in shards for r in s["stored"]), key=lambda r: order[r["image_id"]])
+    failed = sorted((f for s in shards for f in s["failed"]), key=lambda f: order[f["image_id"]])
+    write_record(storage, batch, "images", stored)
+    write_record(storage, batch, "failed_rows", failed)
+    generated = sum(s["generated"] for s in shards)
+    generation_seconds = sum(s["generation_seconds"] for s in shards)
+    metadata = {
+        "images": len(stored),
+        "generated": generated,
+        "already_stored": sum(s["skipped"] for s in shards),
+        "failed": len(failed),
+        "shards": len(shards),
+        "devices": ", ".join(sorted({s["device"] for s in shards})),
+        "micro_batch": max((s["micro_batch"] for s in shards), default=0),
+        "generation_seconds": round(generation_seconds, 3),
+        "images_per_second": round(generated / generation_seconds, 3) if generation_seconds else 0.0,
+        "contact_sheet": dg.MetadataValue.md(contact_sheet(storage, stored)),
+    }
+    if failed:
+        context.log.warning(
+            f"{batch}: {len(failed)} image(s) failed after retries; the rest continue to export. "
+            f"Re-run just those with: assetql retry-failed {batch}"
+        )
+        metadata["failed_rows"] = dg.MetadataValue.md(
+            markdown_table(
+                ["variant_id", "variation", "row", "attempts", "reason"],
+                [[f["variant_id"], f["variation"], f["row"], f["attempts"], f["reason"]] for f in failed],
+            )
+        )
+    context.add_output_metadata(metadata)
+
+
+@dg.graph_asset(
+    partitions_def=batches_partitions,
+    ins={"prompts": dg.AssetIn(dagster_type=dg.Nothing)},
+    group_name="batch",
+    kinds={"pytorch"},
+)
+def images(prompts):
+    """Generated PNGs and thumbnails, one per row × variation, produced shard by shard."""
+    return collect_images(image_shards(prompts).map(generate_shard).collect())

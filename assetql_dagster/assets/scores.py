@@ -10,6 +10,7 @@ from assetql_dagster.domain.scoring import STYLE_WEIGHTS, pass_rate, style_score
 from assetql_dagster.domain.settings import settings_from_dict
 from assetql_dagster.images_io import iter_image_chunks
 from assetql_dagster.partitions import batches_partitions
+from gpu_executor import GPU_TAG
 from assetql_dagster.records import read_array, read_record, write_array, write_record
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
@@ -18,7 +19,11 @@ UNSCORED = "unscored"
 
 
 @dg.asset(
-    partitions_def=batches_partitions, deps=[images, style_profile], group_name="batch", kinds={"pytorch"}
+    partitions_def=batches_partitions,
+    deps=[images, style_profile],
+    group_name="batch",
+    kinds={"pytorch"},
+    op_tags={GPU_TAG: "true"},
 )
 def scores(context: dg.AssetExecutionContext, storage: AssetStorage, clip: ClipEmbedder) -> dg.MaterializeResult:
     """Style score per image: CLIP similarity and colour-histogram similarity to the style profile."""
@@ -66,13 +71,10 @@ def scores(context: dg.AssetExecutionContext, storage: AssetStorage, clip: ClipE
         )
     else:
         metadata["note"] = NO_REFERENCE
-    by_id = {r["image_id"]: r for r in results}
-    metadata["contact_sheet"] = dg.MetadataValue.md(
-        contact_sheet(
-            storage,
-            records,
-            lambda r: f"{r['file_name']} {by_id[r['image_id']]['verdict']} "
-            + (f"{by_id[r['image_id']]['style_score']:.2f}" if by_id[r["image_id"]]["style_score"] is not None else ""),
-        )
-    )
+    captions = {
+        r["image_id"]: f"{r['file_name']} {r['verdict']}"
+        + (f" {r['style_score']:.2f}" if r["style_score"] is not None else "")
+        for r in results
+    }
+    metadata["contact_sheet"] = dg.MetadataValue.md(contact_sheet(storage, records, captions))
     return dg.MaterializeResult(metadata=metadata)

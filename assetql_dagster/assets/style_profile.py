@@ -10,13 +10,14 @@ from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
 from assetql_dagster.domain.palette import brightness, color_histogram, contrast, mean_histogram, palette_of_images
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_record, write_array, write_record
+from gpu_executor import GPU_TAG
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 
 NO_REFERENCE = "no style reference"
 
 
-@dg.asset(partitions_def=batches_partitions, deps=[batch_input], group_name="batch", kinds={"pytorch"})
+@dg.asset(partitions_def=batches_partitions, deps=[batch_input], group_name="batch", kinds={"pytorch"}, op_tags={GPU_TAG: "true"})
 def style_profile(
     context: dg.AssetExecutionContext, storage: AssetStorage, clip: ClipEmbedder
 ) -> dg.MaterializeResult:

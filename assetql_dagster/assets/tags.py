@@ -20,6 +20,7 @@ from assetql_dagster.images_io import iter_image_chunks
 from assetql_dagster.metadata import markdown_table
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_array, read_record, write_record
+from gpu_executor import GPU_TAG
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 
@@ -32,7 +33,7 @@ def zero_shot_probabilities(loaded, embeddings: np.ndarray) -> dict[str, np.ndar
     }
 
 
-@dg.asset(partitions_def=batches_partitions, deps=[scores], group_name="batch", kinds={"pytorch"})
+@dg.asset(partitions_def=batches_partitions, deps=[scores], group_name="batch", kinds={"pytorch"}, op_tags={GPU_TAG: "true"})
 def tags(context: dg.AssetExecutionContext, storage: AssetStorage, clip: ClipEmbedder) -> dg.MaterializeResult:
     """At least five tags per image, each with a confidence: colours, mood, composition, category, CLIP labels."""
     started = time.perf_counter()

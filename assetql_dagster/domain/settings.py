@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from assetql_dagster.domain.errors import BatchValidationError, Problem
+from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS
 
 # Batch names and variant ids end up in file names and storage keys.
@@ -50,6 +51,9 @@ SETTINGS_DOC: dict[str, str] = {
     "shard_size": "Rows per generation shard, 1 to 500. Default: 25.",
     "micro_batch": "Images per model call, 1 to 64, or 'auto' to fit the accelerator's memory. "
     "Default: auto.",
+    "link_expiry": "Lifetime of the shareable image links in the export's links manifest: seconds or "
+    "a number with unit s, m, h or d, from 1h to 7d (the SigV4 limit of S3 presigned URLs). "
+    "Default: 7d.",
 }
 
 
@@ -107,6 +111,15 @@ def _name(value: object) -> str | None:
     return _text(value) or identifier_error(value, "name")
 
 
+def _link_expiry(value: object) -> str | None:
+    try:
+        parse_expiry(value)
+    except ValueError as error:
+        # "8d" is reported in seconds by parse_expiry; echo what the user wrote too.
+        return f"{error} (got {value!r})" if isinstance(value, str) else str(error)
+    return None
+
+
 def _micro_batch(value: object) -> str | None:
     if value == "auto" or _integer(1, 64)(value) is None:
         return None
@@ -134,6 +147,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "naming_pattern": lambda v: _text(v, allow_empty=False),
     "shard_size": _integer(1, 500),
     "micro_batch": _micro_batch,
+    "link_expiry": _link_expiry,
 }
 
 
@@ -160,6 +174,7 @@ class BatchSettings:
     naming_pattern: str = "{batch}_{variant_id}_{timestamp}_{hash}"
     shard_size: int = 25
     micro_batch: int | str = "auto"
+    link_expiry: int | str = "7d"
 
     def __post_init__(self) -> None:
         # Validating here too keeps `dataclasses.replace` overrides as strict as batch.yaml.

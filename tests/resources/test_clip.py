@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from resources import clip
-from resources.clip import ClipEmbedder, LoadedClip
+from resources import open_clip_model
+from resources.clip import ClipEmbedder
+from resources.open_clip_model import LoadedClip
 from resources.tiny_models import TINY_CLIP_CONFIG, TINY_CLIP_NAME, register_tiny_clip
 
 TEXTS = ["a red fox in the snow", "an old sailor", "a castle on a hill"]
@@ -44,14 +45,14 @@ def test_embeddings_are_l2_normalised(tiny, images):
 
 def test_embeddings_do_not_depend_on_batch_boundaries(tiny, images, monkeypatch):
     whole = tiny.embed_images(images)
-    monkeypatch.setattr(clip, "EMBED_BATCH_SIZE", 3)
+    monkeypatch.setattr(open_clip_model, "EMBED_BATCH_SIZE", 3)
     np.testing.assert_allclose(tiny.embed_images(images), whole, atol=1e-6)
 
 
 def test_fresh_loads_are_deterministic(images):
-    clip.clear_cache()
+    open_clip_model.clear_cache()
     first = ClipEmbedder(device="cpu").load()
-    clip.clear_cache()
+    open_clip_model.clear_cache()
     second = ClipEmbedder(device="cpu").load()
     assert first is not second
     np.testing.assert_array_equal(first.embed_images(images), second.embed_images(images))
@@ -111,7 +112,7 @@ def test_checkpoint_file_is_loaded(tmp_path, tiny, images):
 
 
 def test_loading_leaves_the_global_rng_alone():
-    clip.clear_cache()
+    open_clip_model.clear_cache()
     before = torch.get_rng_state()
     ClipEmbedder(device="cpu").load()
     assert torch.equal(torch.get_rng_state(), before)

@@ -6,7 +6,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from resources.device import pick_device, pick_dtype
-from resources.generator import ImageGenerator, LoadedPipeline
+from resources.diffusion import LoadedPipeline
+from resources.generator import ImageGenerator
 from resources.tiny_models import build_tiny_sd_pipeline
 
 PROMPTS = ["a red fox in the snow", "an old sailor", "a castle on a hill"]

@@ -1,0 +1,116 @@
+"""open_clip models for image/text embeddings and zero-shot labels, each loaded once per process.
+
+Imports torch and open_clip. A model name other than the tiny one is an open_clip architecture such
+as "ViT-B-32", with `pretrained` an open_clip tag (open_clip fetches its weights into its cache when
+absent) or the path of a checkpoint file.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from resources.clip import TINY_MODEL
+from resources.device import pick_device
+from resources.tiny_models import TINY_CLIP_NAME, register_tiny_clip
+
+# Bounds memory on large batches while still keeping a GPU busy.
+EMBED_BATCH_SIZE = 64
+
+
+class LoadedClip:
+    """An open_clip model in eval mode with its inference transform and tokenizer."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        device: torch.device,
+    ):
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.device = device
+
+    def embed_images(self, imgs: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised image embeddings, float32 [n, d]."""
+        return self._embed("imgs", imgs, self._encode_images)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised text embeddings, float32 [n, d]."""
+        return self._embed("texts", texts, self._encode_texts)
+
+    def zero_shot(self, image_embeddings: np.ndarray, labels: Sequence[str], prompts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities [n_images, n_labels]; label i is scored through its text prompt prompts[i]."""
+        if len(labels) == 0:
+            raise ValueError("`labels` must contain at least one label but is empty.")
+        if len(prompts) != len(labels):
+            raise ValueError(
+                f"`prompts` must hold one prompt per label but there are {len(labels)} labels "
+                f"and {len(prompts)} prompts."
+            )
+        text = self.embed_texts(prompts)
+        images = np.asarray(image_embeddings, dtype=np.float32)
+        if images.ndim != 2 or images.shape[1] != text.shape[1]:
+            raise ValueError(
+                f"`image_embeddings` must have shape [n_images, {text.shape[1]}] but has shape {images.shape}."
+            )
+        with torch.inference_mode():
+            # logit_scale is learned in log space; its exp() is CLIP's inverse softmax temperature.
+            scale = self.model.logit_scale.exp().float().cpu()
+            return (scale * torch.from_numpy(images @ text.T)).softmax(dim=-1).numpy()
+
+    def _encode_images(self, imgs: Sequence[Image.Image]) -> torch.Tensor:
+        pixels = torch.stack([self.preprocess(img) for img in imgs]).to(self.device)
+        return self.model.encode_image(pixels, normalize=True)
+
+    def _encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.model.encode_text(self.tokenizer(list(texts)).to(self.device), normalize=True)
+
+    def _embed(self, name: str, items: Sequence, encode: Callable[[Sequence], torch.Tensor]) -> np.ndarray:
+        if len(items) == 0:
+            raise ValueError(f"`{name}` must contain at least one item but is empty.")
+        with torch.inference_mode():
+            parts = [
+                encode(items[i : i + EMBED_BATCH_SIZE]).float().cpu()
+                for i in range(0, len(items), EMBED_BATCH_SIZE)
+            ]
+        return torch.cat(parts).numpy()
+
+
+_CLIPS: dict[tuple, LoadedClip] = {}
+_CLIPS_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every loaded CLIP model, so the next `load_clip` builds it again."""
+    with _CLIPS_LOCK:
+        _CLIPS.clear()
+
+
+def load_clip(model_name: str = TINY_MODEL, pretrained: str | None = None, device: str = "auto") -> LoadedClip:
+    """The model on the requested device, loading it on first use in this process."""
+    torch_device = pick_device(device)
+    key = (model_name, pretrained, str(torch_device))
+    with _CLIPS_LOCK:
+        if key not in _CLIPS:
+            _CLIPS[key] = _build(model_name, pretrained, torch_device)
+        return _CLIPS[key]
+
+
+def _build(model_name: str, pretrained: str | None, device: torch.device) -> LoadedClip:
+    name = TINY_CLIP_NAME if model_name == TINY_MODEL else model_name
+    if name == TINY_CLIP_NAME:
+        register_tiny_clip()
+    # Seeded so the tiny model's random weights are reproducible; forked so the caller's RNG stream
+    # is left as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    return LoadedClip(model, preprocess, open_clip.get_tokenizer(name), device)

@@ -1,0 +1,119 @@
+import json
+import zipfile
+from collections import Counter
+
+import dagster as dg
+
+from assetql_dagster.cli import main as cli_main
+from assetql_dagster.definitions import defs
+from assetql_dagster.intake import register_batch
+from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.records import read_record
+from resources.clip import ClipEmbedder
+from resources.generator import ImageGenerator
+from resources.storage import LocalStorage
+
+ATTEMPTS: Counter = Counter()
+
+
+class FlakyPipeline:
+    """Wraps the real tiny pipeline; images of the listed variants raise on every call."""
+
+    def __init__(self, pipe, fail_variants, error):
+        self.pipe, self.fail_variants, self.error = pipe, set(fail_variants), error
+        self.device, self.native_size = pipe.device, pipe.native_size
+
+    def free_memory(self):
+        self.pipe.free_memory()
+
+    def generate(self, prompts, negative_prompts, seeds, *args):
+        failing = [p for p in prompts if any(v in p for v in self.fail_variants)]
+        if failing:
+            ATTEMPTS.update(failing)
+            raise TimeoutError("generation timed out") if self.error == "transient" else ValueError("prompt rejected")
+        return self.pipe.generate(prompts, negative_prompts, seeds, *args)
+
+
+class FlakyGenerator(ImageGenerator):
+    fail_variants: list[str] = []
+    error: str = "transient"
+
+    def load(self, model: str):
+        return FlakyPipeline(super().load(model), self.fail_variants, self.error)
+
+
+def materialize(storage, key, generator, selection=None):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(batches_partitions.name, [key])
+        result = defs.resolve_job_def("batch_job").execute_in_process(
+            partition_key=key,
+            instance=instance,
+            resources={"storage": storage, "generator": generator, "clip": ClipEmbedder()},
+            asset_selection=selection,
+            raise_on_error=False,
+        )
+        events = [e.event_type_value for e in result.all_events]
+        meta = result.asset_materializations_for_node("images")
+    return result, events, meta
+
+
+def test_images_fan_out_into_shards(tmp_path, batch_factory):
+    folder = batch_factory(rows=5)
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text() + "shard_size: 2\n")
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    result, _, _ = materialize(storage, key, ImageGenerator())
+    assert result.success
+    shard_steps = sorted(s for s in (e.step_key for e in result.all_events if e.step_key) if "generate_shard" in s)
+    assert set(shard_steps) == {f"images.generate_shard[shard_{i:04d}]" for i in range(3)}
+    assert len(read_record(storage, key, "images")) == 5
+
+
+def test_rows_failing_after_all_retries_are_reported_and_the_rest_exported(tmp_path, batch_factory):
+    ATTEMPTS.clear()
+    folder = batch_factory(rows=3)
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    result, events, _ = materialize(storage, key, FlakyGenerator(fail_variants=["a curved scimitar"]))
+    assert result.success
+    # RetryPolicy(max_retries=3): four attempts of the shard, the last of which records the failure.
+    assert events.count("STEP_UP_FOR_RETRY") == 3
+    assert sum(ATTEMPTS.values()) >= 4
+    failed = read_record(storage, key, "failed_rows")
+    assert [(f["variant_id"], f["variation"], f["attempts"], f["kind"]) for f in failed] == [("sword-02", 1, 4, "transient")]
+    assert "TimeoutError" in failed[0]["reason"]
+
+    with zipfile.ZipFile(storage.local_path(f"exports/{key}/{key}.zip")) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    assert sorted(r["variant_id"] for r in manifest["images"]) == ["shield-01", "sword-01"]
+    assert [f["variant_id"] for f in manifest["batch"]["failed_rows"]] == ["sword-02"]
+
+    # The one-command re-run generates only the failed row and re-exports the whole batch.
+    images_before = {r["raw_key"]: storage.local_path(r["raw_key"]).stat().st_mtime_ns for r in read_record(storage, key, "images")}
+    result, _, meta = materialize(storage, key, ImageGenerator(), selection=[dg.AssetKey(k) for k in ("images", "scores", "tags", "exports")])
+    assert result.success
+    assert meta[0].metadata["generated"].value == 1 and meta[0].metadata["already_stored"].value == 2
+    assert read_record(storage, key, "failed_rows") == []
+    assert all(storage.local_path(k).stat().st_mtime_ns == t for k, t in images_before.items())
+    with zipfile.ZipFile(storage.local_path(f"exports/{key}/{key}.zip")) as zf:
+        assert len(json.loads(zf.read("manifest.json"))["images"]) == 3
+
+
+def test_permanent_failures_are_not_retried(tmp_path, batch_factory):
+    folder = batch_factory(rows=2)
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    result, events, _ = materialize(storage, key, FlakyGenerator(fail_variants=["a longsword"], error="permanent"))
+    assert result.success
+    assert "STEP_UP_FOR_RETRY" not in events
+    assert [(f["variant_id"], f["attempts"], f["kind"]) for f in read_record(storage, key, "failed_rows")] == [("sword-01", 1, "permanent")]
+
+
+def test_missing_model_fails_the_shard_at_once(tmp_path, batch_factory):
+    folder = batch_factory(rows=2)
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text().replace("model: tiny", f"model: {tmp_path / 'nope'}"))
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    result, events, _ = materialize(storage, key, ImageGenerator())
+    assert not result.success
+    assert "STEP_UP_FOR_RETRY" not in events

@@ -1,0 +1,178 @@
+import shutil
+import textwrap
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+import yaml
+from dagster_aws.s3 import S3Resource
+
+from assetql_dagster.definitions import build_definitions, defs
+from assetql_dagster.domain.campaigns import CampaignError, campaign_partition_key
+from assetql_dagster.intake import registration_meta, restored_batch
+from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.schedules import CAMPAIGNS_ENV, campaign_schedules, schedule_name
+from resources.storage import LocalStorage
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+BERLIN = ZoneInfo("Europe/Berlin")
+TICK = datetime(2026, 12, 1, 6, 0, tzinfo=BERLIN)
+
+
+def write_campaigns(folder: Path, **fields) -> Path:
+    campaign = {"name": "holiday", "cron": "0 6 1 12 *", "timezone": "Europe/Berlin", "source": "demo",
+                "modifiers": "winter holiday, snow, warm lights", "exports": ["zip", "links"], **fields}
+    path = folder / "campaigns.yaml"
+    path.write_text(yaml.safe_dump({"campaigns": [campaign]}))
+    return path
+
+
+def tick(schedule, instance, storage, when=TICK, s3=None):
+    """Evaluate one tick of `schedule` the way the scheduler daemon does."""
+    resources = {"storage": storage, "s3": s3 or S3Resource()}
+    repository = dg.Definitions.merge(defs, dg.Definitions(schedules=[schedule])).get_repository_def()
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when, resources=resources, repository_def=repository
+    )
+    return schedule.evaluate_tick(context)
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return LocalStorage(root=str(tmp_path / "data"))
+
+
+def test_a_tick_registers_a_dated_partition_and_requests_its_run(tmp_path, batch_factory, storage):
+    batch_factory(rows=2)
+    [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox", settings={"seed": 7}))
+    assert (schedule.name, schedule.cron_schedule, schedule.execution_timezone) == (
+        "campaign_holiday", "0 6 1 12 *", "Europe/Berlin")
+    with dg.instance_for_test() as instance:
+        [request] = tick(schedule, instance, storage).run_requests
+        key = request.partition_key
+        assert instance.get_dynamic_partitions(batches_partitions.name) == [key]
+        with restored_batch(storage, key) as (source, meta):
+            assert key == campaign_partition_key("holiday", TICK.date(), source.content_hash)
+            assert key.startswith("holiday-2026-12-01-")
+            assert source.name == "holiday" and source.settings.seed == 7 and source.settings.steps == 2
+            assert source.settings.modifiers == "winter holiday, snow, warm lights"
+            assert len(source.reference_paths) == 2
+        assert request.run_key == "campaign:holiday:2026-12-01"
+        assert request.tags["assetql/batch"] == key and request.tags["assetql/exports"] == "zip,links"
+        assert request.tags["dagster/schedule_name"] == "campaign_holiday"
+
+        again = tick(schedule, instance, storage)
+        assert [(r.partition_key, r.run_key) for r in again.run_requests] == [(key, request.run_key)]
+        next_year = tick(schedule, instance, storage, when=TICK.replace(year=2027)).run_requests[0]
+        assert next_year.partition_key.startswith("holiday-2027-12-01-")
+        assert len(instance.get_dynamic_partitions(batches_partitions.name)) == 2
+
+
+def test_the_date_is_the_campaigns_own(tmp_path, batch_factory, storage):
+    batch_factory(rows=2)
+    [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox"))
+    late_on_nov_30_in_utc = datetime(2026, 11, 30, 23, 30, tzinfo=ZoneInfo("UTC"))
+    with dg.instance_for_test() as instance:
+        [request] = tick(schedule, instance, storage, when=late_on_nov_30_in_utc).run_requests
+    assert request.partition_key.startswith("holiday-2026-12-01-")
+
+
+def test_modifiers_are_added_to_the_batch_own(tmp_path, batch_factory, storage):
+    folder = batch_factory(rows=2)
+    with (folder / "batch.yaml").open("a") as fh:
+        fh.write("modifiers: painterly\n")
+    [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox"))
+    with dg.instance_for_test() as instance:
+        key = tick(schedule, instance, storage).run_requests[0].partition_key
+    with restored_batch(storage, key) as (source, _):
+        assert source.settings.modifiers == "painterly, winter holiday, snow, warm lights"
+
+
+def test_a_references_folder_replaces_the_batch_references(tmp_path, batch_factory, storage):
+    folder = batch_factory(rows=2, references=False)
+    style = tmp_path / "inbox" / "winter-refs"
+    style.mkdir()
+    shutil.copy(EXAMPLES / "fantasy-items" / "references" / sorted(
+        p.name for p in (EXAMPLES / "fantasy-items" / "references").iterdir())[0], style)
+    [schedule] = campaign_schedules(write_campaigns(folder.parent, style_profile="winter-refs"))
+    with dg.instance_for_test() as instance:
+        key = tick(schedule, instance, storage).run_requests[0].partition_key
+    with restored_batch(storage, key) as (source, _):
+        assert [p.name for p in source.reference_paths] == [p.name for p in style.iterdir()]
+
+
+def test_a_batch_name_reuses_the_newest_stored_references(tmp_path, batch_factory, storage):
+    batch_factory(rows=2, references=False)
+    for key, registered, data in [("fantasy-items-00000001", "2026-01-01T00:00:00Z", b"old"),
+                                  ("fantasy-items-00000002", "2026-02-01T00:00:00Z", b"new")]:
+        storage.write_text(f"batches/{key}/source.json", f'{{"registered_at": "{registered}"}}')
+        storage.write_bytes(f"style-references/{key}/look.png", (EXAMPLES / "fantasy-items" / "references" / sorted(
+            p.name for p in (EXAMPLES / "fantasy-items" / "references").iterdir())[0]).read_bytes() + data)
+    [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox", style_profile="fantasy-items"))
+    with dg.instance_for_test() as instance:
+        key = tick(schedule, instance, storage).run_requests[0].partition_key
+    with restored_batch(storage, key) as (source, _):
+        [reference] = source.reference_paths
+        assert reference.read_bytes().endswith(b"new")
+    assert registration_meta(storage, key)["origin"].startswith("campaign holiday")
+
+
+def test_an_unknown_reference_batch_fails_the_tick_saying_why(tmp_path, batch_factory, storage):
+    batch_factory(rows=2)
+    [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox", style_profile="autumn"))
+    with dg.instance_for_test() as instance, pytest.raises(Exception, match="'autumn' names no batch"):
+        tick(schedule, instance, storage)
+
+
+def test_an_s3_source_is_downloaded(tmp_path, batch_factory, storage, s3_endpoint, s3_client, s3_bucket):
+    folder = batch_factory(rows=2)
+    for path in (p for p in folder.rglob("*") if p.is_file()):
+        s3_client.put_object(Bucket=s3_bucket, Key=f"seasonal/{path.relative_to(folder).as_posix()}",
+                             Body=path.read_bytes())
+    [schedule] = campaign_schedules(write_campaigns(tmp_path, source=f"s3://{s3_bucket}/seasonal/batch.csv"))
+    with dg.instance_for_test() as instance:
+        [request] = tick(schedule, instance, storage, s3=S3Resource(endpoint_url=s3_endpoint)).run_requests
+    with restored_batch(storage, request.partition_key) as (source, _):
+        assert len(source.rows) == 2 and len(source.reference_paths) == 2
+    assert request.tags["assetql/origin"] == f"s3://{s3_bucket}/seasonal/batch.csv"
+
+
+def test_invalid_settings_fail_at_load_naming_campaign_and_field(tmp_path, batch_factory):
+    batch_factory(rows=2)
+    path = write_campaigns(tmp_path / "inbox", settings={"link_expiry": "30d", "stepz": 3})
+    with pytest.raises(CampaignError) as info:
+        campaign_schedules(path)
+    first, second = info.value.problems
+    assert first.startswith("campaign 'holiday', field 'settings', setting 'link_expiry':") and "SigV4" in first
+    assert second.startswith("campaign 'holiday', field 'settings', setting 'stepz':")
+
+
+def test_an_invalid_campaigns_file_fails_the_code_location(tmp_path, monkeypatch):
+    path = tmp_path / "campaigns.yaml"
+    path.write_text(textwrap.dedent("""\
+        campaigns:
+          - name: holiday
+            cron: "0 25 * * *"
+            source: missing-folder
+    """))
+    monkeypatch.setenv(CAMPAIGNS_ENV, str(path))
+    with pytest.raises(CampaignError) as info:
+        build_definitions()
+    assert [p.split(":")[0] for p in info.value.problems] == [
+        "campaign #1 ('holiday'), field 'cron'", "campaign #1 ('holiday'), field 'source'"]
+
+
+def test_the_example_campaigns_load_as_schedules(monkeypatch):
+    monkeypatch.setenv(CAMPAIGNS_ENV, str(EXAMPLES / "campaigns.yaml"))
+    defs = build_definitions()
+    names = {s.name for s in defs.schedules}
+    assert names == {schedule_name(c) for c in _example_campaigns()}
+    assert dg.Definitions.validate_loadable(defs) is None
+
+
+def _example_campaigns():
+    from assetql_dagster.domain.campaigns import load_campaigns
+
+    return load_campaigns(EXAMPLES / "campaigns.yaml")
