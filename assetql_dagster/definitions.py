@@ -37,12 +37,6 @@ S3_KMS_KEY_ENV = "ASSETQL_S3_KMS_KEY_ID"
 STORAGE_KINDS = ("local", "s3")
 
 
-def _secret(name: str) -> dg.EnvVar | None:
-    """A binding to env var `name` that Dagster resolves at run time and never displays; None
-    when unset, so boto3 falls back to its own chain (shared config, instance or task role)."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
-
-
 def s3_client_resource() -> S3Resource:
     """The boto3 client the S3 drop sensor and S3 campaign sources use."""
     return S3Resource(
@@ -52,7 +46,12 @@ def s3_client_resource() -> S3Resource:
 
 
 def s3_storage() -> S3Storage:
-    """S3Storage configured from ASSETQL_S3_* and the standard AWS credential variables."""
+    """S3Storage configured from ASSETQL_S3_*.
+
+    Credentials are left to boto3's default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+    AWS_SESSION_TOKEN, shared config, or the instance or task role), so no secret enters Dagster
+    config and the resource works the same in runs, sensors and the CLI.
+    """
     bucket = os.environ.get(S3_BUCKET_ENV)
     if not bucket:
         raise ValueError(f"{STORAGE_ENV}=s3 needs the bucket name in {S3_BUCKET_ENV}, which is not set")
@@ -62,9 +61,6 @@ def s3_storage() -> S3Storage:
         prefix=os.environ.get(S3_PREFIX_ENV, ""),
         endpoint_url=os.environ.get(S3_ENDPOINT_ENV) or None,
         region_name=os.environ.get(S3_REGION_ENV) or None,
-        aws_access_key_id=_secret("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=_secret("AWS_SESSION_TOKEN"),
         server_side_encryption=None if sse.lower() in ("", "none") else sse,
         sse_kms_key_id=os.environ.get(S3_KMS_KEY_ENV) or None,
     )

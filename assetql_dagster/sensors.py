@@ -141,9 +141,9 @@ def find_drops(bucket: str, objects: Iterable[dict]) -> list[Drop]:
     csvs = []
     for obj in objects:
         key = obj["Key"]
-        parts = key.split("/")
         if key.endswith("/"):
             continue  # an empty "folder" marker
+        parts = key.split("/")
         folder = _batch_folder(key)
         if folder is not None:
             siblings[folder].append(obj)
@@ -184,7 +184,8 @@ class DropCursor:
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(datetime.fromisoformat(data["changed"]), frozenset(data["run_keys"]))
+        changed = datetime.fromisoformat(data["changed"]) if data["changed"] else None
+        return cls(changed, frozenset(data["run_keys"]))
 
     def dump(self) -> str:
         changed = self.changed.isoformat() if self.changed else None

@@ -37,7 +37,6 @@ class S3Storage(AssetStorage):
     region_name: str | None = None
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
-    aws_session_token: str | None = None
     server_side_encryption: str | None = "AES256"
     sse_kms_key_id: str | None = None
     list_page_size: int = 1000
@@ -54,7 +53,6 @@ class S3Storage(AssetStorage):
                 region_name=self.region_name,
                 aws_access_key_id=self.aws_access_key_id,
                 aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
                 # SigV4 everywhere: SSE-KMS objects can only be fetched through SigV4 links.
                 config=Config(signature_version="s3v4", retries={"mode": "standard"}),
             )

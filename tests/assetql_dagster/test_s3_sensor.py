@@ -7,6 +7,7 @@ import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG
 from dagster_aws.s3 import S3Resource
 
+from assetql_dagster.definitions import build_definitions
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.sensors import (
     DROP_BUCKET_ENV,
@@ -91,6 +92,14 @@ def test_a_drop_requests_exactly_one_run_and_a_reset_cursor_none_after_it_ran(dr
         launched(instance, request.run_key)
         reset = drops.evaluate(instance)
         assert reset.run_requests == [] and reset.dynamic_partitions_requests == []
+
+
+def test_an_empty_prefix_requests_nothing_tick_after_tick(drops):
+    with dg.instance_for_test() as instance:
+        first = drops.evaluate(instance)
+        second = drops.evaluate(instance, cursor=first.cursor)
+    assert first.run_requests == second.run_requests == []
+    assert second.cursor == first.cursor
 
 
 def test_a_changed_object_starts_one_new_batch(drops, batch_factory):
@@ -200,7 +209,9 @@ def test_cursor_tells_apart_drops_changed_in_the_same_second():
 def test_drop_sensor_only_when_a_bucket_is_configured(monkeypatch):
     monkeypatch.delenv(DROP_BUCKET_ENV, raising=False)
     assert drop_sensors() == []
+    assert [s.name for s in build_definitions().sensors] == ["inbox_sensor"]
     monkeypatch.setenv(DROP_BUCKET_ENV, "incoming")
     monkeypatch.setenv(DROP_PREFIX_ENV, "csv/drops")
     [sensor] = drop_sensors()
     assert sensor.name == "s3_drop_sensor" and "s3://incoming/csv/drops/" in sensor.description
+    assert [s.name for s in build_definitions().sensors] == ["inbox_sensor", "s3_drop_sensor"]

@@ -10,7 +10,7 @@ import yaml
 from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.definitions import build_definitions, defs
-from assetql_dagster.domain.campaigns import CampaignError, campaign_partition_key
+from assetql_dagster.domain.campaigns import CampaignError, campaign_partition_key, load_campaigns
 from assetql_dagster.intake import registration_meta, restored_batch
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.schedules import CAMPAIGNS_ENV, campaign_schedules, schedule_name
@@ -122,8 +122,9 @@ def test_a_batch_name_reuses_the_newest_stored_references(tmp_path, batch_factor
 def test_an_unknown_reference_batch_fails_the_tick_saying_why(tmp_path, batch_factory, storage):
     batch_factory(rows=2)
     [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox", style_profile="autumn"))
-    with dg.instance_for_test() as instance, pytest.raises(Exception, match="'autumn' names no batch"):
+    with dg.instance_for_test() as instance, pytest.raises(dg.DagsterError) as info:
         tick(schedule, instance, storage)
+    assert "style_profile 'autumn' names no batch with stored style references" in str(info.value.__cause__)
 
 
 def test_an_s3_source_is_downloaded(tmp_path, batch_factory, storage, s3_endpoint, s3_client, s3_bucket):
@@ -166,13 +167,10 @@ def test_an_invalid_campaigns_file_fails_the_code_location(tmp_path, monkeypatch
 
 def test_the_example_campaigns_load_as_schedules(monkeypatch):
     monkeypatch.setenv(CAMPAIGNS_ENV, str(EXAMPLES / "campaigns.yaml"))
-    defs = build_definitions()
-    names = {s.name for s in defs.schedules}
-    assert names == {schedule_name(c) for c in _example_campaigns()}
-    assert dg.Definitions.validate_loadable(defs) is None
-
-
-def _example_campaigns():
-    from assetql_dagster.domain.campaigns import load_campaigns
-
-    return load_campaigns(EXAMPLES / "campaigns.yaml")
+    configured = build_definitions()
+    assert {s.name for s in configured.schedules} == {
+        schedule_name(c) for c in load_campaigns(EXAMPLES / "campaigns.yaml")}
+    # Loading resolves against the current instance, as a code server does.
+    with dg.instance_for_test():
+        repository = configured.get_repository_def()
+    assert all(s.job_name == "batch_job" for s in repository.schedule_defs)

@@ -148,3 +148,40 @@ def test_credentials_bound_from_env_vars_sign_links_in_a_run(s3_endpoint, s3_buc
     assert "X-Amz-Credential=envkeyid%2F" in url
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"from a run"
+
+
+def test_write_file_streams_with_encryption_and_checksum(storage, s3_client, s3_bucket, tmp_path):
+    path = tmp_path / "pack.zip"
+    path.write_bytes(bytes(range(256)) * 64)
+    uri = storage.write_file("exports/b1/pack.zip", path, "application/zip")
+    assert uri == f"s3://{s3_bucket}/{PREFIX}/exports/b1/pack.zip"
+    assert storage.read_bytes("exports/b1/pack.zip") == path.read_bytes()
+    head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/exports/b1/pack.zip")
+    assert head["ContentType"] == "application/zip" and head["ServerSideEncryption"] == "AES256"
+    assert head["Metadata"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_write_file_is_idempotent_and_matches_write_bytes(storage, s3_client, s3_bucket, tmp_path):
+    s3_client.put_bucket_versioning(
+        Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    path = tmp_path / "pack.zip"
+    path.write_bytes(b"zip bytes")
+    storage.write_bytes("exports/b1/pack.zip", b"zip bytes")
+    uploads = []
+    storage.client.meta.events.register("before-call.s3.PutObject", lambda **_: uploads.append(1))
+    storage.write_file("exports/b1/pack.zip", path)
+    assert uploads == []
+    assert len(_versions(s3_client, s3_bucket, f"{PREFIX}/exports/b1/pack.zip")) == 1
+    path.write_bytes(b"new zip bytes")
+    storage.write_file("exports/b1/pack.zip", path)
+    assert uploads == [1]
+    assert storage.read_bytes("exports/b1/pack.zip") == b"new zip bytes"
+    assert len(_versions(s3_client, s3_bucket, f"{PREFIX}/exports/b1/pack.zip")) == 2
+
+
+def test_write_file_rejects_bad_keys(storage, tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="storage key"):
+        storage.write_file("raw/../x.png", path)

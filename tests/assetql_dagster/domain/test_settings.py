@@ -59,6 +59,7 @@ def test_valid_values_are_kept():
         "naming_pattern": "{sku}-{seq}-{color_scheme}",
         "shard_size": 500,
         "micro_batch": 64,
+        "link_expiry": "36h",
     }
     settings = parse_settings(data, "batch.yaml")
     floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0}
@@ -107,6 +108,10 @@ def test_modifiers_list_is_comma_joined():
         ("shard_size", 501, "from 1 to 500"),
         ("micro_batch", 0, "'auto' or an integer from 1 to 64"),
         ("micro_batch", "max", "'auto' or an integer from 1 to 64"),
+        ("link_expiry", "8d", "out of range: expected 3600s (1 hour) to 604800s (7 days)"),
+        ("link_expiry", 59, "SigV4"),
+        ("link_expiry", "1 week", "expected seconds or a number with unit s, m, h or d"),
+        ("link_expiry", True, "whole number of seconds"),
     ],
 )
 def test_invalid_value_names_field(field, value, fragment):
@@ -233,3 +238,17 @@ def test_read_settings_keeps_valid_entries_beside_problems(tmp_path):
     settings, problems = read_settings(path)
     assert (settings.steps, settings.template, settings.max_rows) == (BatchSettings().steps, "{prompt}!", 3)
     assert [p.column for p in problems] == ["steps"]
+
+
+@pytest.mark.parametrize("value", ["1h", "7d", 3600, "90m"])
+def test_link_expiry_accepts_one_hour_to_seven_days(value):
+    assert parse_settings({"link_expiry": value}, "batch.yaml").link_expiry == value
+
+
+def test_over_long_link_expiry_names_file_row_and_field(tmp_path):
+    path = write_yaml(tmp_path, "steps: 4\nlink_expiry: 30d\n")
+    with pytest.raises(BatchValidationError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.row, problem.column) == ("batch.yaml", 2, "link_expiry")
+    assert "SigV4" in problem.message and "(got '30d')" in problem.message

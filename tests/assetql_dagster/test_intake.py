@@ -1,0 +1,46 @@
+import yaml
+
+from assetql_dagster.intake import download_s3_batch, register_batch, restored_batch
+from resources.storage import LocalStorage
+
+
+def test_overrides_and_references_are_part_of_the_snapshot(tmp_path, batch_factory):
+    folder = batch_factory(rows=2)
+    original = (folder / "batch.yaml").read_text()
+    other = batch_factory(rows=2, name="other") / "references"
+    (other / sorted(p.name for p in other.iterdir())[0]).unlink()
+    storage = LocalStorage(root=str(tmp_path / "data"))
+
+    registration = register_batch(storage, folder, overrides={"seed": 9, "name": "winter"},
+                                  references=other, partition_key=lambda s: f"custom-{s.content_hash[:6]}")
+    assert registration.created and registration.key == f"custom-{registration.source.content_hash[:6]}"
+    with restored_batch(storage, registration.key) as (source, meta):
+        assert (source.name, source.settings.seed, source.settings.steps) == ("winter", 9, 2)
+        assert [p.name for p in source.reference_paths] == [p.name for p in other.iterdir()]
+        assert source.content_hash == registration.source.content_hash
+    assert meta["origin"] == str(folder.resolve())
+    assert (folder / "batch.yaml").read_text() == original
+    stored = yaml.safe_load(storage.read_text(f"batches/{registration.key}/source/batch.yaml"))
+    assert stored["seed"] == 9 and stored["template"] == yaml.safe_load(original)["template"]
+
+    again = register_batch(storage, folder, overrides={"seed": 9, "name": "winter"}, references=other,
+                           partition_key=lambda s: f"custom-{s.content_hash[:6]}")
+    assert (again.key, again.created) == (registration.key, False)
+
+
+def test_plain_registration_keys_by_name_and_hash(tmp_path, batch_factory):
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    registration = register_batch(storage, batch_factory(rows=2))
+    assert registration.key == f"demo-{registration.source.content_hash[:8]}"
+
+
+def test_download_a_folder_source_skipping_folder_markers(tmp_path, batch_factory, s3_client, s3_bucket):
+    folder = batch_factory(rows=2)
+    for path in (p for p in folder.rglob("*") if p.is_file()):
+        s3_client.put_object(Bucket=s3_bucket, Key=f"in/demo/{path.relative_to(folder).as_posix()}",
+                             Body=path.read_bytes())
+    s3_client.put_object(Bucket=s3_bucket, Key="in/demo/references/", Body=b"")
+    local = download_s3_batch(s3_client, s3_bucket, "in/demo/", tmp_path / "download")
+    assert local == tmp_path / "download" / "demo"
+    assert sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
