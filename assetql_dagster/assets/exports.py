@@ -83,6 +83,8 @@ def manifest_rows(batch: str, storage: AssetStorage) -> tuple[dict, list[dict], 
         "content_hash": inputs["content_hash"],
         "settings": inputs["settings"],
         "images": len(rows),
+        # Images that failed after all retries are left out of the package; say which.
+        "failed_rows": read_record(storage, batch, "failed_rows"),
     }
     return meta, rows, settings
 

@@ -33,10 +33,11 @@ def tick(schedule, instance, storage, when=TICK, s3=None):
     """Evaluate one tick of `schedule` the way the scheduler daemon does."""
     resources = {"storage": storage, "s3": s3 or S3Resource()}
     repository = dg.Definitions.merge(defs, dg.Definitions(schedules=[schedule])).get_repository_def()
-    context = dg.build_schedule_context(
+    # The context opens its own instance from the reference; closing it closes that instance.
+    with dg.build_schedule_context(
         instance=instance, scheduled_execution_time=when, resources=resources, repository_def=repository
-    )
-    return schedule.evaluate_tick(context)
+    ) as context:
+        return schedule.evaluate_tick(context)
 
 
 @pytest.fixture
