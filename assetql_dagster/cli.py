@@ -66,14 +66,23 @@ def execute(key: str, tags: dict, in_process: bool, asset_keys: list[str] | None
     )
 
 
-def report(result, key: str) -> int:
+def storage_resource():
+    """The code location's storage, with its config (e.g. secrets bound as EnvVars) resolved."""
+    import dagster as dg
+
     from assetql_dagster.definitions import defs
+
+    with dg.build_resources({"storage": defs.resources["storage"]}) as resources:
+        return resources.storage
+
+
+def report(result, key: str) -> int:
     from assetql_dagster.records import read_record
 
     if not result.success:
         print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
         return 1
-    storage = defs.resources["storage"]
+    storage = storage_resource()
     summary = read_record(storage, key, "exports")
     failed = read_record(storage, key, "failed_rows")
     print(f"run {result.run_id} succeeded: {summary['images']} images")
@@ -90,11 +99,10 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool) -> int:
     home = use_local_instance(data_dir)
     import dagster as dg
 
-    from assetql_dagster.definitions import defs
     from assetql_dagster.intake import register_batch
     from assetql_dagster.partitions import batches_partitions
 
-    registration = register_batch(defs.resources["storage"], path)
+    registration = register_batch(storage_resource(), path)
     key = registration.key
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
@@ -105,10 +113,9 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool) -> int:
 
 def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool) -> int:
     use_local_instance(data_dir)
-    from assetql_dagster.definitions import defs
     from assetql_dagster.records import read_record
 
-    failed = read_record(defs.resources["storage"], key, "failed_rows")
+    failed = read_record(storage_resource(), key, "failed_rows")
     if not failed:
         print(f"batch {key} has no failed rows")
         return 0

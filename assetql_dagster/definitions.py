@@ -21,6 +21,7 @@ from assetql_dagster.checks import completion_rate, style_pass_rate
 from assetql_dagster.jobs import batch_job
 from assetql_dagster.schedules import schedules_from_env
 from assetql_dagster.sensors import drop_sensors, inbox_sensor
+from gpu_executor import gpu_executor
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.s3_storage import S3Storage
@@ -48,9 +49,9 @@ def s3_client_resource() -> S3Resource:
 def s3_storage() -> S3Storage:
     """S3Storage configured from ASSETQL_S3_*.
 
-    Credentials are left to boto3's default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
-    AWS_SESSION_TOKEN, shared config, or the instance or task role), so no secret enters Dagster
-    config and the resource works the same in runs, sensors and the CLI.
+    Keys given in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are bound as `dg.EnvVar`s, so the UI
+    shows the variable names, never the secrets; without them boto3's default chain applies
+    (shared config, instance or task role).
     """
     bucket = os.environ.get(S3_BUCKET_ENV)
     if not bucket:
@@ -63,7 +64,13 @@ def s3_storage() -> S3Storage:
         region_name=os.environ.get(S3_REGION_ENV) or None,
         server_side_encryption=None if sse.lower() in ("", "none") else sse,
         sse_kms_key_id=os.environ.get(S3_KMS_KEY_ENV) or None,
+        aws_access_key_id=_secret("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
     )
+
+
+def _secret(name: str) -> dg.EnvVar | None:
+    return dg.EnvVar(name) if os.environ.get(name) else None
 
 
 def _resources(storage: AssetStorage) -> dict:
@@ -97,6 +104,9 @@ def build_definitions() -> dg.Definitions:
         sensors=[inbox_sensor, *drop_sensors()],
         schedules=schedules_from_env(),
         resources=resources_from_env(),
+        # Shards and model steps get a device each from the pool; with no GPU they run on the CPU one
+        # at a time. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not.
+        executor=gpu_executor,
     )
 
 

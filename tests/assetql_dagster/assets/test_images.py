@@ -4,7 +4,6 @@ from collections import Counter
 
 import dagster as dg
 
-from assetql_dagster.cli import main as cli_main
 from assetql_dagster.definitions import defs
 from assetql_dagster.intake import register_batch
 from assetql_dagster.partitions import batches_partitions
@@ -45,11 +44,12 @@ class FlakyGenerator(ImageGenerator):
 def materialize(storage, key, generator, selection=None):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
-        result = defs.resolve_job_def("batch_job").execute_in_process(
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
             partition_key=key,
             instance=instance,
             resources={"storage": storage, "generator": generator, "clip": ClipEmbedder()},
-            asset_selection=selection,
+            selection=selection,
             raise_on_error=False,
         )
         events = [e.event_type_value for e in result.all_events]
