@@ -5,9 +5,10 @@ For one pipeline, with the same prompts, settings, micro-batch and number of ima
   (a) raw      a plain loop of pipeline calls, one micro-batch each, to PIL images (nothing written);
   (b) AssetQL  `assetql_dagster.generation.generate_images`, which also writes each PNG and thumbnail.
 
-Both are warmed up with one call first. Then the batch job (images, scores, tags, exports) runs one
-batch through `dg.execute_job` and the code location's executor: images/s end to end and the
-orchestration overhead around generation (run start -> first image stored, last image -> run end).
+Each is warmed up with one call, then timed in alternating rounds, keeping each one's best. Then the
+batch job (images, scores, tags, exports) runs one batch through `dg.execute_job` and the code
+location's executor: images/s end to end and the orchestration overhead around generation
+(run start -> first image stored, last image stored -> run end).
 
 `--mode cpu` uses the tiny model. `--mode gpu` builds the full-size SD 1.5 and SDXL architectures
 with random bf16 weights (bench/arch_models.py), saves each to a temporary folder and loads it

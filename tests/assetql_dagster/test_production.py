@@ -47,7 +47,9 @@ def test_a_drop_runs_the_whole_graph_on_s3_storage_and_a_postgres_instance(
     postgres_instance, production, s3_client, s3_bucket, batch_factory
 ):
     assert isinstance(postgres_instance.run_storage, PostgresRunStorage)
-    storage = production["storage"]
+    # Resolved as Dagster resolves it for a run: the credentials are bound as EnvVars.
+    with dg.build_resources({"storage": production["storage"]}) as resolved:
+        storage = resolved.storage
     folder = batch_factory(rows=2)
     with (folder / "batch.yaml").open("a") as fh:
         fh.write("link_expiry: 2h\n")
@@ -107,6 +109,7 @@ def test_storage_is_chosen_by_the_environment(production, s3_bucket, s3_endpoint
     assert isinstance(storage, S3Storage)
     assert (storage.bucket, storage.prefix, storage.endpoint_url) == (s3_bucket, PREFIX, s3_endpoint)
     assert storage.server_side_encryption == "AES256"
+    assert isinstance(storage.aws_secret_access_key, dg.EnvVar)
     monkeypatch.setenv("ASSETQL_S3_SSE", "none")
     assert resources_from_env()["storage"].server_side_encryption is None
     monkeypatch.setenv(STORAGE_ENV, "local")
