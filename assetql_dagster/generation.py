@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -24,6 +26,10 @@ from resources.storage import AssetStorage
 CPU_MICRO_BATCH = 4
 GPU_PIXELS_PER_MICRO_BATCH = 8 * 1024 * 1024
 PERMANENT_ERRORS = (ValueError, TypeError, KeyError)
+# PNG encoding and uploads overlap with the next micro-batch on the accelerator; at most this many
+# micro-batches of images wait to be written, so memory stays flat however big the batch is.
+WRITER_THREADS = 2
+PENDING_MICRO_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -118,35 +124,45 @@ def generate_images(
         record = image_record(batch, job, render)
         (report.skipped if is_stored(storage, record) else pending).append(record)
 
-    size, start, isolate_until = micro_batch, 0, 0
-    while start < len(pending):
-        step = 1 if start < isolate_until else size
-        chunk = pending[start : start + step]
-        began = time.perf_counter()
-        try:
-            images = generate([by_id[r["image_id"]] for r in chunk])
-        except Exception as err:  # noqa: BLE001 - classified below; anything unexpected re-raises
+    with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="assetql-writer") as writers:
+        writing: deque[tuple[dict, Future]] = deque()
+
+        def finish_writes(keep: int) -> None:
+            while len(writing) > keep:
+                record, future = writing.popleft()
+                future.result()  # a storage error surfaces here, as a transient failure of the step
+                report.generated.append(record)
+
+        size, start, isolate_until = micro_batch, 0, 0
+        while start < len(pending):
+            step = 1 if start < isolate_until else size
+            chunk = pending[start : start + step]
+            began = time.perf_counter()
+            try:
+                images = generate([by_id[r["image_id"]] for r in chunk])
+            except Exception as err:  # noqa: BLE001 - classified below; anything unexpected re-raises
+                report.seconds_generating += time.perf_counter() - began
+                if is_out_of_memory(err) and step > 1:
+                    # Same images again with half the micro-batch, before the step is allowed to fail.
+                    size = max(1, step // 2)
+                    report.oom_backoffs += 1
+                    report.final_micro_batch = size
+                    on_oom()
+                    continue
+                if not (is_permanent(err) or final_attempt):
+                    raise
+                if step > 1:
+                    # Find the image(s) at fault one at a time; the rest of the chunk still gets made.
+                    isolate_until = start + step
+                    continue
+                report.failed.append(failed_row(by_id[chunk[0]["image_id"]], err, attempt))
+                start += 1
+                continue
             report.seconds_generating += time.perf_counter() - began
-            if is_out_of_memory(err) and step > 1:
-                # Same images again with half the micro-batch, before the step is allowed to fail.
-                size = max(1, step // 2)
-                report.oom_backoffs += 1
-                report.final_micro_batch = size
-                on_oom()
-                continue
-            if not (is_permanent(err) or final_attempt):
-                raise
-            if step > 1:
-                # Find the image(s) at fault one at a time; the rest of the chunk still gets made.
-                isolate_until = start + step
-                continue
-            report.failed.append(failed_row(by_id[chunk[0]["image_id"]], err, attempt))
-            start += 1
-            continue
-        report.seconds_generating += time.perf_counter() - began
-        for record, image in zip(chunk, images, strict=True):
-            store_image(storage, record, image)
-            report.generated.append(record)
-        start += len(chunk)
-        progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))
+            for record, image in zip(chunk, images, strict=True):
+                writing.append((record, writers.submit(store_image, storage, record, image)))
+            finish_writes(keep=PENDING_MICRO_BATCHES * size)
+            start += len(chunk)
+            progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))
+        finish_writes(keep=0)
     return report

@@ -145,7 +145,6 @@ class Arch:
     vae: dict
     # (component name, model class, config) per text encoder, in pipeline order.
     text_encoders: tuple[tuple[str, type, dict], ...]
-    native_size: int
     published_params: dict[str, int]
 
 
@@ -156,7 +155,6 @@ ARCHS = {
         unet=SD15_UNET,
         vae=SD15_VAE,
         text_encoders=(("text_encoder", CLIPTextModel, CLIP_VIT_L_TEXT),),
-        native_size=512,
         published_params={"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480},
     ),
     "sdxl": Arch(
@@ -168,7 +166,6 @@ ARCHS = {
             ("text_encoder", CLIPTextModel, CLIP_VIT_L_TEXT),
             ("text_encoder_2", CLIPTextModelWithProjection, OPENCLIP_BIGG_TEXT),
         ),
-        native_size=1024,
         published_params={
             "unet": 2_567_463_684,
             "vae": 83_653_863,
