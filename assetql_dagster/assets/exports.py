@@ -123,9 +123,15 @@ def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.Mate
     summary = {"zip": zip_uri, "gallery": gallery_uri, "images": len(rows), "zip_bytes": zip_size, **links}
     write_record(storage, batch, "exports", summary)
     context.log.info(f"{batch}: export package at {zip_uri}")
+    if meta["failed_rows"]:
+        context.log.warning(
+            f"{batch}: exported {len(rows)} images without {len(meta['failed_rows'])} failed one(s); "
+            f"see failed_rows in manifest.json, or re-run them with: assetql retry-failed {batch}"
+        )
     return dg.MaterializeResult(
         metadata={
             "images": len(rows),
+            "failed_rows": len(meta["failed_rows"]),
             "zip": zip_uri,
             "zip_bytes": zip_size,
             "gallery": gallery_uri,
