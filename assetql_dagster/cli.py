@@ -86,8 +86,9 @@ def report(result, key: str) -> int:
     summary = read_record(storage, key, "exports")
     failed = read_record(storage, key, "failed_rows")
     print(f"run {result.run_id} succeeded: {summary['images']} images")
-    print(f"  package: {summary['zip']}")
-    print(f"  gallery: {summary['gallery']}")
+    for label, field in (("package", "zip"), ("gallery", "gallery"), ("manifest", "manifest"), ("links", "links_manifest")):
+        if field in summary:
+            print(f"  {label + ':':9} {summary[field]}")
     if failed:
         print(f"  {len(failed)} image(s) failed; re-run just those with: assetql retry-failed {key}")
     return 0

@@ -57,6 +57,8 @@ def check_campaign_settings(path: str, campaigns: list[Campaign]) -> None:
 def campaign_overrides(campaign: Campaign, settings: BatchSettings, path: str) -> dict[str, object]:
     """Settings for the campaign's batch: its name, its overrides, and its modifiers appended."""
     overrides: dict[str, object] = {"name": campaign.name, **campaign_settings(campaign, path)}
+    if campaign.exports:
+        overrides["exports"] = list(campaign.exports)
     if campaign.modifiers:
         base = overrides.get("modifiers", settings.modifiers)
         overrides["modifiers"] = ", ".join(m for m in (base, campaign.modifiers.strip()) if m)

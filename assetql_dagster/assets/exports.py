@@ -98,31 +98,34 @@ def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.Mate
     columns = [c for c in MANIFEST_COLUMNS if c in rows[0]] if rows else list(MANIFEST_COLUMNS)
     manifest_csv = write_manifest_csv(rows, columns)
     manifest = manifest_json(rows, meta)
-    gallery_in_zip = gallery_html(meta, rows, lambda r: f"images/{r['file_name']}")
 
-    with tempfile.TemporaryDirectory(prefix="assetql-export-") as tmp:
-        zip_path = Path(tmp) / f"{batch}.zip"
-        with ZipPackage(zip_path) as package:
-            for row in rows:
-                package.add_bytes(f"images/{row['file_name']}", storage.read_bytes(row["raw_key"]))
-            package.add_bytes("manifest.csv", manifest_csv)
-            package.add_bytes("manifest.json", manifest)
-            package.add_bytes("index.html", gallery_in_zip.encode("utf-8"))
-        zip_size = zip_path.stat().st_size
-        zip_uri = storage.write_file(export_key(batch, f"{batch}.zip"), zip_path, "application/zip")
-
-    storage.write_bytes(export_key(batch, "manifest.csv"), manifest_csv, "text/csv")
-    storage.write_bytes(export_key(batch, "manifest.json"), manifest, "application/json")
-    # Next to the raw images in storage, the gallery links to them relative to exports/{batch}/.
-    gallery_uri = storage.write_text(
-        export_key(batch, "gallery.html"),
-        gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
-        "text/html; charset=utf-8",
-    )
-    links = write_links(batch, storage, rows, settings)
-    summary = {"zip": zip_uri, "gallery": gallery_uri, "images": len(rows), "zip_bytes": zip_size, **links}
+    summary: dict = {"images": len(rows)}
+    if "zip" in settings.exports:
+        with tempfile.TemporaryDirectory(prefix="assetql-export-") as tmp:
+            zip_path = Path(tmp) / f"{batch}.zip"
+            with ZipPackage(zip_path) as package:
+                for row in rows:
+                    package.add_bytes(f"images/{row['file_name']}", storage.read_bytes(row["raw_key"]))
+                package.add_bytes("manifest.csv", manifest_csv)
+                package.add_bytes("manifest.json", manifest)
+                gallery = gallery_html(meta, rows, lambda r: f"images/{r['file_name']}")
+                package.add_bytes("index.html", gallery.encode("utf-8"))
+            summary["zip_bytes"] = zip_path.stat().st_size
+            summary["zip"] = storage.write_file(export_key(batch, f"{batch}.zip"), zip_path, "application/zip")
+    if "manifest" in settings.exports:
+        storage.write_bytes(export_key(batch, "manifest.csv"), manifest_csv, "text/csv")
+        summary["manifest"] = storage.write_bytes(export_key(batch, "manifest.json"), manifest, "application/json")
+    if "gallery" in settings.exports:
+        # Next to the raw images in storage, the gallery links to them relative to exports/{batch}/.
+        summary["gallery"] = storage.write_text(
+            export_key(batch, "gallery.html"),
+            gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
+            "text/html; charset=utf-8",
+        )
+    if "links" in settings.exports:
+        summary.update(write_links(batch, storage, rows, settings))
     write_record(storage, batch, "exports", summary)
-    context.log.info(f"{batch}: export package at {zip_uri}")
+    context.log.info(f"{batch}: exported {', '.join(settings.exports)} under {export_key(batch, '')}")
     if meta["failed_rows"]:
         context.log.warning(
             f"{batch}: exported {len(rows)} images without {len(meta['failed_rows'])} failed one(s); "
@@ -130,12 +133,9 @@ def exports(context: dg.AssetExecutionContext, storage: AssetStorage) -> dg.Mate
         )
     return dg.MaterializeResult(
         metadata={
-            "images": len(rows),
+            **summary,
+            "exports": ", ".join(settings.exports),
             "failed_rows": len(meta["failed_rows"]),
-            "zip": zip_uri,
-            "zip_bytes": zip_size,
-            "gallery": gallery_uri,
-            **links,
             "manifest_columns": dg.MetadataValue.json(columns),
             "seconds": round(time.perf_counter() - started, 3),
         }

@@ -25,7 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-EXPORT_FORMATS = ("zip", "manifest", "gallery", "links", "unity", "shop", "cms", "social")
+from assetql_dagster.domain.settings import exports_error
+
 REQUIRED_FIELDS = ("name", "cron", "source")
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
@@ -150,12 +151,10 @@ def _style_profile(value: Any, base: Path) -> str:
 
 
 def _exports(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        raise ValueError(f"{value!r} must be a list of formats among {list(EXPORT_FORMATS)}")
-    unknown = [v for v in value if v not in EXPORT_FORMATS]
-    if unknown:
-        raise ValueError(f"unknown format(s) {unknown}; expected among {list(EXPORT_FORMATS)}")
-    return tuple(dict.fromkeys(value))
+    message = exports_error(value)
+    if message:
+        raise ValueError(message)
+    return tuple(value)
 
 
 def _timezone(value: Any) -> str:

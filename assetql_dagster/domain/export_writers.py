@@ -15,6 +15,10 @@ from os import PathLike
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+# What an export can contain: the ZIP package (images, manifests and gallery inside), the standalone
+# manifest CSV/JSON, the standalone gallery page, and the links manifest.
+EXPORT_FORMATS = ("zip", "manifest", "gallery", "links")
+
 MANIFEST_COLUMNS = [
     "batch",
     "variant_id",

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from assetql_dagster.domain.errors import BatchValidationError, Problem
+from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS
 
@@ -48,9 +49,13 @@ SETTINGS_DOC: dict[str, str] = {
     + ", ".join(f"{{{name}}}" for name in sorted(BUILTIN_PLACEHOLDERS))
     + " and any extra CSV column (checked against the CSV header). "
     "Default: {batch}_{variant_id}_{timestamp}_{hash}.",
-    "shard_size": "Rows per generation shard, 1 to 500. Default: 25.",
+    "shard_size": "Images per generation shard (one executor step each), 1 to 500. Default: 25.",
     "micro_batch": "Images per model call, 1 to 64, or 'auto' to fit the accelerator's memory. "
     "Default: auto.",
+    "exports": "What the export writes, a list among "
+    + ", ".join(EXPORT_FORMATS)
+    + " (zip: the package with images, manifests and gallery; manifest: standalone manifest.csv/json; "
+    "gallery: standalone gallery.html; links: links.csv/json). Default: all of them.",
     "link_expiry": "Lifetime of the shareable image links in the export's links manifest: seconds or "
     "a number with unit s, m, h or d, from 1h to 7d (the SigV4 limit of S3 presigned URLs). "
     "Default: 7d.",
@@ -120,6 +125,18 @@ def _link_expiry(value: object) -> str | None:
     return None
 
 
+def exports_error(value: object) -> str | None:
+    """Why `value` is not a valid `exports` list, or None."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return f"must be a non-empty list among {list(EXPORT_FORMATS)}, got {value!r}"
+    unknown = [v for v in value if v not in EXPORT_FORMATS]
+    if unknown:
+        return f"unknown export(s) {unknown}; expected among {list(EXPORT_FORMATS)}"
+    if len(set(value)) != len(value):
+        return f"lists an export more than once: {list(value)!r}"
+    return None
+
+
 def _micro_batch(value: object) -> str | None:
     if value == "auto" or _integer(1, 64)(value) is None:
         return None
@@ -147,6 +164,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "naming_pattern": lambda v: _text(v, allow_empty=False),
     "shard_size": _integer(1, 500),
     "micro_batch": _micro_batch,
+    "exports": exports_error,
     "link_expiry": _link_expiry,
 }
 
@@ -174,6 +192,7 @@ class BatchSettings:
     naming_pattern: str = "{batch}_{variant_id}_{timestamp}_{hash}"
     shard_size: int = 25
     micro_batch: int | str = "auto"
+    exports: tuple[str, ...] = EXPORT_FORMATS
     link_expiry: int | str = "7d"
 
     def __post_init__(self) -> None:
@@ -183,6 +202,8 @@ class BatchSettings:
             raise BatchValidationError(problems)
         for field in ("guidance_scale", "style_threshold", "min_pass_rate", "min_completion_rate"):
             object.__setattr__(self, field, float(getattr(self, field)))
+        # YAML and JSON give lists; a tuple keeps the frozen settings hashable.
+        object.__setattr__(self, "exports", tuple(self.exports))
 
     def to_dict(self) -> dict[str, object]:
         """JSON-safe field values; `settings_from_dict` reverses it."""

@@ -133,3 +133,15 @@ def test_images_are_deterministic_and_resume_skips_stored(tmp_path, batch_factor
     after = pixels(other, key3)
     assert before.keys() == after.keys()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_exports_writes_only_the_parts_the_batch_asks_for(tmp_path, batch_factory):
+    folder = batch_factory(rows=1, name="linksonly")
+    with (folder / "batch.yaml").open("a") as fh:
+        fh.write("exports: [links, manifest]\n")
+    storage, key, result, materializations, _ = run_batch(tmp_path, folder)
+    assert result.success
+    assert storage.list_keys(f"exports/{key}") == [
+        f"exports/{key}/{name}" for name in ("links.csv", "links.json", "manifest.csv", "manifest.json")
+    ]
+    assert materializations["exports"].metadata["exports"].value == "links, manifest"

@@ -59,6 +59,7 @@ def test_a_tick_registers_a_dated_partition_and_requests_its_run(tmp_path, batch
             assert key.startswith("holiday-2026-12-01-")
             assert source.name == "holiday" and source.settings.seed == 7 and source.settings.steps == 2
             assert source.settings.modifiers == "winter holiday, snow, warm lights"
+            assert source.settings.exports == ("zip", "links")
             assert len(source.reference_paths) == 2
         assert request.run_key == "campaign:holiday:2026-12-01"
         assert request.tags["assetql/batch"] == key and request.tags["assetql/exports"] == "zip,links"

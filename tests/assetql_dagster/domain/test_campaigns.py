@@ -5,8 +5,8 @@ import pytest
 import yaml
 from dagster._utils.schedules import is_valid_cron_string
 
+from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.campaigns import (
-    EXPORT_FORMATS,
     Campaign,
     CampaignError,
     campaign_partition_key,
@@ -48,7 +48,7 @@ def test_full_campaign_is_loaded_with_resolved_paths(workdir):
             source: batches/winter
             modifiers: winter holiday, snow, warm lights
             style_profile: references/winter
-            exports: [zip, gallery, links, zip]
+            exports: [zip, gallery, links]
             timezone: Europe/Berlin
             settings: {images_per_row: 2, seed: 7}
             description: Weekly winter refresh
@@ -96,7 +96,7 @@ def test_every_problem_is_reported_with_campaign_and_field(workdir):
         "campaign #1 ('Winter Sale'), field 'name': 'Winter Sale' must use only lowercase",
         "campaign #1 ('Winter Sale'), field 'cron': '0 25 * * *', hour '25': 25 is outside 0-23",
         "campaign #1 ('Winter Sale'), field 'source': 'batches/missing' (resolved to",
-        "campaign #1 ('Winter Sale'), field 'exports': unknown format(s) ['pdf']",
+        "campaign #1 ('Winter Sale'), field 'exports': unknown export(s) ['pdf']",
         "campaign #1 ('Winter Sale'), field 'timezone': 'Mars/Olympus' is not an IANA time zone",
         "campaign #2, field 'name': is required",
         "campaign #2, field 'cron': '0 6 * *' has 4 fields; expected 5",

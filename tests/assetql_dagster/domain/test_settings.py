@@ -59,11 +59,12 @@ def test_valid_values_are_kept():
         "naming_pattern": "{sku}-{seq}-{color_scheme}",
         "shard_size": 500,
         "micro_batch": 64,
+        "exports": ["zip", "links"],
         "link_expiry": "36h",
     }
     settings = parse_settings(data, "batch.yaml")
     floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0}
-    assert settings.to_dict() == {**data, **floats}
+    assert settings.to_dict() == {**data, **floats, "exports": ("zip", "links")}
     assert isinstance(settings.guidance_scale, float)
 
 
@@ -112,6 +113,10 @@ def test_modifiers_list_is_comma_joined():
         ("link_expiry", 59, "SigV4"),
         ("link_expiry", "1 week", "expected seconds or a number with unit s, m, h or d"),
         ("link_expiry", True, "whole number of seconds"),
+        ("exports", [], "non-empty list among ['zip', 'manifest', 'gallery', 'links']"),
+        ("exports", ["zip", "unity"], "unknown export(s) ['unity']"),
+        ("exports", ["zip", "zip"], "more than once"),
+        ("exports", "zip", "non-empty list"),
     ],
 )
 def test_invalid_value_names_field(field, value, fragment):
