@@ -1,4 +1,5 @@
 import dagster as dg
+import pytest
 
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.sensors import INBOX_ENV, inbox_sensor
@@ -13,10 +14,16 @@ def evaluate(instance, storage, cursor=None):
     return result
 
 
-def test_new_batch_adds_its_partition_and_requests_exactly_one_run(tmp_path, batch_factory, monkeypatch):
+@pytest.fixture
+def inbox(tmp_path, batch_factory, monkeypatch):
+    """A two-row batch folder in the watched inbox, and an empty storage."""
     folder = batch_factory(rows=2)
     monkeypatch.setenv(INBOX_ENV, str(folder.parent))
-    storage = LocalStorage(root=str(tmp_path / "data"))
+    return folder, LocalStorage(root=str(tmp_path / "data"))
+
+
+def test_new_batch_adds_its_partition_and_requests_exactly_one_run(inbox):
+    folder, storage = inbox
     with dg.instance_for_test() as instance:
         first = evaluate(instance, storage)
         assert len(first.run_requests) == 1
@@ -37,10 +44,8 @@ def test_new_batch_adds_its_partition_and_requests_exactly_one_run(tmp_path, bat
         assert instance.get_dynamic_partitions(batches_partitions.name) == [key]
 
 
-def test_changed_batch_starts_a_new_partition(tmp_path, batch_factory, monkeypatch):
-    folder = batch_factory(rows=2)
-    monkeypatch.setenv(INBOX_ENV, str(folder.parent))
-    storage = LocalStorage(root=str(tmp_path / "data"))
+def test_changed_batch_starts_a_new_partition(inbox):
+    folder, storage = inbox
     with dg.instance_for_test() as instance:
         first = evaluate(instance, storage)
         with (folder / "batch.csv").open("a") as fh:
@@ -52,11 +57,9 @@ def test_changed_batch_starts_a_new_partition(tmp_path, batch_factory, monkeypat
         assert len(instance.get_dynamic_partitions(batches_partitions.name)) == 2
 
 
-def test_invalid_batch_starts_nothing_and_says_why(tmp_path, batch_factory, monkeypatch):
-    folder = batch_factory(rows=2)
+def test_invalid_batch_starts_nothing_and_says_why(inbox):
+    folder, storage = inbox
     (folder / "batch.csv").write_text("variant_id,subject\nsword-01,a sword\nsword-01,another sword\n")
-    monkeypatch.setenv(INBOX_ENV, str(folder.parent))
-    storage = LocalStorage(root=str(tmp_path / "data"))
     with dg.instance_for_test() as instance:
         result = evaluate(instance, storage)
         assert result.run_requests == [] and result.dynamic_partitions_requests == []
