@@ -5,21 +5,16 @@ import dagster as dg
 from assetql_dagster.assets.images import images
 from assetql_dagster.assets.scores import UNSCORED, scores
 from assetql_dagster.domain.scoring import pass_rate
-from assetql_dagster.domain.settings import settings_from_dict
 from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record
+from assetql_dagster.records import read_record, read_settings
 from resources.storage import AssetStorage
-
-
-def _settings(storage: AssetStorage, batch: str):
-    return settings_from_dict(read_record(storage, batch, "batch_input")["settings"])
 
 
 @dg.asset_check(asset=scores, partitions_def=batches_partitions)
 def style_pass_rate(context: dg.AssetCheckExecutionContext, storage: AssetStorage) -> dg.AssetCheckResult:
     """Share of images whose style score meets the batch threshold (default at least 85%)."""
     batch = context.partition_key
-    minimum = _settings(storage, batch).min_pass_rate
+    minimum = read_settings(storage, batch).min_pass_rate
     verdicts = [s["verdict"] for s in read_record(storage, batch, "scores")["images"]]
     if verdicts and all(v == UNSCORED for v in verdicts):
         return dg.AssetCheckResult(
@@ -41,11 +36,10 @@ def style_pass_rate(context: dg.AssetCheckExecutionContext, storage: AssetStorag
 def completion_rate(context: dg.AssetCheckExecutionContext, storage: AssetStorage) -> dg.AssetCheckResult:
     """Share of planned images that were generated and stored (default at least 95%)."""
     batch = context.partition_key
-    minimum = _settings(storage, batch).min_completion_rate
+    minimum = read_settings(storage, batch).min_completion_rate
     planned = len(read_record(storage, batch, "prompts"))
-    stored = sum(
-        storage.exists(r["raw_key"]) for r in read_record(storage, batch, "images")
-    )
+    # `collect_images` records only images whose PNG and thumbnail are stored.
+    stored = len(read_record(storage, batch, "images"))
     rate = stored / planned if planned else 0.0
     return dg.AssetCheckResult(
         passed=rate >= minimum,

@@ -59,6 +59,23 @@ def micro_batch_size(requested: int | str, device_type: str, width: int, height:
     return max(1, min(64, GPU_PIXELS_PER_MICRO_BATCH // (width * height)))
 
 
+def job_generator(pipe, render: RenderSettings) -> Callable[[list[dict]], list]:
+    """`generate` for `generate_images`: a loaded pipeline called on a micro-batch of planned jobs."""
+
+    def generate(chunk: list[dict]) -> list:
+        return pipe.generate(
+            [j["prompt"] for j in chunk],
+            [j["negative_prompt"] for j in chunk],
+            [j["seed"] for j in chunk],
+            render.width,
+            render.height,
+            render.steps,
+            render.guidance_scale,
+        )
+
+    return generate
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     # Matched by name and message so this module needs no torch import, and so the OOMs that
     # surface as plain RuntimeErrors from some CUDA kernels are caught too.

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -30,6 +30,7 @@ from assetql_dagster.domain.batch_loader import (
 )
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import batch_partition_key, record_key, source_key
+from resources.s3_storage import is_not_found
 from resources.storage import AssetStorage, check_key
 
 
@@ -110,28 +111,37 @@ def derive_batch(
     return derived
 
 
-def download_s3_batch(client: Any, bucket: str, key: str, target: Path) -> Path:
+def download_s3_batch(
+    client: Any, bucket: str, key: str, target: Path, batch_files: Iterable[str] | None = None
+) -> Path:
     """Download the batch at s3://bucket/key into `target` and return the path to register.
 
     `key` is a CSV (the batch.yaml and references/ of its folder come with it) or a folder
     holding batch.csv; the local folder keeps the S3 folder's name, which names the batch.
+    `batch_files` are the keys of that batch.yaml and references/ when the caller has listed
+    them already; otherwise they are looked up.
     """
     csv_key = key if key.lower().endswith(".csv") else f"{key.rstrip('/')}/{CSV_NAME}"
     folder, _, csv_name = csv_key.rpartition("/")
     local = target / (PurePosixPath(folder).name or "batch")
     siblings = f"{folder}/" if folder else ""
-    _download(client, bucket, csv_key, local, csv_name)
-    if _s3_exists(client, bucket, siblings + SETTINGS_NAME):
-        _download(client, bucket, siblings + SETTINGS_NAME, local, SETTINGS_NAME)
+    if batch_files is None:
+        batch_files = _listed_batch_files(client, bucket, siblings)
+    for file_key in (csv_key, *batch_files):
+        _download(client, bucket, file_key, local, file_key[len(siblings):])
+    return local if csv_name == CSV_NAME else local / csv_name
+
+
+def _listed_batch_files(client: Any, bucket: str, siblings: str) -> list[str]:
+    """Keys of the batch.yaml and references/ files under the folder `siblings`."""
+    settings = [siblings + SETTINGS_NAME] if _s3_exists(client, bucket, siblings + SETTINGS_NAME) else []
     pages = client.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=f"{siblings}{REFERENCES_DIR}/"
     )
-    for obj in (o for page in pages for o in page.get("Contents", [])):
-        # Keys ending in "/" are the empty folder markers consoles create. Nested keys become
-        # sub-folders, which load_batch then reports as bad references.
-        if not obj["Key"].endswith("/"):
-            _download(client, bucket, obj["Key"], local, obj["Key"][len(siblings):])
-    return local if csv_name == CSV_NAME else local / csv_name
+    # Keys ending in "/" are the empty folder markers consoles create. Nested keys become
+    # sub-folders, which load_batch then reports as bad references.
+    keys = (obj["Key"] for page in pages for obj in page.get("Contents", []))
+    return settings + [key for key in keys if not key.endswith("/")]
 
 
 def _download(client: Any, bucket: str, key: str, folder: Path, relative: str) -> None:
@@ -148,10 +158,18 @@ def _s3_exists(client: Any, bucket: str, key: str) -> bool:
     try:
         client.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+        if is_not_found(exc):
             return False
         raise
     return True
+
+
+def copy_stored(storage: AssetStorage, prefix: str, folder: Path) -> None:
+    """Write every object under `prefix` into `folder`, at its key relative to `prefix`."""
+    for key in storage.list_keys(prefix):
+        path = folder / key[len(prefix):]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(storage.read_bytes(key))
 
 
 def registration_meta(storage: AssetStorage, key: str) -> dict:
@@ -171,10 +189,7 @@ def restored_batch(storage: AssetStorage, key: str) -> Iterator[tuple[BatchSourc
     prefix = source_key(key, "")
     with tempfile.TemporaryDirectory(prefix="assetql-batch-") as tmp:
         folder = Path(tmp) / "batch"
-        for stored in storage.list_keys(prefix):
-            target = folder / stored[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(storage.read_bytes(stored))
+        copy_stored(storage, prefix, folder)
         source = dataclasses.replace(load_batch(folder), name=meta["name"])
         if source.content_hash != meta["content_hash"]:
             raise RuntimeError(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from assetql_dagster.domain.layout import record_key
+from assetql_dagster.domain.settings import BatchSettings, settings_from_dict
 from resources.storage import AssetStorage
 
 
@@ -36,3 +37,8 @@ def write_array(storage: AssetStorage, batch: str, stage: str, array: np.ndarray
 
 def read_array(storage: AssetStorage, batch: str, stage: str) -> np.ndarray:
     return np.load(io.BytesIO(storage.read_bytes(record_key(batch, stage, "npy"))), allow_pickle=False)
+
+
+def read_settings(storage: AssetStorage, batch: str) -> BatchSettings:
+    """The settings snapshot `batch_input` stored for `batch`."""
+    return settings_from_dict(read_record(storage, batch, "batch_input")["settings"])

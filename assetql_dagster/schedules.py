@@ -17,7 +17,7 @@ from assetql_dagster.domain.campaigns import Campaign, CampaignError, campaign_p
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.layout import batch_partition_key, reference_key
 from assetql_dagster.domain.settings import BatchSettings, parse_settings
-from assetql_dagster.intake import download_s3_batch, register_batch, registration_meta
+from assetql_dagster.intake import copy_stored, download_s3_batch, register_batch, registration_meta
 from assetql_dagster.jobs import batch_job
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.sensors import BATCH_TAG, ORIGIN_TAG
@@ -100,16 +100,14 @@ def reference_batch(storage: AssetStorage, name: str) -> str:
 def style_references(campaign: Campaign, storage: AssetStorage, target: Path) -> Path | None:
     """The references folder replacing the batch's own, or None to keep them."""
     profile = campaign.style_profile
+    if profile is None:
+        return None
     # load_campaigns made folders absolute; a bare word names a batch.
-    if profile is None or "/" in profile:
-        return None if profile is None else Path(profile)
+    if "/" in profile:
+        return Path(profile)
     batch = reference_batch(storage, profile)
     folder = target / "style-references"
-    prefix = reference_key(batch, "")
-    for key in storage.list_keys(prefix):
-        path = folder / key[len(prefix):]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(storage.read_bytes(key))
+    copy_stored(storage, reference_key(batch, ""), folder)
     return folder
 
 

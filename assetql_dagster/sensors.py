@@ -18,11 +18,12 @@ from botocore.exceptions import ClientError
 from dagster._core.storage.tags import RUN_KEY_TAG
 from dagster_aws.s3 import S3Resource
 
-from assetql_dagster.domain.batch_loader import REFERENCES_DIR, SETTINGS_NAME
+from assetql_dagster.domain.batch_loader import CSV_NAME, REFERENCES_DIR, SETTINGS_NAME
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.intake import download_s3_batch, register_batch
 from assetql_dagster.jobs import batch_job
 from assetql_dagster.partitions import batches_partitions
+from resources.s3_storage import is_not_found
 from resources.storage import AssetStorage
 
 INBOX_ENV = "ASSETQL_INBOX"
@@ -43,7 +44,7 @@ def inbox_entries(inbox: Path) -> list[Path]:
     for entry in sorted(inbox.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir() and (entry / "batch.csv").is_file():
+        if entry.is_dir() and (entry / CSV_NAME).is_file():
             entries.append(entry)
         elif entry.is_file() and entry.suffix.lower() == ".csv":
             entries.append(entry)
@@ -65,7 +66,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
     """Starts one run per new or changed batch dropped into the inbox folder."""
     inbox = Path(os.environ.get(INBOX_ENV, DEFAULT_INBOX)).resolve()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current, run_requests, new_keys, rejected = {}, [], [], []
+    current, run_requests, rejected = {}, [], []
     for entry in inbox_entries(inbox):
         stamp = fingerprint(entry)
         current[str(entry)] = stamp
@@ -78,8 +79,6 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             rejected.append(f"{entry.name}: {err}")
             continue
         key = registration.key
-        if not context.instance.has_dynamic_partition(batches_partitions.name, key) and key not in new_keys:
-            new_keys.append(key)
         run_requests.append(
             dg.RunRequest(
                 run_key=f"{entry}:{registration.source.content_hash}",
@@ -88,10 +87,21 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             )
         )
         context.log.info(f"batch {entry.name} -> partition {key}")
+    return _sensor_result(context, run_requests, rejected, json.dumps(current, sort_keys=True))
+
+
+def _sensor_result(
+    context: dg.SensorEvaluationContext, run_requests: list[dg.RunRequest], rejected: list[str], cursor: str
+) -> dg.SensorResult:
+    """The tick's runs, with a request adding their partitions not yet known, and why it skipped."""
+    new_keys = list(dict.fromkeys(
+        r.partition_key for r in run_requests
+        if not context.instance.has_dynamic_partition(batches_partitions.name, r.partition_key)
+    ))
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[batches_partitions.build_add_request(new_keys)] if new_keys else [],
-        cursor=json.dumps(current, sort_keys=True),
+        cursor=cursor,
         skip_reason="; ".join(rejected) if rejected and not run_requests else None,
     )
 
@@ -218,7 +228,7 @@ def _reported_run_key(client: Any, drop: Drop) -> str | None:
     try:
         body = client.get_object(Bucket=drop.bucket, Key=drop.report_key)["Body"].read()
     except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey"):
+        if is_not_found(exc):
             return None
         raise
     return json.loads(body).get("run_key")
@@ -250,7 +260,10 @@ def _reject(context: dg.SensorEvaluationContext, client: Any, drop: Drop, error:
 def _drop_run(storage: AssetStorage, client: Any, drop: Drop) -> dg.RunRequest:
     """Download and register the drop (raising BatchValidationError) and request its run."""
     with tempfile.TemporaryDirectory(prefix="assetql-drop-") as tmp:
-        path = download_s3_batch(client, drop.bucket, drop.key, Path(tmp))
+        # The listing already named the folder's batch files; downloading exactly those keeps
+        # the registered content the one the run key describes.
+        batch_files = [key for key, _ in drop.siblings]
+        path = download_s3_batch(client, drop.bucket, drop.key, Path(tmp), batch_files)
         key = register_batch(storage, path, origin=drop.uri).key
     return dg.RunRequest(
         run_key=drop.run_key, partition_key=key, tags={BATCH_TAG: key, ORIGIN_TAG: drop.uri}
@@ -287,16 +300,7 @@ def build_s3_drop_sensor(
                 rejected.append(_reject(context, client, drop, error))
                 continue
             context.log.info(f"drop {drop.uri} -> partition {run_requests[-1].partition_key}")
-        new_keys = list(dict.fromkeys(
-            r.partition_key for r in run_requests
-            if not context.instance.has_dynamic_partition(batches_partitions.name, r.partition_key)
-        ))
-        return dg.SensorResult(
-            run_requests=run_requests,
-            dynamic_partitions_requests=[batches_partitions.build_add_request(new_keys)] if new_keys else [],
-            cursor=cursor.advanced(drops).dump(),
-            skip_reason="; ".join(rejected) if rejected and not run_requests else None,
-        )
+        return _sensor_result(context, run_requests, rejected, cursor.advanced(drops).dump())
 
     return s3_drop_sensor
 

@@ -13,9 +13,7 @@ from the published pipelines, neither of which changes the compute per image:
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import (
@@ -28,18 +26,13 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from resources.tiny_models import build_tiny_tokenizer
+from resources.tiny_models import load_tiny_tokenizer, text_encoder_token_ids
 
-SD15_UNET = {
-    "sample_size": 64,
+# Keys whose published values SD 1.5's and SDXL's UNets share.
+_UNET_COMMON = {
     "in_channels": 4,
     "out_channels": 4,
     "layers_per_block": 2,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    "cross_attention_dim": 768,
-    "attention_head_dim": 8,
     "act_fn": "silu",
     "norm_num_groups": 32,
     "norm_eps": 1e-5,
@@ -50,11 +43,19 @@ SD15_UNET = {
     "mid_block_scale_factor": 1,
 }
 
+SD15_UNET = {
+    **_UNET_COMMON,
+    "sample_size": 64,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+}
+
 SDXL_UNET = {
+    **_UNET_COMMON,
     "sample_size": 128,
-    "in_channels": 4,
-    "out_channels": 4,
-    "layers_per_block": 2,
     "block_out_channels": [320, 640, 1280],
     "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
@@ -68,14 +69,6 @@ SDXL_UNET = {
     "addition_time_embed_dim": 256,
     # 1280 (text_encoder_2's pooled projection) + 6 micro-conditioning values x 256.
     "projection_class_embeddings_input_dim": 2816,
-    "act_fn": "silu",
-    "norm_num_groups": 32,
-    "norm_eps": 1e-5,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "downsample_padding": 1,
-    "center_input_sample": False,
-    "mid_block_scale_factor": 1,
 }
 
 SD15_VAE = {
@@ -197,15 +190,8 @@ def parameter_counts(arch: Arch) -> dict[str, int]:
 
 def build_pipeline(arch: Arch, device: str, dtype: torch.dtype, seed: int = 0) -> DiffusionPipeline:
     """`arch`'s text-to-image pipeline with random weights in `dtype` on `device`, built offline."""
-    # The tokenizer holds its vocabulary in memory once loaded, so its files need not outlive this block.
-    with tempfile.TemporaryDirectory(prefix="assetql-arch-tokenizer-") as tmp:
-        tokenizer = build_tiny_tokenizer(Path(tmp))
-    token_ids = {
-        "vocab_size": len(tokenizer),
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
+    tokenizer = load_tiny_tokenizer()
+    token_ids = text_encoder_token_ids(tokenizer)
     torch.manual_seed(seed)
     # Initialised on the target device (random init of billions of parameters is slow on a CPU) and
     # straight in `dtype`, which also spares diffusers' warning about casting models with `to()`.

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import math
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,12 +35,12 @@ import yaml
 
 from assetql_dagster.assets.prompts import plan_images
 from assetql_dagster.domain.batch_loader import load_batch
-from assetql_dagster.generation import RenderSettings, generate_images, micro_batch_size
+from assetql_dagster.generation import RenderSettings, generate_images, job_generator, micro_batch_size
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
 # A sibling script: bench/ is on sys.path when this file runs as a script.
-from bench_pipeline import ROOT, SUBJECTS  # noqa: E402
+from bench_pipeline import write_batch as write_pipeline_batch  # noqa: E402
 
 # torch, diffusers and arch_models are imported inside the functions that use them: the multiprocess
 # executor's step processes re-import this script as `__mp_main__`, and heavy imports here would
@@ -110,13 +109,9 @@ def save_arch(key: str, device: str, target: Path) -> str:
 
 
 def write_batch(folder: Path, rows: int, settings: dict) -> None:
-    """A batch folder with `rows` rows, `settings` as batch.yaml and the sample's style references."""
-    folder.mkdir(parents=True)
-    subjects = [SUBJECTS[i % len(SUBJECTS)] for i in range(rows)]
-    lines = [f"{s}-{i:04d},a {s},item,material {i % 7}" for i, s in enumerate(subjects)]
-    (folder / "batch.csv").write_text("\n".join(["variant_id,subject,category,material", *lines]) + "\n")
+    """bench_pipeline's batch folder of `rows` rows, with `settings` as its batch.yaml instead."""
+    write_pipeline_batch(folder, rows, settings["steps"])
     (folder / "batch.yaml").write_text(yaml.safe_dump({**settings, "max_rows": rows}))
-    shutil.copytree(ROOT / "examples" / "fantasy-items" / "references", folder / "references")
 
 
 def planned_jobs(folder: Path) -> list[dict]:
@@ -142,7 +137,7 @@ def time_raw_loop(pipe, jobs: list[dict], render: RenderSettings, micro: int) ->
         return pipe(
             prompt=[j["prompt"] for j in chunk],
             negative_prompt=[j["negative_prompt"] for j in chunk],
-            generator=torch.Generator("cpu" if device.type == "cpu" else device).manual_seed(chunk[0]["seed"]),
+            generator=torch.Generator(device).manual_seed(chunk[0]["seed"]),
             width=render.width,
             height=render.height,
             num_inference_steps=render.steps,
@@ -161,18 +156,7 @@ def time_raw_loop(pipe, jobs: list[dict], render: RenderSettings, micro: int) ->
 
 def time_generate_images(loaded, jobs: list[dict], render: RenderSettings, micro: int, root: Path):
     """(wall seconds, GenerationReport) of AssetQL's generation path over `jobs`, after a warm-up micro-batch."""
-
-    def generate(chunk: list[dict]) -> list:
-        return loaded.generate(
-            [j["prompt"] for j in chunk],
-            [j["negative_prompt"] for j in chunk],
-            [j["seed"] for j in chunk],
-            render.width,
-            render.height,
-            render.steps,
-            render.guidance_scale,
-        )
-
+    generate = job_generator(loaded, render)
     generate_images(LocalStorage(root=str(root / "warm-up")), "bench", jobs[:micro], generate, render, micro)
     storage = LocalStorage(root=str(root / "timed"))
     synchronize(loaded.device)

@@ -58,6 +58,11 @@ class _StepProcess:
         return self.step_context.step.key
 
     @property
+    def placed(self) -> str:
+        """The device the process runs on, as its `DEVICE_ENV_VAR` names it."""
+        return self.device or CPU_DEVICE
+
+    @property
     def running(self) -> bool:
         return self.watcher.is_alive()
 
@@ -93,14 +98,13 @@ class DevicePoolStepHandler(StepHandler):
                 self._pool.release(step_key)
             raise
         self._processes[step_key] = process
-        placed = step_env(device)[DEVICE_ENV_VAR]
         yield DagsterEvent.step_worker_starting(
             process.step_context,
             message=(
                 f"Launched {'GPU' if gpu else 'CPU'} step {step_key!r} in process "
-                f"{process.popen.pid} on device {placed!r}."
+                f"{process.popen.pid} on device {process.placed!r}."
             ),
-            metadata={"device": placed, "pid": str(process.popen.pid)},
+            metadata={"device": process.placed, "pid": str(process.popen.pid)},
         )
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
@@ -180,13 +184,12 @@ class DevicePoolStepHandler(StepHandler):
             self._stop_lingering(process)
 
     def _stop_lingering(self, process: _StepProcess) -> None:
-        placed = step_env(process.device)[DEVICE_ENV_VAR]
         DagsterEvent.engine_event(
             process.step_context,
             f"Stopping process {process.popen.pid} of step {process.step_key!r}: it reported its "
-            f"result but was still running on device {placed!r} after a "
+            f"result but was still running on device {process.placed!r} after a "
             f"{self._release_timeout_s} s wait.",
-            EngineEventData(metadata={"pid": str(process.popen.pid), "device": placed}),
+            EngineEventData(metadata={"pid": str(process.popen.pid), "device": process.placed}),
         )
         self._stop(process)
 

@@ -58,10 +58,10 @@ class LoadedPipeline:
         guidance_scale: float,
     ) -> list[Image.Image]:
         """One image per prompt; image i depends only on its own prompt, negative prompt and seed."""
-        _check_inputs(prompts, negative_prompts, seeds, width, height, steps, guidance_scale)
+        _check_prompts_and_seeds(prompts, negative_prompts, seeds)
+        _check_render_settings(width, height, steps, guidance_scale)
         # One generator per image: its starting noise is the same alone or in any micro-batch.
-        generator_device = "cpu" if self.device.type == "cpu" else self.device
-        generators = [torch.Generator(generator_device).manual_seed(int(seed)) for seed in seeds]
+        generators = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
         with self._call_lock, torch.inference_mode():
             return self.pipeline(
                 prompt=list(prompts),
@@ -75,20 +75,8 @@ class LoadedPipeline:
             ).images
 
 
-_PIPELINES: dict[tuple, LoadedPipeline] = {}
-_PIPELINES_LOCK = threading.Lock()
-
-
-def _check_inputs(
-    prompts: list[str],
-    negative_prompts: list[str],
-    seeds: list[int],
-    width: int,
-    height: int,
-    steps: int,
-    guidance_scale: float,
-) -> None:
-    """Raise ValueError naming the first argument of `LoadedPipeline.generate` that is unusable."""
+def _check_prompts_and_seeds(prompts: list[str], negative_prompts: list[str], seeds: list[int]) -> None:
+    """Raise ValueError naming the first of `LoadedPipeline.generate`'s per-image arguments that is unusable."""
     if not prompts:
         raise ValueError("`prompts` must contain at least one prompt but is empty.")
     if len(negative_prompts) != len(prompts) or len(seeds) != len(prompts):
@@ -103,6 +91,10 @@ def _check_inputs(
     bad_seed = next((s for s in seeds if not _is_int(s) or not 0 <= s < _SEED_LIMIT), None)
     if bad_seed is not None:
         raise ValueError(f"`seeds` must be integers in [0, 2**64) but contains {bad_seed!r}.")
+
+
+def _check_render_settings(width: int, height: int, steps: int, guidance_scale: float) -> None:
+    """Raise ValueError naming the first of `LoadedPipeline.generate`'s render settings that is unusable."""
     for name, side in (("width", width), ("height", height)):
         if not _is_int(side) or side <= 0 or side % 8 != 0:
             raise ValueError(f"`{name}` must be a positive multiple of 8 but is {side!r}.")
@@ -117,10 +109,8 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def clear_cache() -> None:
-    """Forget every loaded pipeline, so the next `load_pipeline` builds it again."""
-    with _PIPELINES_LOCK:
-        _PIPELINES.clear()
+_PIPELINES: dict[tuple, LoadedPipeline] = {}
+_PIPELINES_LOCK = threading.Lock()
 
 
 def load_pipeline(

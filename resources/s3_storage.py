@@ -19,13 +19,9 @@ SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
-def _file_sha256(path: Path) -> str:
-    """sha256 hex of a file read in chunks (hashlib.file_digest needs Python 3.11)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def is_not_found(error: ClientError) -> bool:
+    """Whether an S3 call failed because the object does not exist (HEAD says 404, GET NoSuchKey)."""
+    return error.response["Error"]["Code"] in _NOT_FOUND
 
 
 class S3Storage(AssetStorage):
@@ -84,7 +80,7 @@ class S3Storage(AssetStorage):
         try:
             return self.client.head_object(Bucket=self.bucket, Key=full_key)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in _NOT_FOUND:
+            if is_not_found(exc):
                 return None
             raise
 
@@ -115,7 +111,8 @@ class S3Storage(AssetStorage):
     def write_file(self, key: str, path: Path, content_type: str | None = None) -> str:
         """Stream a local file to `key` (multipart when large); an identical object is left untouched."""
         full_key = self._full_key(key)
-        digest = _file_sha256(Path(path))
+        with Path(path).open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if not self._is_stored(full_key, digest):
             self.client.upload_file(
                 str(path), self.bucket, full_key, ExtraArgs=self._put_args(content_type, digest)
@@ -127,7 +124,7 @@ class S3Storage(AssetStorage):
         try:
             return self.client.get_object(Bucket=self.bucket, Key=full_key)["Body"].read()
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in _NOT_FOUND:
+            if is_not_found(exc):
                 # Same exception as LocalStorage, so callers handle a missing object once.
                 raise FileNotFoundError(f"{self.uri(key)} does not exist") from exc
             raise

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import dagster as dg
 
@@ -74,28 +75,28 @@ class LocalStorage(AssetStorage):
     def _path(self, key: str) -> Path:
         return Path(self.root).resolve() / check_key(key)
 
-    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
+    def _write_atomically(self, key: str, fill: Callable[[BinaryIO], object]) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a sibling temp file and rename: a crash mid-write never leaves a torn file
-        # behind that a resumed run would mistake for a complete image.
+        # Write to a uniquely named sibling temp file and rename: a crash mid-write never leaves a
+        # torn file that a resumed run would mistake for a complete image, and concurrent writers
+        # of the same key never share a temp file.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fill(fh)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path.as_uri()
 
+    def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
+        return self._write_atomically(key, lambda fh: fh.write(data))
+
     def write_file(self, key: str, path: Path, content_type: str | None = None) -> str:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
-        return target.as_uri()
+        with open(path, "rb") as source:
+            return self._write_atomically(key, lambda fh: shutil.copyfileobj(source, fh))
 
     def read_bytes(self, key: str) -> bytes:
         return self._path(key).read_bytes()

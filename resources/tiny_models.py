@@ -59,11 +59,25 @@ def build_tiny_tokenizer(directory: Path) -> CLIPTokenizer:
     )
 
 
+def load_tiny_tokenizer() -> CLIPTokenizer:
+    """`build_tiny_tokenizer` in a temporary directory: once loaded the tokenizer needs no files."""
+    with tempfile.TemporaryDirectory(prefix="assetql-tiny-tokenizer-") as tmp:
+        return build_tiny_tokenizer(Path(tmp))
+
+
+def text_encoder_token_ids(tokenizer: CLIPTokenizer) -> dict[str, int]:
+    """The CLIPTextConfig fields that must match `tokenizer`: vocabulary size and special token ids."""
+    return {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
 def build_tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A Stable Diffusion pipeline with random weights: 64x64 px native, four latent channels."""
-    # The tokenizer holds its vocabulary in memory once loaded, so its files need not outlive this call.
-    with tempfile.TemporaryDirectory(prefix="assetql-tiny-tokenizer-") as tmp:
-        tokenizer = build_tiny_tokenizer(Path(tmp))
+    tokenizer = load_tiny_tokenizer()
     # Seeding a forked RNG keeps the weights reproducible without disturbing the caller's RNG stream.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -90,15 +104,12 @@ def build_tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         )
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
-                vocab_size=len(tokenizer),
+                **text_encoder_token_ids(tokenizer),
                 hidden_size=32,
                 intermediate_size=64,
                 num_attention_heads=4,
                 num_hidden_layers=2,
                 max_position_embeddings=TOKENIZER_MAX_LENGTH,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
             )
         )
     scheduler = DDIMScheduler(

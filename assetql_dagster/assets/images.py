@@ -12,11 +12,10 @@ import dagster as dg
 from PIL import Image
 
 from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
-from assetql_dagster.domain.settings import settings_from_dict
-from assetql_dagster.generation import RenderSettings, generate_images, micro_batch_size
+from assetql_dagster.generation import RenderSettings, generate_images, job_generator, micro_batch_size
 from assetql_dagster.metadata import markdown_table
 from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record, write_record
+from assetql_dagster.records import read_record, read_settings, write_record
 from gpu_executor import GPU_TAG
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
@@ -38,21 +37,17 @@ def contact_sheet(storage: AssetStorage, records: list[dict], captions: dict[str
     return contact_sheet_markdown(items)
 
 
-def batch_settings(storage: AssetStorage, batch: str):
-    return settings_from_dict(read_record(storage, batch, "batch_input")["settings"])
-
-
 @dg.op(ins={"prompts": dg.In(dg.Nothing)}, out=dg.DynamicOut(dict))
 def image_shards(context: dg.OpExecutionContext, storage: AssetStorage):
     """Slices of the batch's planned images, `shard_size` each."""
     batch = context.partition_key
-    size = batch_settings(storage, batch).shard_size
-    total = len(read_record(storage, batch, "prompts"))
-    count = math.ceil(total / size)
-    context.log.info(f"{batch}: {total} images in {count} shard(s) of up to {size}")
+    size = read_settings(storage, batch).shard_size
+    jobs = read_record(storage, batch, "prompts")
+    count = math.ceil(len(jobs) / size)
+    context.log.info(f"{batch}: {len(jobs)} images in {count} shard(s) of up to {size}")
     for index in range(count):
         yield dg.DynamicOutput(
-            {"index": index, "start": index * size, "stop": min(total, (index + 1) * size)},
+            {"index": index, "jobs": jobs[index * size : (index + 1) * size]},
             mapping_key=f"shard_{index:04d}",
         )
 
@@ -64,8 +59,8 @@ def generate_shard(
     """Generates one shard's images that are not stored yet; returns what is stored and what failed."""
     started = time.perf_counter()
     batch = context.partition_key
-    settings = batch_settings(storage, batch)
-    jobs = read_record(storage, batch, "prompts")[shard["start"] : shard["stop"]]
+    settings = read_settings(storage, batch)
+    jobs = shard["jobs"]
     try:
         pipe = generator.load(settings.model)
     except (FileNotFoundError, ValueError) as err:
@@ -79,15 +74,7 @@ def generate_shard(
         storage,
         batch,
         jobs,
-        lambda chunk: pipe.generate(
-            [j["prompt"] for j in chunk],
-            [j["negative_prompt"] for j in chunk],
-            [j["seed"] for j in chunk],
-            width,
-            height,
-            render.steps,
-            render.guidance_scale,
-        ),
+        job_generator(pipe, render),
         render,
         micro,
         attempt=attempt,
@@ -97,9 +84,10 @@ def generate_shard(
     )
     if report.oom_backoffs:
         context.log.warning(f"out of memory: micro-batch reduced from {micro} to {report.final_micro_batch}")
+    stored = {r["image_id"]: r for r in report.skipped + report.generated}
     return {
         "index": shard["index"],
-        "stored": report.skipped + report.generated,
+        "stored": [stored[j["image_id"]] for j in jobs if j["image_id"] in stored],
         "generated": len(report.generated),
         "skipped": len(report.skipped),
         "failed": report.failed,
@@ -116,9 +104,10 @@ def generate_shard(
 def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards: list[dict]) -> None:
     """Records the batch's stored images and its failed-rows report."""
     batch = context.partition_key
-    order = {j["image_id"]: i for i, j in enumerate(read_record(storage, batch, "prompts"))}
-    stored = sorted((r for s in shards for r in s["stored"]), key=lambda r: order[r["image_id"]])
-    failed = sorted((f for s in shards for f in s["failed"]), key=lambda f: order[f["image_id"]])
+    # Shards hold consecutive slices of the plan, each listed in plan order.
+    shards = sorted(shards, key=lambda s: s["index"])
+    stored = [r for s in shards for r in s["stored"]]
+    failed = [f for s in shards for f in s["failed"]]
     write_record(storage, batch, "images", stored)
     write_record(storage, batch, "failed_rows", failed)
     generated = sum(s["generated"] for s in shards)

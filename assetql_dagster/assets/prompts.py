@@ -4,11 +4,10 @@ from datetime import datetime
 import dagster as dg
 
 from assetql_dagster.assets.batch_input import batch_input
-from assetql_dagster.domain.csv_schema import BatchRow, build_prompt
+from assetql_dagster.domain.csv_schema import BatchRow, batch_template, build_prompt
 from assetql_dagster.domain.layout import image_seed
-from assetql_dagster.domain.naming import NameAllocator, image_identity, render_name, short_hash
+from assetql_dagster.domain.naming import NameAllocator, image_identity, placeholder_values, render_name
 from assetql_dagster.domain.settings import settings_from_dict
-from assetql_dagster.domain.templating import compile_template
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_record, write_record
 from assetql_dagster.metadata import markdown_table
@@ -20,10 +19,10 @@ PREVIEW_ROWS = 10
 def plan_images(batch: str, inputs: dict) -> list[dict]:
     """One generation job per row × variation, each with its seed and collision-free file stem."""
     settings = settings_from_dict(inputs["settings"])
-    template = compile_template(settings.template) if settings.template else None
+    template = batch_template(settings)
     # Names carry the registration time, not the run time, so a retried or resumed run
     # produces the same file names and finds the images it already stored.
-    timestamp = datetime.strptime(inputs["registered_at"], "%Y-%m-%dT%H:%M:%SZ").strftime("%Y%m%dT%H%M%SZ")
+    registered_at = datetime.fromisoformat(inputs["registered_at"])
     names = NameAllocator()
     jobs = []
     for raw in inputs["rows"]:
@@ -31,23 +30,18 @@ def plan_images(batch: str, inputs: dict) -> list[dict]:
         prompt = build_prompt(row, settings, template)
         for variation in range(1, settings.variations + 1):
             seed = image_seed(settings.seed, row.variant_id, variation)
-            identity = image_identity(batch, row.variant_id, variation, seed)
-            stem = names.allocate(
-                render_name(
-                    settings.naming_pattern,
-                    {
-                        **row.extra,
-                        "batch": inputs["name"],
-                        "variant_id": row.variant_id,
-                        "variation": str(variation),
-                        "timestamp": timestamp,
-                        "hash": short_hash(identity),
-                        "seq": f"{len(jobs) + 1:04d}",
-                        "category": row.category,
-                        "sku": row.sku,
-                    },
-                )
+            values = placeholder_values(
+                batch=inputs["name"],
+                variant_id=row.variant_id,
+                variation=variation,
+                identity=image_identity(batch, row.variant_id, variation, seed),
+                created_at=registered_at,
+                seq=len(jobs) + 1,
+                category=row.category,
+                sku=row.sku,
+                extra=row.extra,
             )
+            stem = names.allocate(render_name(settings.naming_pattern, values))
             jobs.append(
                 {
                     "image_id": stem,

@@ -7,11 +7,10 @@ from assetql_dagster.assets.images import contact_sheet, images
 from assetql_dagster.assets.style_profile import NO_REFERENCE, style_profile
 from assetql_dagster.domain.palette import color_histogram, histogram_similarity
 from assetql_dagster.domain.scoring import STYLE_WEIGHTS, pass_rate, style_score, verdict
-from assetql_dagster.domain.settings import settings_from_dict
 from assetql_dagster.images_io import iter_image_chunks
 from assetql_dagster.partitions import batches_partitions
 from gpu_executor import GPU_TAG
-from assetql_dagster.records import read_array, read_record, write_array, write_record
+from assetql_dagster.records import read_array, read_record, read_settings, write_array, write_record
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 
@@ -29,7 +28,7 @@ def scores(context: dg.AssetExecutionContext, storage: AssetStorage, clip: ClipE
     """Style score per image: CLIP similarity and colour-histogram similarity to the style profile."""
     started = time.perf_counter()
     batch = context.partition_key
-    threshold = settings_from_dict(read_record(storage, batch, "batch_input")["settings"]).style_threshold
+    threshold = read_settings(storage, batch).style_threshold
     profile = read_record(storage, batch, "style_profile")
     records = read_record(storage, batch, "images")
     loaded = clip.load()

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from assetql_dagster.domain.palette import check_has_pixels, check_int, to_rgb
+from assetql_dagster.domain.palette import check_has_pixels, to_rgb
+from assetql_dagster.domain.validation import check_int
 
 THUMBNAIL_QUALITY = 85
 CONTACT_SHEET_COLUMNS = 4

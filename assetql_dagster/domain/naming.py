@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
-from assetql_dagster.domain.palette import check_int
+from assetql_dagster.domain.validation import check_int
 
 DEFAULT_PATTERN = "{batch}_{variant_id}_{timestamp}_{hash}"
 BUILTIN_PLACEHOLDERS = frozenset(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from numbers import Integral
 
 import numpy as np
 from PIL import Image
+
+from assetql_dagster.domain.validation import check_int
 
 PALETTE_MAX_SIDE = 64
 KMEANS_MAX_ITER = 20
@@ -21,14 +22,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
-
-
-def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    """Raise ValueError unless `value` is an integer in [low, high] (no upper bound when high is None)."""
-    in_range = isinstance(value, Integral) and low <= value and (high is None or value <= high)
-    if isinstance(value, bool) or not in_range:
-        expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def check_has_pixels(img: Image.Image) -> None:

@@ -19,16 +19,12 @@ import math
 from collections.abc import Iterable, Mapping
 from numbers import Real
 
+from assetql_dagster.domain.validation import check_unit
+
 STYLE_WEIGHTS: dict[str, float] = {"clip": 0.7, "color": 0.3}
 PASS = "pass"
 REVIEW = "review"
 VERDICTS = (PASS, REVIEW)
-
-
-def check_unit(name: str, value: object) -> None:
-    """Raise ValueError unless `value` is a real number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
 
 
 def _check_weights(weights: Mapping[str, float]) -> None:

@@ -15,7 +15,7 @@ import yaml
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.links import parse_expiry
-from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS
+from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS, DEFAULT_PATTERN
 
 # Batch names and variant ids end up in file names and storage keys.
 _IDENTIFIER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -48,7 +48,7 @@ SETTINGS_DOC: dict[str, str] = {
     "naming_pattern": "File name pattern using "
     + ", ".join(f"{{{name}}}" for name in sorted(BUILTIN_PLACEHOLDERS))
     + " and any extra CSV column (checked against the CSV header). "
-    "Default: {batch}_{variant_id}_{timestamp}_{hash}.",
+    f"Default: {DEFAULT_PATTERN}.",
     "shard_size": "Images per generation shard (one executor step each), 1 to 500. Default: 25.",
     "micro_batch": "Images per model call, 1 to 64, or 'auto' to fit the accelerator's memory. "
     "Default: auto.",
@@ -189,7 +189,7 @@ class BatchSettings:
     style_threshold: float = 0.85
     min_pass_rate: float = 0.85
     min_completion_rate: float = 0.95
-    naming_pattern: str = "{batch}_{variant_id}_{timestamp}_{hash}"
+    naming_pattern: str = DEFAULT_PATTERN
     shard_size: int = 25
     micro_batch: int | str = "auto"
     exports: tuple[str, ...] = EXPORT_FORMATS

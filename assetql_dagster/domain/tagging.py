@@ -11,8 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from assetql_dagster.domain.palette import check_int
-from assetql_dagster.domain.scoring import check_unit
+from assetql_dagster.domain.validation import check_int, check_unit
 
 KIND_ORDER = ("category", "object", "scene", "style", "color", "mood", "composition")
 

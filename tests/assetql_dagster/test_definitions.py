@@ -3,16 +3,15 @@ import io
 import json
 import zipfile
 
-import dagster as dg
 import numpy as np
 from PIL import Image
+
+from harness.batch_runs import materialize_partition
 
 from assetql_dagster.definitions import defs
 from assetql_dagster.intake import register_batch
 from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_record
-from resources.clip import ClipEmbedder
-from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
 STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"]
@@ -21,19 +20,12 @@ STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags",
 def run_batch(tmp_path, folder):
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(batches_partitions.name, [key])
-        result = defs.resolve_job_def("batch_job").execute_in_process(
-            partition_key=key,
-            instance=instance,
-            resources={"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder()},
-        )
-        materializations = {
-            e.asset_key.to_user_string(): e.step_materialization_data.materialization
-            for e in result.all_events
-            if e.is_step_materialization
-        }
-        checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    result = materialize_partition(storage, key)
+    materializations = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+    }
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     return storage, key, result, materializations, checks
 
 

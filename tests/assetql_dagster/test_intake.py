@@ -1,3 +1,4 @@
+import boto3
 import yaml
 
 from assetql_dagster.intake import download_s3_batch, register_batch, restored_batch
@@ -44,3 +45,28 @@ def test_download_a_folder_source_skipping_folder_markers(tmp_path, batch_factor
     assert local == tmp_path / "download" / "demo"
     assert sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file()) == sorted(
         p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+
+
+def test_download_of_listed_batch_files_lists_nothing_more(tmp_path, batch_factory, s3_endpoint, s3_bucket):
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    folder = batch_factory(rows=2)
+    files = {f"in/demo/{p.relative_to(folder).as_posix()}": p for p in folder.rglob("*") if p.is_file()}
+    for key, path in files.items():
+        client.put_object(Bucket=s3_bucket, Key=key, Body=path.read_bytes())
+    client.put_object(Bucket=s3_bucket, Key="in/demo/references/unlisted.png", Body=b"png")
+    listed = sorted(key for key in files if key != "in/demo/batch.csv")
+    listings = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: listings.append(1))
+
+    local = download_s3_batch(client, s3_bucket, "in/demo/batch.csv", tmp_path / "download", listed)
+
+    assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == sorted(
+        p.relative_to(folder).as_posix() for p in files.values())
+    assert listings == []
+
+
+def test_download_a_loose_csv_whose_folder_has_no_batch_files(tmp_path, s3_client, s3_bucket):
+    s3_client.put_object(Bucket=s3_bucket, Key="in/rows.csv", Body=b"variant_id,prompt\nlamp-01,a lamp\n")
+    local = download_s3_batch(s3_client, s3_bucket, "in/rows.csv", tmp_path)
+    assert local == tmp_path / "in" / "rows.csv"
+    assert [p.name for p in (tmp_path / "in").iterdir()] == ["rows.csv"]

@@ -6,12 +6,16 @@ import pytest
 import torch
 
 from resources.tiny_models import (
+    BOS_TOKEN,
+    EOS_TOKEN,
     TINY_CLIP_CONFIG,
     TINY_CLIP_NAME,
     TOKENIZER_MAX_LENGTH,
     build_tiny_sd_pipeline,
     build_tiny_tokenizer,
+    load_tiny_tokenizer,
     register_tiny_clip,
+    text_encoder_token_ids,
 )
 
 PROMPTS = ["a watercolor painting of a red fox in the snow", "portrait of an old sailor with a pipe"]
@@ -54,6 +58,17 @@ def test_tokenizer_round_trips_prompts_in_fewer_tokens_than_half_the_letters(tok
         ids = tokenizer(prompt).input_ids
         assert tokenizer.decode(ids, skip_special_tokens=True) == prompt
         assert len(ids) - 2 < len(prompt.replace(" ", "")) / 2
+
+
+def test_loaded_tokenizer_needs_no_files_and_gives_its_special_ids_to_the_text_encoder(tokenizer):
+    loaded = load_tiny_tokenizer()
+    assert loaded(PROMPTS).input_ids == tokenizer(PROMPTS).input_ids
+    assert text_encoder_token_ids(loaded) == {
+        "vocab_size": len(tokenizer),
+        "bos_token_id": tokenizer.convert_tokens_to_ids(BOS_TOKEN),
+        "eos_token_id": tokenizer.convert_tokens_to_ids(EOS_TOKEN),
+        "pad_token_id": tokenizer.convert_tokens_to_ids(EOS_TOKEN),
+    }
 
 
 def test_tiny_pipeline_is_seeded_and_leaves_global_rng_alone(offline):

@@ -4,11 +4,10 @@ from collections import Counter
 
 import dagster as dg
 
-from assetql_dagster.definitions import defs
+from harness.batch_runs import materialize_partition
+
 from assetql_dagster.intake import register_batch
-from assetql_dagster.partitions import batches_partitions
 from assetql_dagster.records import read_record
-from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
@@ -42,19 +41,8 @@ class FlakyGenerator(ImageGenerator):
 
 
 def materialize(storage, key, generator, selection=None):
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(batches_partitions.name, [key])
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            partition_key=key,
-            instance=instance,
-            resources={"storage": storage, "generator": generator, "clip": ClipEmbedder()},
-            selection=selection,
-            raise_on_error=False,
-        )
-        events = [e.event_type_value for e in result.all_events]
-        meta = result.asset_materializations_for_node("images")
-    return result, events, meta
+    result = materialize_partition(storage, key, generator, selection)
+    return result, [e.event_type_value for e in result.all_events], result.asset_materializations_for_node("images")
 
 
 def test_images_fan_out_into_shards(tmp_path, batch_factory):
@@ -82,6 +70,8 @@ def test_rows_failing_after_all_retries_are_reported_and_the_rest_exported(tmp_p
     failed = read_record(storage, key, "failed_rows")
     assert [(f["variant_id"], f["variation"], f["attempts"], f["kind"]) for f in failed] == [("sword-02", 1, 4, "transient")]
     assert "TimeoutError" in failed[0]["reason"]
+    [completion] = [c for c in result.get_asset_check_evaluations() if c.check_name == "completion_rate"]
+    assert not completion.passed and completion.metadata["stored"].value == 2
 
     with zipfile.ZipFile(storage.local_path(f"exports/{key}/{key}.zip")) as zf:
         manifest = json.loads(zf.read("manifest.json"))
