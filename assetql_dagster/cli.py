@@ -77,7 +77,7 @@ def storage_resource():
 
 
 def report(result, key: str) -> int:
-    from assetql_dagster.records import read_record
+    from assetql_dagster.pipeline.records import read_record
 
     if not result.success:
         print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
@@ -100,8 +100,8 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool) -> int:
     home = use_local_instance(data_dir)
     import dagster as dg
 
-    from assetql_dagster.intake import register_batch
-    from assetql_dagster.partitions import batches_partitions
+    from assetql_dagster.pipeline.registration import register_batch
+    from assetql_dagster.defs.partitions import batches_partitions
 
     registration = register_batch(storage_resource(), path)
     key = registration.key
@@ -114,7 +114,7 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool) -> int:
 
 def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool) -> int:
     use_local_instance(data_dir)
-    from assetql_dagster.records import read_record
+    from assetql_dagster.pipeline.records import read_record
 
     failed = read_record(storage_resource(), key, "failed_rows")
     if not failed:

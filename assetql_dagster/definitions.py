@@ -10,17 +10,17 @@ import os
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from assetql_dagster.assets.batch_input import batch_input
-from assetql_dagster.assets.exports import exports
-from assetql_dagster.assets.images import images
-from assetql_dagster.assets.prompts import prompts
-from assetql_dagster.assets.scores import scores
-from assetql_dagster.assets.style_profile import style_profile
-from assetql_dagster.assets.tags import tags
-from assetql_dagster.checks import completion_rate, style_pass_rate
-from assetql_dagster.jobs import batch_job
-from assetql_dagster.schedules import schedules_from_env
-from assetql_dagster.sensors import drop_sensors, inbox_sensor
+from assetql_dagster.defs.assets.batch_input import batch_input
+from assetql_dagster.defs.assets.exports import exports
+from assetql_dagster.defs.assets.images import images
+from assetql_dagster.defs.assets.prompts import prompts
+from assetql_dagster.defs.assets.scores import scores
+from assetql_dagster.defs.assets.style_profile import style_profile
+from assetql_dagster.defs.assets.tags import tags
+from assetql_dagster.defs.checks import completion_rate, style_pass_rate
+from assetql_dagster.defs.jobs import batch_job
+from assetql_dagster.defs.schedules import schedules_from_env
+from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
 from gpu_executor import gpu_executor
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator

@@ -3,7 +3,7 @@
 For one pipeline, with the same prompts, settings, micro-batch and number of images, in one process:
 
   (a) raw      a plain loop of pipeline calls, one micro-batch each, to PIL images (nothing written);
-  (b) AssetQL  `assetql_dagster.generation.generate_images`, which also writes each PNG and thumbnail.
+  (b) AssetQL  `assetql_dagster.pipeline.generation.generate_images`, which also writes each PNG and thumbnail.
 
 Each is warmed up with one call, then timed in alternating rounds, keeping each one's best. Then the
 batch job (images, scores, tags, exports) runs one batch through `dg.execute_job` and the code
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import yaml
 
-from assetql_dagster.assets.prompts import plan_images
+from assetql_dagster.defs.assets.prompts import plan_images
 from assetql_dagster.domain.batch_loader import load_batch
-from assetql_dagster.generation import RenderSettings, generate_images, job_generator, micro_batch_size
+from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
@@ -198,9 +198,9 @@ def run_batch_job(folder: Path) -> dict:
 
     from assetql_dagster.cli import batch_job_definition
     from assetql_dagster.definitions import defs
-    from assetql_dagster.intake import register_batch
-    from assetql_dagster.partitions import batches_partitions
-    from assetql_dagster.records import read_record
+    from assetql_dagster.pipeline.registration import register_batch
+    from assetql_dagster.defs.partitions import batches_partitions
+    from assetql_dagster.pipeline.records import read_record
 
     storage = defs.resources["storage"]
     key = register_batch(storage, folder).key

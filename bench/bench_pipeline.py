@@ -49,8 +49,8 @@ def run_one(rows: int, steps: int) -> dict:
     import dagster as dg
 
     from assetql_dagster.definitions import defs
-    from assetql_dagster.intake import register_batch
-    from assetql_dagster.partitions import batches_partitions
+    from assetql_dagster.pipeline.registration import register_batch
+    from assetql_dagster.defs.partitions import batches_partitions
     from resources.clip import ClipEmbedder
     from resources.generator import ImageGenerator
     from resources.storage import LocalStorage

@@ -9,9 +9,9 @@ from PIL import Image
 from harness.batch_runs import materialize_partition
 
 from assetql_dagster.definitions import defs
-from assetql_dagster.intake import register_batch
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record
+from assetql_dagster.pipeline.registration import register_batch
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record
 from resources.storage import LocalStorage
 
 STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"]

@@ -16,9 +16,9 @@ from assetql_dagster.definitions import (
     defs,
     resources_from_env,
 )
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record
-from assetql_dagster.sensors import build_s3_drop_sensor
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record
+from assetql_dagster.defs.sensors import build_s3_drop_sensor
 from resources.s3_storage import S3Storage
 from resources.storage import LocalStorage
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assetql_dagster.intake import register_batch
-from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.pipeline.registration import register_batch
+from assetql_dagster.defs.partitions import batches_partitions
 from resources.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assetql_dagster.definitions import defs
-from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.defs.partitions import batches_partitions
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 

@@ -1,8 +1,8 @@
 import dagster as dg
 import pytest
 
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.sensors import INBOX_ENV, inbox_sensor
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.defs.sensors import INBOX_ENV, inbox_sensor
 from resources.storage import LocalStorage
 
 

@@ -20,9 +20,9 @@ from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.domain.batch_loader import CSV_NAME, REFERENCES_DIR, SETTINGS_NAME
 from assetql_dagster.domain.errors import BatchValidationError, Problem
-from assetql_dagster.intake import download_s3_batch, register_batch
-from assetql_dagster.jobs import batch_job
-from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.pipeline.registration import download_s3_batch, register_batch
+from assetql_dagster.defs.jobs import batch_job
+from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3_storage import is_not_found
 from resources.storage import AssetStorage
 

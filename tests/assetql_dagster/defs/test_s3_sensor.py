@@ -8,8 +8,8 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.definitions import build_definitions
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.sensors import (
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.defs.sensors import (
     DROP_BUCKET_ENV,
     DROP_PREFIX_ENV,
     Drop,

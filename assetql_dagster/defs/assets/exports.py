@@ -5,13 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from assetql_dagster.assets.tags import tags
+from assetql_dagster.defs.assets.tags import tags
 from assetql_dagster.domain.export_writers import MANIFEST_COLUMNS, ZipPackage, gallery_html, manifest_json, write_manifest_csv
 from assetql_dagster.domain.layout import export_key
 from assetql_dagster.domain.links import links_rows, parse_expiry
 from assetql_dagster.domain.settings import BatchSettings, settings_from_dict
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record, write_record
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record, write_record
 from resources.storage import AssetStorage
 
 

@@ -1,7 +1,7 @@
 import boto3
 import yaml
 
-from assetql_dagster.intake import download_s3_batch, register_batch, restored_batch
+from assetql_dagster.pipeline.registration import download_s3_batch, register_batch, restored_batch
 from resources.storage import LocalStorage
 
 

@@ -11,12 +11,12 @@ from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.definitions import build_definitions, defs
 from assetql_dagster.domain.campaigns import CampaignError, campaign_partition_key, load_campaigns
-from assetql_dagster.intake import registration_meta, restored_batch
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.schedules import CAMPAIGNS_ENV, campaign_schedules, schedule_name
+from assetql_dagster.pipeline.registration import registration_meta, restored_batch
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.defs.schedules import CAMPAIGNS_ENV, campaign_schedules, schedule_name
 from resources.storage import LocalStorage
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 BERLIN = ZoneInfo("Europe/Berlin")
 TICK = datetime(2026, 12, 1, 6, 0, tzinfo=BERLIN)
 

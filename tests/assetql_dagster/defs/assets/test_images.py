@@ -6,8 +6,8 @@ import dagster as dg
 
 from harness.batch_runs import materialize_partition
 
-from assetql_dagster.intake import register_batch
-from assetql_dagster.records import read_record
+from assetql_dagster.pipeline.registration import register_batch
+from assetql_dagster.pipeline.records import read_record
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 

@@ -4,9 +4,9 @@ import time
 import dagster as dg
 
 from assetql_dagster.domain.layout import reference_key
-from assetql_dagster.intake import restored_batch
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import write_record
+from assetql_dagster.pipeline.registration import restored_batch
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import write_record
 from resources.storage import AssetStorage
 
 

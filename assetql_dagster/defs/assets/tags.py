@@ -4,7 +4,7 @@ from collections import Counter
 import dagster as dg
 import numpy as np
 
-from assetql_dagster.assets.scores import scores
+from assetql_dagster.defs.assets.scores import scores
 from assetql_dagster.domain.palette import brightness, contrast, dominant_palette
 from assetql_dagster.domain.tagging import (
     ZERO_SHOT_VOCABULARY,
@@ -16,10 +16,10 @@ from assetql_dagster.domain.tagging import (
     zero_shot_prompt,
     zero_shot_tags,
 )
-from assetql_dagster.images_io import iter_image_chunks
-from assetql_dagster.metadata import markdown_table
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_array, read_record, write_record
+from assetql_dagster.pipeline.images_io import iter_image_chunks
+from assetql_dagster.defs.metadata import markdown_table
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_array, read_record, write_record
 from gpu_executor import GPU_TAG
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage

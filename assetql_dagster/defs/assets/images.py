@@ -12,10 +12,10 @@ import dagster as dg
 from PIL import Image
 
 from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
-from assetql_dagster.generation import RenderSettings, generate_images, job_generator, micro_batch_size
-from assetql_dagster.metadata import markdown_table
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record, read_settings, write_record
+from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
+from assetql_dagster.defs.metadata import markdown_table
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record, read_settings, write_record
 from gpu_executor import GPU_TAG
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage

@@ -3,14 +3,14 @@ import time
 import dagster as dg
 import numpy as np
 
-from assetql_dagster.assets.images import contact_sheet, images
-from assetql_dagster.assets.style_profile import NO_REFERENCE, style_profile
+from assetql_dagster.defs.assets.images import contact_sheet, images
+from assetql_dagster.defs.assets.style_profile import NO_REFERENCE, style_profile
 from assetql_dagster.domain.palette import color_histogram, histogram_similarity
 from assetql_dagster.domain.scoring import STYLE_WEIGHTS, pass_rate, style_score, verdict
-from assetql_dagster.images_io import iter_image_chunks
-from assetql_dagster.partitions import batches_partitions
+from assetql_dagster.pipeline.images_io import iter_image_chunks
+from assetql_dagster.defs.partitions import batches_partitions
 from gpu_executor import GPU_TAG
-from assetql_dagster.records import read_array, read_record, read_settings, write_array, write_record
+from assetql_dagster.pipeline.records import read_array, read_record, read_settings, write_array, write_record
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 

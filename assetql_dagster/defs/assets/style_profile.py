@@ -5,11 +5,11 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
-from assetql_dagster.assets.batch_input import batch_input
+from assetql_dagster.defs.assets.batch_input import batch_input
 from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
 from assetql_dagster.domain.palette import brightness, color_histogram, contrast, mean_histogram, palette_of_images
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record, write_array, write_record
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record, write_array, write_record
 from gpu_executor import GPU_TAG
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage

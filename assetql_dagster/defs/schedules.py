@@ -17,10 +17,10 @@ from assetql_dagster.domain.campaigns import Campaign, CampaignError, campaign_p
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.layout import batch_partition_key, reference_key
 from assetql_dagster.domain.settings import BatchSettings, parse_settings
-from assetql_dagster.intake import copy_stored, download_s3_batch, register_batch, registration_meta
-from assetql_dagster.jobs import batch_job
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.sensors import BATCH_TAG, ORIGIN_TAG
+from assetql_dagster.pipeline.registration import copy_stored, download_s3_batch, register_batch, registration_meta
+from assetql_dagster.defs.jobs import batch_job
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.defs.sensors import BATCH_TAG, ORIGIN_TAG
 from resources.storage import AssetStorage
 
 CAMPAIGNS_ENV = "ASSETQL_CAMPAIGNS"

@@ -3,14 +3,14 @@ from datetime import datetime
 
 import dagster as dg
 
-from assetql_dagster.assets.batch_input import batch_input
+from assetql_dagster.defs.assets.batch_input import batch_input
 from assetql_dagster.domain.csv_schema import BatchRow, batch_template, build_prompt
 from assetql_dagster.domain.layout import image_seed
 from assetql_dagster.domain.naming import NameAllocator, image_identity, placeholder_values, render_name
 from assetql_dagster.domain.settings import settings_from_dict
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record, write_record
-from assetql_dagster.metadata import markdown_table
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record, write_record
+from assetql_dagster.defs.metadata import markdown_table
 from resources.storage import AssetStorage
 
 PREVIEW_ROWS = 10

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from assetql_dagster.assets.images import images
-from assetql_dagster.assets.scores import UNSCORED, scores
+from assetql_dagster.defs.assets.images import images
+from assetql_dagster.defs.assets.scores import UNSCORED, scores
 from assetql_dagster.domain.scoring import pass_rate
-from assetql_dagster.partitions import batches_partitions
-from assetql_dagster.records import read_record, read_settings
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.records import read_record, read_settings
 from resources.storage import AssetStorage
 
 

@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from assetql_dagster.generation import (
+from assetql_dagster.pipeline.generation import (
     RenderSettings,
     generate_images,
     is_out_of_memory,

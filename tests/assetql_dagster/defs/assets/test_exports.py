@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assetql_dagster.assets.exports import LINK_COLUMNS, write_links
+from assetql_dagster.defs.assets.exports import LINK_COLUMNS, write_links
 from assetql_dagster.domain.settings import BatchSettings
 from resources.s3_storage import S3Storage
 from resources.storage import LocalStorage
