@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from assetql_dagster.defs import run_tags
 from assetql_dagster.domain.batch_loader import load_batch
 from assetql_dagster.domain.errors import BatchValidationError
 
@@ -108,7 +109,7 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool) -> int:
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
     print(f"batch {registration.source.name!r} -> partition {key} (instance {home})")
-    tags = {"assetql/batch": key, "assetql/origin": str(Path(path).resolve())}
+    tags = run_tags.batch_run_tags(key, str(Path(path).resolve()))
     return report(execute(key, tags, in_process), key)
 
 
@@ -125,7 +126,7 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool) -> int:
     # Stored images are skipped by generation, so re-materializing from `images` down
     # regenerates exactly the failed rows and rebuilds scores, tags and exports around them.
     downstream = ["images", "scores", "tags", "exports"]
-    return report(execute(key, {"assetql/batch": key, "assetql/retry": "failed-rows"}, in_process, downstream), key)
+    return report(execute(key, run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"}), in_process, downstream), key)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,15 +17,14 @@ from assetql_dagster.domain.campaigns import Campaign, CampaignError, campaign_p
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.layout import batch_partition_key, reference_key
 from assetql_dagster.domain.settings import BatchSettings, parse_settings
-from assetql_dagster.pipeline.registration import copy_stored, download_s3_batch, register_batch, registration_meta
+from assetql_dagster.pipeline.registration import copy_stored, register_batch, registration_meta
+from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
-from assetql_dagster.defs.sensors import BATCH_TAG, ORIGIN_TAG
+from assetql_dagster.defs import run_tags
 from resources.storage import AssetStorage
 
 CAMPAIGNS_ENV = "ASSETQL_CAMPAIGNS"
-CAMPAIGN_TAG = "assetql/campaign"
-EXPORTS_TAG = "assetql/exports"
 
 
 def schedule_name(campaign: Campaign) -> str:
@@ -134,12 +133,9 @@ def campaign_run(
     return dg.RunRequest(
         run_key=f"campaign:{campaign.name}:{day.isoformat()}",
         partition_key=key,
-        tags={
-            BATCH_TAG: key,
-            ORIGIN_TAG: campaign.source,
-            CAMPAIGN_TAG: campaign.name,
-            EXPORTS_TAG: ",".join(campaign.exports),
-        },
+        tags=run_tags.batch_run_tags(
+            key, campaign.source, **{run_tags.CAMPAIGN: campaign.name, run_tags.EXPORTS: ",".join(campaign.exports)}
+        ),
     )
 
 

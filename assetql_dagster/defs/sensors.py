@@ -20,7 +20,9 @@ from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.domain.batch_loader import CSV_NAME, REFERENCES_DIR, SETTINGS_NAME
 from assetql_dagster.domain.errors import BatchValidationError, Problem
-from assetql_dagster.pipeline.registration import download_s3_batch, register_batch
+from assetql_dagster.pipeline.registration import register_batch
+from assetql_dagster.pipeline.s3_batches import download_s3_batch
+from assetql_dagster.defs import run_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3_storage import is_not_found
@@ -32,8 +34,6 @@ DROP_BUCKET_ENV = "ASSETQL_DROP_BUCKET"
 DROP_PREFIX_ENV = "ASSETQL_DROP_PREFIX"
 DEFAULT_DROP_PREFIX = "drops/"
 REJECTED_DIR = "rejected"
-BATCH_TAG = "assetql/batch"
-ORIGIN_TAG = "assetql/origin"
 
 
 def inbox_entries(inbox: Path) -> list[Path]:
@@ -83,7 +83,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             dg.RunRequest(
                 run_key=f"{entry}:{registration.source.content_hash}",
                 partition_key=key,
-                tags={BATCH_TAG: key, ORIGIN_TAG: str(entry)},
+                tags=run_tags.batch_run_tags(key, str(entry)),
             )
         )
         context.log.info(f"batch {entry.name} -> partition {key}")
@@ -266,7 +266,7 @@ def _drop_run(storage: AssetStorage, client: Any, drop: Drop) -> dg.RunRequest:
         path = download_s3_batch(client, drop.bucket, drop.key, Path(tmp), batch_files)
         key = register_batch(storage, path, origin=drop.uri).key
     return dg.RunRequest(
-        run_key=drop.run_key, partition_key=key, tags={BATCH_TAG: key, ORIGIN_TAG: drop.uri}
+        run_key=drop.run_key, partition_key=key, tags=run_tags.batch_run_tags(key, drop.uri)
     )
 
 

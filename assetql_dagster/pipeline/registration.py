@@ -12,14 +12,12 @@ import dataclasses
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
 import yaml
-from botocore.exceptions import ClientError
 
 from assetql_dagster.domain.batch_loader import (
     CSV_NAME,
@@ -30,8 +28,7 @@ from assetql_dagster.domain.batch_loader import (
 )
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import batch_partition_key, record_key, source_key
-from resources.s3_storage import is_not_found
-from resources.storage import AssetStorage, check_key
+from resources.storage import AssetStorage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,59 +106,6 @@ def derive_batch(
     if references is not None or own.exists():
         shutil.copytree(own if references is None else references, derived / REFERENCES_DIR)
     return derived
-
-
-def download_s3_batch(
-    client: Any, bucket: str, key: str, target: Path, batch_files: Iterable[str] | None = None
-) -> Path:
-    """Download the batch at s3://bucket/key into `target` and return the path to register.
-
-    `key` is a CSV (the batch.yaml and references/ of its folder come with it) or a folder
-    holding batch.csv; the local folder keeps the S3 folder's name, which names the batch.
-    `batch_files` are the keys of that batch.yaml and references/ when the caller has listed
-    them already; otherwise they are looked up.
-    """
-    csv_key = key if key.lower().endswith(".csv") else f"{key.rstrip('/')}/{CSV_NAME}"
-    folder, _, csv_name = csv_key.rpartition("/")
-    local = target / (PurePosixPath(folder).name or "batch")
-    siblings = f"{folder}/" if folder else ""
-    if batch_files is None:
-        batch_files = _listed_batch_files(client, bucket, siblings)
-    for file_key in (csv_key, *batch_files):
-        _download(client, bucket, file_key, local, file_key[len(siblings):])
-    return local if csv_name == CSV_NAME else local / csv_name
-
-
-def _listed_batch_files(client: Any, bucket: str, siblings: str) -> list[str]:
-    """Keys of the batch.yaml and references/ files under the folder `siblings`."""
-    settings = [siblings + SETTINGS_NAME] if _s3_exists(client, bucket, siblings + SETTINGS_NAME) else []
-    pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"{siblings}{REFERENCES_DIR}/"
-    )
-    # Keys ending in "/" are the empty folder markers consoles create. Nested keys become
-    # sub-folders, which load_batch then reports as bad references.
-    keys = (obj["Key"] for page in pages for obj in page.get("Contents", []))
-    return settings + [key for key in keys if not key.endswith("/")]
-
-
-def _download(client: Any, bucket: str, key: str, folder: Path, relative: str) -> None:
-    """Download `key` to `folder/relative`, refusing names that would land outside `folder`."""
-    try:
-        path = folder / check_key(relative)
-    except ValueError as exc:
-        raise BatchValidationError([Problem(key, f"cannot be downloaded as a batch file: {exc}")]) from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    client.download_file(bucket, key, str(path))
-
-
-def _s3_exists(client: Any, bucket: str, key: str) -> bool:
-    try:
-        client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return True
 
 
 def copy_stored(storage: AssetStorage, prefix: str, folder: Path) -> None:

@@ -1,7 +1,8 @@
 import boto3
 import yaml
 
-from assetql_dagster.pipeline.registration import download_s3_batch, register_batch, restored_batch
+from assetql_dagster.pipeline.registration import register_batch, restored_batch
+from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from resources.storage import LocalStorage
 
 

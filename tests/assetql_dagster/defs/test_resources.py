@@ -8,12 +8,12 @@ import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG
 from dagster_postgres import PostgresRunStorage
 
-from assetql_dagster.definitions import (
+from assetql_dagster.definitions import defs
+from assetql_dagster.defs.resources import (
     S3_BUCKET_ENV,
     S3_ENDPOINT_ENV,
     S3_PREFIX_ENV,
     STORAGE_ENV,
-    defs,
     resources_from_env,
 )
 from assetql_dagster.defs.partitions import batches_partitions

@@ -1,0 +1,17 @@
+"""Every run tag AssetQL reads or writes, so sensors, schedules, the CLI and the queue agree on names.
+
+`dagster.yaml`'s QueuedRunCoordinator limits runs by `BATCH` (and by its value, one run per batch).
+"""
+
+BATCH = "assetql/batch"
+ORIGIN = "assetql/origin"
+CAMPAIGN = "assetql/campaign"
+EXPORTS = "assetql/exports"
+RETRY = "assetql/retry"
+# Updated while `images` runs: "done/total images · rate · ETA", readable in the UI's run list.
+PROGRESS = "assetql/progress"
+
+
+def batch_run_tags(key: str, origin: str, **extra: str) -> dict[str, str]:
+    """Tags of a run that materializes batch partition `key`, which came from `origin`."""
+    return {BATCH: key, ORIGIN: origin, **extra}
