@@ -5,27 +5,39 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from assetql_dagster.defs import run_tags
-from assetql_dagster.domain.batch_loader import load_batch
+from assetql_dagster.domain.batch_loader import BatchSource, load_batch
 from assetql_dagster.domain.errors import BatchValidationError
 
 LOCAL_DAGSTER_HOME = ".dagster"
+
+
+def print_problems(path: Path, err: BatchValidationError) -> int:
+    print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
+    for problem in err.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
+def print_ok(path: Path, source: BatchSource) -> None:
+    print(
+        f"{path}: OK — batch {source.name!r}, {len(source.rows)} rows × {source.settings.variations} "
+        f"variation(s), {len(source.reference_paths)} style reference(s), model {source.settings.model!r}"
+    )
 
 
 def cmd_validate(path: Path) -> int:
     try:
         source = load_batch(path)
     except BatchValidationError as err:
-        print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
-        for problem in err.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    print(
-        f"{path}: OK — batch {source.name!r}, {len(source.rows)} rows × {source.settings.variations} "
-        f"variation(s), {len(source.reference_paths)} style reference(s), model {source.settings.model!r}"
-    )
+        return print_problems(path, err)
+    print_ok(path, source)
     return 0
 
 
@@ -45,26 +57,72 @@ def use_local_instance(data_dir: str | None) -> Path:
     return home
 
 
-def execute(key: str, tags: dict, in_process: bool, asset_keys: list[str] | None = None):
+def execute(key: str, tags: dict, in_process: bool, verbose: bool, asset_keys: list[str] | None = None):
     """Runs the batch job for one partition on the local instance, through the configured executor
-    unless `in_process` (one process, no GPU pool: quickest for debugging)."""
+    unless `in_process` (one process, no GPU pool: quickest for debugging), with a progress bar."""
     import dagster as dg
 
-    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    # The bar shows progress; step logs would tear it, so only warnings print unless --verbose.
+    level = "INFO" if verbose else "WARNING"
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     selection = [dg.AssetKey(k) for k in asset_keys] if asset_keys else None
     instance = dg.DagsterInstance.get()
-    if in_process:
-        return batch_job_definition().execute_in_process(
-            partition_key=key, instance=instance, tags=tags, run_config=run_config,
-            raise_on_error=False, asset_selection=selection,
+    with ProgressBar(instance, key):
+        if in_process:
+            return batch_job_definition().execute_in_process(
+                partition_key=key, instance=instance, tags=tags, run_config=run_config,
+                raise_on_error=False, asset_selection=selection,
+            )
+        return dg.execute_job(
+            dg.reconstructable(batch_job_definition),
+            instance=instance,
+            tags={**tags, "dagster/partition": key},
+            run_config=run_config,
+            asset_selection=selection,
         )
-    return dg.execute_job(
-        dg.reconstructable(batch_job_definition),
-        instance=instance,
-        tags={**tags, "dagster/partition": key},
-        run_config=run_config,
-        asset_selection=selection,
-    )
+
+
+class ProgressBar:
+    """A tqdm bar of the batch's images (done/total, rate, ETA) fed by the run's progress tag."""
+
+    POLL_S = 0.5
+
+    def __init__(self, instance, key: str):
+        self.instance, self.key = instance, key
+        self.started = time.time()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, name="assetql-progress", daemon=True)
+
+    def __enter__(self) -> ProgressBar:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _progress(self):
+        import dagster as dg
+
+        from assetql_dagster.defs.progress import run_progress
+
+        runs = self.instance.get_run_records(dg.RunsFilter(tags={run_tags.BATCH: self.key}), limit=1)
+        if not runs or runs[0].create_timestamp.timestamp() < self.started - 1:
+            return None
+        return run_progress(self.instance, runs[0].dagster_run.run_id)
+
+    def _follow(self) -> None:
+        bar = None
+        while True:
+            stopping = self.stop.wait(self.POLL_S)
+            progress = self._progress()
+            if progress is not None:
+                bar = bar or tqdm(total=progress.total, unit="img", desc="images", file=sys.stderr)
+                bar.update(progress.done - bar.n)
+            if stopping:
+                break
+        if bar is not None:
+            bar.close()
 
 
 def storage_resource():
@@ -83,50 +141,51 @@ def report(result, key: str) -> int:
     if not result.success:
         print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
         return 1
-    storage = storage_resource()
-    summary = read_record(storage, key, "exports")
-    failed = read_record(storage, key, "failed_rows")
-    print(f"run {result.run_id} succeeded: {summary['images']} images")
+    summary = read_record(storage_resource(), key, "exports")
+    print(f"run {result.run_id} succeeded: {summary.images} images")
     for label, field in (("package", "zip"), ("gallery", "gallery"), ("manifest", "manifest"), ("links", "links_manifest")):
-        if field in summary:
-            print(f"  {label + ':':9} {summary[field]}")
-    if failed:
-        print(f"  {len(failed)} image(s) failed; re-run just those with: assetql retry-failed {key}")
+        if field in summary.files:
+            print(f"  {label + ':':9} {summary.files[field]}")
+    if summary.failed_rows:
+        print(f"  {summary.failed_rows} image(s) failed; re-run just those with: assetql retry-failed {key}")
     return 0
 
 
-def cmd_run(path: Path, data_dir: str | None, in_process: bool) -> int:
-    if cmd_validate(path):
-        return 1
+def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -> int:
     home = use_local_instance(data_dir)
     import dagster as dg
 
-    from assetql_dagster.pipeline.registration import register_batch
     from assetql_dagster.defs.partitions import batches_partitions
+    from assetql_dagster.pipeline.registration import register_batch
 
-    registration = register_batch(storage_resource(), path)
+    # Registration is the one validation: every problem is printed before anything runs.
+    try:
+        registration = register_batch(storage_resource(), path)
+    except BatchValidationError as err:
+        return print_problems(path, err)
+    print_ok(path, registration.source)
     key = registration.key
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
     print(f"batch {registration.source.name!r} -> partition {key} (instance {home})")
     tags = run_tags.batch_run_tags(key, str(Path(path).resolve()))
-    return report(execute(key, tags, in_process), key)
+    return report(execute(key, tags, in_process, verbose), key)
 
 
-def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool) -> int:
+def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: bool) -> int:
     use_local_instance(data_dir)
     from assetql_dagster.pipeline.records import read_record
 
-    failed = read_record(storage_resource(), key, "failed_rows")
+    failed = read_record(storage_resource(), key, "images").failed
     if not failed:
         print(f"batch {key} has no failed rows")
         return 0
-    rows = ", ".join(f"{f['variant_id']}#{f['variation']}" for f in failed)
+    rows = ", ".join(f"{f.variant_id}#{f.variation}" for f in failed)
     print(f"batch {key}: re-running {len(failed)} failed image(s): {rows}")
     # Stored images are skipped by generation, so re-materializing from `images` down
     # regenerates exactly the failed rows and rebuilds scores, tags and exports around them.
     downstream = ["images", "scores", "tags", "exports"]
-    return report(execute(key, run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"}), in_process, downstream), key)
+    return report(execute(key, run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"}), in_process, verbose, downstream), key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     for command in (run, retry):
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
         command.add_argument("--in-process", action="store_true", help="run every step in this process")
+        command.add_argument("--verbose", "-v", action="store_true", help="print every step's log lines")
     args = parser.parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.path)
     if args.command == "retry-failed":
-        return cmd_retry_failed(args.batch, args.data_dir, args.in_process)
-    return cmd_run(args.path, args.data_dir, args.in_process)
+        return cmd_retry_failed(args.batch, args.data_dir, args.in_process, args.verbose)
+    return cmd_run(args.path, args.data_dir, args.in_process, args.verbose)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ drop sensor and `ASSETQL_CAMPAIGNS` the campaign schedules (see README, "Product
 
 import dagster as dg
 
+from assetql_dagster.defs.assets.analysis import image_analysis
 from assetql_dagster.defs.assets.batch_input import batch_input
 from assetql_dagster.defs.assets.exports import exports
 from assetql_dagster.defs.assets.images import images
 from assetql_dagster.defs.assets.prompts import prompts
-from assetql_dagster.defs.assets.scores import scores
 from assetql_dagster.defs.assets.style_profile import style_profile
-from assetql_dagster.defs.assets.tags import tags
-from assetql_dagster.defs.checks import completion_rate, style_pass_rate
+from assetql_dagster.defs.io_manager import record_io_manager
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.resources import resources_from_env
 from assetql_dagster.defs.schedules import schedules_from_env
@@ -22,15 +21,19 @@ from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
 from gpu_executor import gpu_executor
 
 
+def with_io_manager(resources: dict) -> dict:
+    """`resources` plus the IO manager that passes stage records through their `storage`."""
+    return {**resources, "io_manager": record_io_manager}
+
+
 def build_definitions() -> dg.Definitions:
     """The code location as configured by the environment."""
     return dg.Definitions(
-        assets=[batch_input, style_profile, prompts, images, scores, tags, exports],
-        asset_checks=[style_pass_rate, completion_rate],
+        assets=[batch_input, style_profile, prompts, images, image_analysis, exports],
         jobs=[batch_job],
         sensors=[inbox_sensor, *drop_sensors()],
         schedules=schedules_from_env(),
-        resources=resources_from_env(),
+        resources=with_io_manager(resources_from_env()),
         # Shards and model steps get a device each from the pool; with no GPU they run on the CPU one
         # at a time. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not.
         executor=gpu_executor,

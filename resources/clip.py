@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from resources.models import TINY_MODEL, load_count
+
 if TYPE_CHECKING:
     from resources.open_clip_model import LoadedClip
-
-TINY_MODEL = "tiny"
 
 
 class ClipEmbedder(dg.ConfigurableResource):
@@ -31,3 +31,8 @@ class ClipEmbedder(dg.ConfigurableResource):
         from resources.open_clip_model import load_clip
 
         return load_clip(self.model_name, self.pretrained, self.device)
+
+    @staticmethod
+    def loads() -> int:
+        """CLIP models this process has built so far."""
+        return load_count("open_clip")

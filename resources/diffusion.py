@@ -16,9 +16,9 @@ from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from PIL import Image
 
 from resources.device import pick_device, pick_dtype
+from resources.models import TINY_MODEL, record_load
 from resources.tiny_models import build_tiny_sd_pipeline
 
-TINY_MODEL = "tiny"
 # torch.Generator.manual_seed accepts seeds in [0, 2**64).
 _SEED_LIMIT = 2**64
 
@@ -126,6 +126,7 @@ def load_pipeline(
         if key not in _PIPELINES:
             pipe = _build(model, torch_device, torch_dtype, enable_compile, models_dir)
             _PIPELINES[key] = LoadedPipeline(model, pipe)
+            record_load("diffusers")
         return _PIPELINES[key]
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from resources.models import load_count
+
 if TYPE_CHECKING:
     from resources.diffusion import LoadedPipeline
 
@@ -31,3 +33,8 @@ class ImageGenerator(dg.ConfigurableResource):
         from resources.diffusion import load_pipeline
 
         return load_pipeline(model, self.device, self.dtype, self.enable_compile, self.models_dir)
+
+    @staticmethod
+    def loads() -> int:
+        """Diffusers pipelines this process has built so far."""
+        return load_count("diffusers")

@@ -7,16 +7,18 @@ absent) or the path of a checkpoint file.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import open_clip
 import torch
 from PIL import Image
 
-from resources.clip import TINY_MODEL
 from resources.device import pick_device
+from resources.models import TINY_MODEL, record_load
 from resources.tiny_models import TINY_CLIP_NAME, register_tiny_clip
 
 # Bounds memory on large batches while still keeping a GPU busy.
@@ -101,16 +103,36 @@ def load_clip(model_name: str = TINY_MODEL, pretrained: str | None = None, devic
     with _CLIPS_LOCK:
         if key not in _CLIPS:
             _CLIPS[key] = _build(model_name, pretrained, torch_device)
+            record_load("open_clip")
         return _CLIPS[key]
+
+
+class _RandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init(expected: bool) -> Iterator[None]:
+    """Drop open_clip's root-logger warning about random weights when random weights are the point
+    (the tiny model); for a real model it stays, since it means a checkpoint is missing."""
+    notice = _RandomInitNotice()
+    if expected:
+        logging.getLogger().addFilter(notice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(notice)
 
 
 def _build(model_name: str, pretrained: str | None, device: torch.device) -> LoadedClip:
     name = TINY_CLIP_NAME if model_name == TINY_MODEL else model_name
-    if name == TINY_CLIP_NAME:
+    tiny = name == TINY_CLIP_NAME
+    if tiny:
         register_tiny_clip()
     # Seeded so the tiny model's random weights are reproducible; forked so the caller's RNG stream
     # is left as it was.
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_random_init(tiny):
         torch.manual_seed(0)
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
     return LoadedClip(model, preprocess, open_clip.get_tokenizer(name), device)

@@ -10,18 +10,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.domain.batch_loader import load_batch
 from assetql_dagster.domain.campaigns import Campaign, CampaignError, campaign_partition_key, load_campaigns
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.layout import batch_partition_key, reference_key
 from assetql_dagster.domain.settings import BatchSettings, parse_settings
-from assetql_dagster.pipeline.registration import copy_stored, register_batch, registration_meta
+from assetql_dagster.pipeline.registration import copy_stored, register_batch, registered_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.defs import run_tags
+from resources.s3 import S3Connection
 from resources.storage import AssetStorage
 
 CAMPAIGNS_ENV = "ASSETQL_CAMPAIGNS"
@@ -70,12 +70,12 @@ def scheduled_day(context: dg.ScheduleEvaluationContext, zone: str) -> date:
     return when.astimezone(ZoneInfo(zone)).date()
 
 
-def campaign_source(campaign: Campaign, target: Path, s3: S3Resource) -> Path:
+def campaign_source(campaign: Campaign, target: Path, s3: S3Connection) -> Path:
     """The campaign's batch folder or CSV, downloaded into `target` when it is on S3."""
     if not campaign.source.startswith("s3://"):
         return Path(campaign.source)
     bucket, _, key = campaign.source[len("s3://"):].partition("/")
-    return download_s3_batch(s3.get_client(), bucket, key, target)
+    return download_s3_batch(s3.bucket(bucket), key, target)
 
 
 def reference_batch(storage: AssetStorage, name: str) -> str:
@@ -93,7 +93,7 @@ def reference_batch(storage: AssetStorage, name: str) -> str:
             f"'style-references/' (found {sorted(stored) or 'none'}); materialize that batch first "
             "or give a references folder"
         )
-    return max(matches, key=lambda key: registration_meta(storage, key)["registered_at"])
+    return max(matches, key=lambda key: registered_batch(storage, key).registered_at)
 
 
 def style_references(campaign: Campaign, storage: AssetStorage, target: Path) -> Path | None:
@@ -111,7 +111,7 @@ def style_references(campaign: Campaign, storage: AssetStorage, target: Path) ->
 
 
 def campaign_run(
-    context: dg.ScheduleEvaluationContext, campaign: Campaign, path: str, storage: AssetStorage, s3: S3Resource
+    context: dg.ScheduleEvaluationContext, campaign: Campaign, path: str, storage: AssetStorage, s3: S3Connection
 ) -> dg.RunRequest:
     """Register the campaign's batch for the tick's date, add its partition, and request its run."""
     day = scheduled_day(context, campaign.timezone)
@@ -151,7 +151,7 @@ def campaign_schedule(campaign: Campaign, path: str) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def _schedule(
-        context: dg.ScheduleEvaluationContext, storage: AssetStorage, s3: S3Resource
+        context: dg.ScheduleEvaluationContext, storage: AssetStorage, s3: S3Connection
     ) -> dg.RunRequest:
         return campaign_run(context, campaign, path, storage, s3)
 

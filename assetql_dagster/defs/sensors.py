@@ -11,12 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import dagster as dg
-from botocore.exceptions import ClientError
 from dagster._core.storage.tags import RUN_KEY_TAG
-from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.domain.batch_loader import CSV_NAME, REFERENCES_DIR, SETTINGS_NAME
 from assetql_dagster.domain.errors import BatchValidationError, Problem
@@ -25,7 +22,7 @@ from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs import run_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
-from resources.s3_storage import is_not_found
+from resources.s3 import S3Bucket, S3Connection, S3Object, s3_uri
 from resources.storage import AssetStorage
 
 INBOX_ENV = "ASSETQL_INBOX"
@@ -118,7 +115,7 @@ class Drop:
 
     @property
     def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
+        return s3_uri(self.bucket, self.key)
 
     @property
     def run_key(self) -> str:
@@ -145,12 +142,12 @@ def _batch_folder(key: str) -> str | None:
     return None
 
 
-def find_drops(bucket: str, objects: Iterable[dict]) -> list[Drop]:
+def find_drops(bucket: str, objects: Iterable[S3Object]) -> list[Drop]:
     """The drops among listed objects: every *.csv outside references/ and rejected/ folders."""
-    siblings: dict[str, list[dict]] = defaultdict(list)
+    siblings: dict[str, list[S3Object]] = defaultdict(list)
     csvs = []
     for obj in objects:
-        key = obj["Key"]
+        key = obj.key
         if key.endswith("/"):
             continue  # an empty "folder" marker
         parts = key.split("/")
@@ -161,21 +158,20 @@ def find_drops(bucket: str, objects: Iterable[dict]) -> list[Drop]:
             csvs.append(obj)
     drops = []
     for obj in csvs:
-        batch_files = sorted(siblings[obj["Key"].rpartition("/")[0]], key=lambda o: o["Key"])
+        batch_files = sorted(siblings[obj.key.rpartition("/")[0]], key=lambda o: o.key)
         drops.append(Drop(
             bucket=bucket,
-            key=obj["Key"],
-            etag=obj["ETag"].strip('"'),
-            changed=max(o["LastModified"] for o in [obj, *batch_files]),
-            siblings=tuple((o["Key"], o["ETag"].strip('"')) for o in batch_files),
+            key=obj.key,
+            etag=obj.etag,
+            changed=max(o.last_modified for o in [obj, *batch_files]),
+            siblings=tuple((o.key, o.etag) for o in batch_files),
         ))
     return sorted(drops, key=lambda d: (d.changed, d.key))
 
 
-def list_drops(client: Any, bucket: str, prefix: str) -> list[Drop]:
+def list_drops(bucket: S3Bucket, prefix: str) -> list[Drop]:
     """Every drop under `prefix` in `bucket`, oldest change first."""
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return find_drops(bucket, (obj for page in pages for obj in page.get("Contents", [])))
+    return find_drops(bucket.name, bucket.list(prefix))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,18 +219,16 @@ def rejection_report(drop: Drop, problems: list[Problem]) -> dict:
     }
 
 
-def _reported_run_key(client: Any, drop: Drop) -> str | None:
+def _reported_run_key(bucket: S3Bucket, drop: Drop) -> str | None:
     """The run key recorded in the drop's rejection report, if it has one."""
     try:
-        body = client.get_object(Bucket=drop.bucket, Key=drop.report_key)["Body"].read()
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        raise
+        body = bucket.read(drop.report_key)
+    except FileNotFoundError:
+        return None
     return json.loads(body).get("run_key")
 
 
-def _already_handled(instance: dg.DagsterInstance, client: Any, drop: Drop) -> bool:
+def _already_handled(instance: dg.DagsterInstance, bucket: S3Bucket, drop: Drop) -> bool:
     """Whether this version of the drop already has a run or a rejection report.
 
     Dagster would also drop a repeated run key, but skipping here keeps a reset cursor from
@@ -242,28 +236,26 @@ def _already_handled(instance: dg.DagsterInstance, client: Any, drop: Drop) -> b
     """
     if instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: drop.run_key}), limit=1):
         return True
-    return _reported_run_key(client, drop) == drop.run_key
+    return _reported_run_key(bucket, drop) == drop.run_key
 
 
-def _reject(context: dg.SensorEvaluationContext, client: Any, drop: Drop, error: BatchValidationError) -> str:
+def _reject(
+    context: dg.SensorEvaluationContext, bucket: S3Bucket, drop: Drop, error: BatchValidationError
+) -> str:
     """Write the drop's rejection report next to it, log why, and return a one-line reason."""
-    client.put_object(
-        Bucket=drop.bucket,
-        Key=drop.report_key,
-        Body=json.dumps(rejection_report(drop, error.problems), indent=2).encode(),
-        ContentType="application/json",
-    )
-    context.log.warning(f"not starting {drop.uri}; report at s3://{drop.bucket}/{drop.report_key}: {error}")
+    report = json.dumps(rejection_report(drop, error.problems), indent=2).encode()
+    bucket.put(drop.report_key, report, ContentType="application/json")
+    context.log.warning(f"not starting {drop.uri}; report at {s3_uri(drop.bucket, drop.report_key)}: {error}")
     return f"{drop.uri}: {'; '.join(str(p) for p in error.problems)}"
 
 
-def _drop_run(storage: AssetStorage, client: Any, drop: Drop) -> dg.RunRequest:
+def _drop_run(storage: AssetStorage, bucket: S3Bucket, drop: Drop) -> dg.RunRequest:
     """Download and register the drop (raising BatchValidationError) and request its run."""
     with tempfile.TemporaryDirectory(prefix="assetql-drop-") as tmp:
         # The listing already named the folder's batch files; downloading exactly those keeps
         # the registered content the one the run key describes.
         batch_files = [key for key, _ in drop.siblings]
-        path = download_s3_batch(client, drop.bucket, drop.key, Path(tmp), batch_files)
+        path = download_s3_batch(bucket, drop.key, Path(tmp), batch_files)
         key = register_batch(storage, path, origin=drop.uri).key
     return dg.RunRequest(
         run_key=drop.run_key, partition_key=key, tags=run_tags.batch_run_tags(key, drop.uri)
@@ -282,22 +274,22 @@ def build_s3_drop_sensor(
         job=batch_job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Starts a batch run for each new or changed *.csv under s3://{bucket}/{prefix}",
+        description=f"Starts a batch run for each new or changed *.csv under {s3_uri(bucket, prefix)}",
     )
     def s3_drop_sensor(
-        context: dg.SensorEvaluationContext, storage: AssetStorage, s3: S3Resource
+        context: dg.SensorEvaluationContext, storage: AssetStorage, s3: S3Connection
     ) -> dg.SensorResult:
-        client = s3.get_client()
+        drop_bucket = s3.bucket(bucket)
         cursor = DropCursor.parse(context.cursor)
-        drops = list_drops(client, bucket, prefix)
+        drops = list_drops(drop_bucket, prefix)
         run_requests, rejected = [], []
         for drop in filter(cursor.is_new, drops):
-            if _already_handled(context.instance, client, drop):
+            if _already_handled(context.instance, drop_bucket, drop):
                 continue
             try:
-                run_requests.append(_drop_run(storage, client, drop))
+                run_requests.append(_drop_run(storage, drop_bucket, drop))
             except BatchValidationError as error:
-                rejected.append(_reject(context, client, drop, error))
+                rejected.append(_reject(context, drop_bucket, drop, error))
                 continue
             context.log.info(f"drop {drop.uri} -> partition {run_requests[-1].partition_key}")
         return _sensor_result(context, run_requests, rejected, cursor.advanced(drops).dump())

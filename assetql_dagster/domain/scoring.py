@@ -55,8 +55,11 @@ def style_score(clip_cos: float, hist_sim: float, weights: Mapping[str, float] =
 
 
 def verdict(score: float | None, threshold: float) -> str:
-    """"pass" when `score` reaches `threshold`, else "review" (also when there is no score)."""
-    check_unit("threshold", threshold)
+    """"pass" when `score` reaches `threshold`, else "review" (also when there is no score).
+
+    `threshold` is the batch's `style_threshold`, checked when its settings were read, so only the
+    computed `score` is checked here.
+    """
     if score is None:
         return REVIEW
     check_unit("style score", score)

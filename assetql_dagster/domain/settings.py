@@ -1,14 +1,24 @@
-"""Per-batch settings (`batch.yaml`): fields, defaults, ranges and YAML loading."""
+"""Per-batch settings (`batch.yaml`): one declaration per setting, YAML loading, the README table.
+
+Each `BatchSettings` field declares its setting once: type, default, check, documentation and its
+README row. The allowed keys, validation and README.md's settings table are all derived from
+`dataclasses.fields(BatchSettings)`; `python -m assetql_dagster.domain.settings` prints the table.
+
+Settings are validated once, where they enter (`parse_settings`, `read_settings`). Constructing
+`BatchSettings` and restoring a stored snapshot (`BatchSettings.from_snapshot`) trust their values.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+import reprlib
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,49 +27,32 @@ from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS, DEFAULT_PATTERN
 
+_Check = Callable[[object], str | None]
+
 # Batch names and variant ids end up in file names and storage keys.
 _IDENTIFIER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
-SETTINGS_DOC: dict[str, str] = {
-    "name": "Batch name used in file and storage names (letters, digits, '.', '_', '-'; at most 64). "
-    "Default: the batch folder name, or the CSV file name without extension.",
-    "description": "Free text describing the batch. Default: empty.",
-    "template": "Prompt template filled from CSV columns, e.g. '{subject}, {style|flat art}"
-    '{{if category == "character"}}, full body shot{{endif}}\'. '
-    "Default: none, the CSV 'prompt' column is the prompt.",
-    "negative_prompt": "What the images must not show. Default: empty.",
-    "modifiers": "Seasonal or campaign modifiers appended to every prompt after ', ' "
-    "(text, or a YAML list of texts joined with ', '). Default: empty.",
-    "model": "Image model: a hub id, a local model folder, or 'tiny' for the built-in test model. "
-    "Default: tiny.",
-    "width": "Image width in pixels, a multiple of 8 from 64 to 2048. Default: the model's native size.",
-    "height": "Image height in pixels, a multiple of 8 from 64 to 2048. Default: the model's native size.",
-    "steps": "Denoising steps, 1 to 150. Default: 20.",
-    "guidance_scale": "Classifier-free guidance scale, 0 to 30. Default: 7.5.",
-    "variations": "Images generated per CSV row, 1 to 8. Default: 1.",
-    "seed": "Base random seed, 0 to 4294967295; the same seed reproduces the same images. Default: 0.",
-    "max_rows": "Largest number of CSV data rows accepted, 1 to 10000. Default: 500.",
-    "style_threshold": "Style score, 0 to 1, at or above which an image passes (else it needs review). "
-    "Default: 0.85.",
-    "min_pass_rate": "Share of images, 0 to 1, that must pass the style threshold for the batch check "
-    "to pass. Default: 0.85.",
-    "min_completion_rate": "Share of planned images, 0 to 1, that must be generated for the batch check "
-    "to pass. Default: 0.95.",
-    "naming_pattern": "File name pattern using "
-    + ", ".join(f"{{{name}}}" for name in sorted(BUILTIN_PLACEHOLDERS))
-    + " and any extra CSV column (checked against the CSV header). "
-    f"Default: {DEFAULT_PATTERN}.",
-    "shard_size": "Images per generation shard (one executor step each), 1 to 500. Default: 25.",
-    "micro_batch": "Images per model call, 1 to 64, or 'auto' to fit the accelerator's memory. "
-    "Default: auto.",
-    "exports": "What the export writes, a list among "
-    + ", ".join(EXPORT_FORMATS)
-    + " (zip: the package with images, manifests and gallery; manifest: standalone manifest.csv/json; "
-    "gallery: standalone gallery.html; links: links.csv/json). Default: all of them.",
-    "link_expiry": "Lifetime of the shareable image links in the export's links manifest: seconds or "
-    "a number with unit s, m, h or d, from 1h to 7d (the SigV4 limit of S3 presigned URLs). "
-    "Default: 7d.",
-}
+# Placeholders the default naming pattern already shows; README.md lists the others.
+_DEFAULT_NAMES = frozenset(re.findall(r"\{(\w+)\}", DEFAULT_PATTERN))
+
+_MAX_QUOTE = 200
+# A YAML alias bomb (a list of aliases of lists of aliases ...) is a small file whose plain repr()
+# runs to gigabytes, so user values are quoted through reprlib, which stops at these sizes while
+# it builds the text instead of cutting it afterwards.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 3, 10, 10
+_REPR.maxstring = _REPR.maxother = _MAX_QUOTE
+_REPR.fillvalue = "…"
+
+
+def _clip(text: str) -> str:
+    """`text`, cut to at most _MAX_QUOTE characters with a trailing '…' when longer."""
+    return text if len(text) <= _MAX_QUOTE else text[: _MAX_QUOTE - 1] + "…"
+
+
+def _quote(value: object) -> str:
+    """repr(value) for an error message, bounded to about _MAX_QUOTE characters."""
+    return _clip(_REPR.repr(value))
 
 
 def identifier_error(value: str, what: str) -> str | None:
@@ -67,7 +60,7 @@ def identifier_error(value: str, what: str) -> str | None:
     if _IDENTIFIER_RE.fullmatch(value):
         return None
     return (
-        f"{what} {value!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+        f"{what} {_quote(value)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
         "or digit, because it becomes part of file names"
     )
 
@@ -81,12 +74,10 @@ def _text(value: object, optional: bool = False, allow_empty: bool = True) -> st
     if isinstance(value, dict):
         # An unquoted YAML value starting with '{' (as templates do) is read as a mapping.
         return f"must be {expected}, got a mapping; put the value in quotes in YAML"
-    return f"must be {expected}{' or omitted' if optional else ''}, got {value!r}"
+    return f"must be {expected}{' or omitted' if optional else ''}, got {_quote(value)}"
 
 
-def _integer(
-    low: int, high: int, multiple: int = 1, optional: bool = False
-) -> Callable[[object], str | None]:
+def _integer(low: int, high: int, multiple: int = 1, optional: bool = False) -> _Check:
     def check(value: object) -> str | None:
         if optional and value is None:
             return None
@@ -95,17 +86,18 @@ def _integer(
             return None
         step = f" that is a multiple of {multiple}" if multiple > 1 else ""
         omit = " (or omitted for the model's native size)" if optional else ""
-        return f"must be an integer from {low} to {high}{step}{omit}, got {value!r}"
+        return f"must be an integer from {low} to {high}{step}{omit}, got {_quote(value)}"
 
     return check
 
 
-def _number(low: float, high: float) -> Callable[[object], str | None]:
+def _number(low: float, high: float) -> _Check:
     def check(value: object) -> str | None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            if low <= value <= high:
-                return None
-        return f"must be a number from {low:g} to {high:g}, got {value!r}"
+        # The range comparison also rejects NaN and infinities, and unlike math.isfinite it does
+        # not overflow on integers too large for a float.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high:
+            return None
+        return f"must be a number from {low:g} to {high:g}, got {_quote(value)}"
 
     return check
 
@@ -117,110 +109,228 @@ def _name(value: object) -> str | None:
 
 
 def _link_expiry(value: object) -> str | None:
-    try:
-        parse_expiry(value)
-    except ValueError as error:
-        # "8d" is reported in seconds by parse_expiry; echo what the user wrote too.
-        return f"{error} (got {value!r})" if isinstance(value, str) else str(error)
-    return None
+    # parse_expiry quotes what it rejects in full, so only numbers and texts short enough to be an
+    # expiry reach it; anything else is answered here with a bounded quote.
+    if isinstance(value, int) or (isinstance(value, str) and len(value) <= _MAX_QUOTE):
+        try:
+            parse_expiry(value)
+        except ValueError as error:
+            # "8d" is reported in seconds by parse_expiry; echo what the user wrote too.
+            return f"{error} (got {value!r})" if isinstance(value, str) else str(error)
+        return None
+    return (
+        "must be a whole number of seconds or a number with unit s, m, h or d (e.g. '36h'), "
+        f"from 1h to 7d, got {_quote(value)}"
+    )
 
 
 def exports_error(value: object) -> str | None:
     """Why `value` is not a valid `exports` list, or None."""
     if not isinstance(value, (list, tuple)) or not value:
-        return f"must be a non-empty list among {list(EXPORT_FORMATS)}, got {value!r}"
+        return f"must be a non-empty list among {list(EXPORT_FORMATS)}, got {_quote(value)}"
     unknown = [v for v in value if v not in EXPORT_FORMATS]
     if unknown:
-        return f"unknown export(s) {unknown}; expected among {list(EXPORT_FORMATS)}"
+        return f"unknown export(s) {_quote(unknown)}; expected among {list(EXPORT_FORMATS)}"
     if len(set(value)) != len(value):
-        return f"lists an export more than once: {list(value)!r}"
+        return f"lists an export more than once: {_quote(list(value))}"
     return None
 
 
 def _micro_batch(value: object) -> str | None:
     if value == "auto" or _integer(1, 64)(value) is None:
         return None
-    return f"must be 'auto' or an integer from 1 to 64, got {value!r}"
+    return f"must be 'auto' or an integer from 1 to 64, got {_quote(value)}"
 
 
-_CHECKS: dict[str, Callable[[object], str | None]] = {
-    "name": _name,
-    "description": _text,
-    "template": lambda v: _text(v, optional=True, allow_empty=False),
-    "negative_prompt": _text,
-    "modifiers": _text,
-    "model": lambda v: _text(v, allow_empty=False),
-    "width": _integer(64, 2048, multiple=8, optional=True),
-    "height": _integer(64, 2048, multiple=8, optional=True),
-    "steps": _integer(1, 150),
-    "guidance_scale": _number(0, 30),
-    "variations": _integer(1, 8),
-    "seed": _integer(0, 2**32 - 1),
-    "max_rows": _integer(1, 10_000),
-    "style_threshold": _number(0, 1),
-    "min_pass_rate": _number(0, 1),
-    "min_completion_rate": _number(0, 1),
-    # Placeholders depend on the CSV columns, so read_batch_csv checks the pattern itself.
-    "naming_pattern": lambda v: _text(v, allow_empty=False),
-    "shard_size": _integer(1, 500),
-    "micro_batch": _micro_batch,
-    "exports": exports_error,
-    "link_expiry": _link_expiry,
-}
+def _shown(default: object) -> str:
+    """How README.md shows a default value: text and lists in code style, "" for empty text."""
+    if default == "":
+        return '""'
+    if isinstance(default, str):
+        return f"`{default}`"
+    if isinstance(default, tuple):
+        return f"`[{', '.join(default)}]`"
+    return str(default)
+
+
+def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default: str | None = None) -> Any:
+    """A BatchSettings field declaring one setting.
+
+    `doc` explains the setting in full; `readme` is its short meaning in README.md's table and
+    `readme_default` the default shown there, needed where the default is None (omitted).
+    """
+    shown = readme_default if readme_default is not None else _shown(default)
+    metadata = {"check": check, "doc": doc, "readme": readme, "readme_default": shown}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """Validated settings of one batch; see SETTINGS_DOC for each field."""
+    """Settings of one batch: every field is a `batch.yaml` key; its metadata documents it."""
 
-    name: str | None = None
-    description: str = ""
-    template: str | None = None
-    negative_prompt: str = ""
-    modifiers: str = ""
-    model: str = "tiny"
-    width: int | None = None
-    height: int | None = None
-    steps: int = 20
-    guidance_scale: float = 7.5
-    variations: int = 1
-    seed: int = 0
-    max_rows: int = 500
-    style_threshold: float = 0.85
-    min_pass_rate: float = 0.85
-    min_completion_rate: float = 0.95
-    naming_pattern: str = DEFAULT_PATTERN
-    shard_size: int = 25
-    micro_batch: int | str = "auto"
-    exports: tuple[str, ...] = EXPORT_FORMATS
-    link_expiry: int | str = "7d"
+    name: str | None = _setting(
+        None,
+        _name,
+        "Batch name used in file and storage names (letters, digits, '.', '_', '-'; at most 64). "
+        "When omitted: the batch folder name, or the CSV file name without extension.",
+        "batch name (the partition key is `name-<8 hex of content hash>`)",
+        readme_default="folder name",
+    )
+    description: str = _setting("", _text, "Free text describing the batch.", "free text")
+    template: str | None = _setting(
+        None,
+        lambda v: _text(v, optional=True, allow_empty=False),
+        "Prompt template filled from CSV columns, e.g. '{subject}, {style|flat art}"
+        '{{if category == "character"}}, full body shot{{endif}}\'. '
+        "When omitted, the CSV 'prompt' column is the prompt.",
+        "prompt template; without it the `prompt` column is used",
+        readme_default="none",
+    )
+    negative_prompt: str = _setting(
+        "", _text, "What the images must not show.", "negative prompt for every image"
+    )
+    modifiers: str = _setting(
+        "",
+        _text,
+        "Seasonal or campaign modifiers appended to every prompt after ', ' "
+        "(text, or a YAML list of texts joined with ', ').",
+        "seasonal/campaign modifiers appended to every prompt",
+    )
+    model: str = _setting(
+        "tiny",
+        lambda v: _text(v, allow_empty=False),
+        "Image model: a hub id, a local model folder, or 'tiny' for the built-in test model.",
+        "`tiny`, a hub id already in the local Hugging Face cache, or a local directory",
+    )
+    width: int | None = _setting(
+        None,
+        _integer(64, 2048, multiple=8, optional=True),
+        "Image width in pixels, a multiple of 8 from 64 to 2048; when omitted, the model's native size.",
+        "image width in pixels, a multiple of 8, 64–2048",
+        readme_default="model's native size",
+    )
+    height: int | None = _setting(
+        None,
+        _integer(64, 2048, multiple=8, optional=True),
+        "Image height in pixels, a multiple of 8 from 64 to 2048; when omitted, the model's native size.",
+        "image height in pixels, a multiple of 8, 64–2048",
+        readme_default="model's native size",
+    )
+    steps: int = _setting(20, _integer(1, 150), "Denoising steps, 1 to 150.", "denoising steps, 1–150")
+    guidance_scale: float = _setting(
+        7.5, _number(0, 30), "Classifier-free guidance scale, 0 to 30.", "classifier-free guidance, 0–30"
+    )
+    variations: int = _setting(
+        1,
+        _integer(1, 8),
+        "Images generated per CSV row, 1 to 8.",
+        "images per row, 1–8; seed per row × variation derived from `seed`",
+    )
+    seed: int = _setting(
+        0,
+        _integer(0, 2**32 - 1),
+        "Base random seed, 0 to 4294967295; the same seed reproduces the same images.",
+        "batch seed; same batch + seed gives the same images",
+    )
+    max_rows: int = _setting(
+        500, _integer(1, 10_000), "Largest number of CSV data rows accepted, 1 to 10000.", "row limit"
+    )
+    style_threshold: float = _setting(
+        0.85,
+        _number(0, 1),
+        "Style score, 0 to 1, at or above which an image passes (else it needs review).",
+        "style score at or above which an image passes (else: review)",
+    )
+    min_pass_rate: float = _setting(
+        0.85,
+        _number(0, 1),
+        "Share of images, 0 to 1, that must pass the style threshold for the batch check to pass.",
+        "`style_pass_rate` check minimum",
+    )
+    min_completion_rate: float = _setting(
+        0.95,
+        _number(0, 1),
+        "Share of planned images, 0 to 1, that must be generated for the batch check to pass.",
+        "`completion_rate` check minimum",
+    )
+    naming_pattern: str = _setting(
+        DEFAULT_PATTERN,
+        # Placeholders depend on the CSV columns, so read_batch_csv checks the pattern itself.
+        lambda v: _text(v, allow_empty=False),
+        "File name pattern using "
+        + ", ".join(f"{{{name}}}" for name in sorted(BUILTIN_PLACEHOLDERS))
+        + " and any extra CSV column (checked against the CSV header).",
+        "also "
+        + ", ".join(f"`{{{name}}}`" for name in sorted(BUILTIN_PLACEHOLDERS) if name not in _DEFAULT_NAMES)
+        + ", any CSV column",
+    )
+    shard_size: int = _setting(
+        25,
+        _integer(1, 500),
+        "Images per generation shard (one executor step each), 1 to 500.",
+        "images per generation shard (one step each)",
+    )
+    micro_batch: int | str = _setting(
+        "auto",
+        _micro_batch,
+        "Images per model call, 1 to 64, or 'auto' to fit the accelerator's memory.",
+        "images per pipeline call",
+    )
+    exports: tuple[str, ...] = _setting(
+        EXPORT_FORMATS,
+        exports_error,
+        "What the export writes, a list among "
+        + ", ".join(EXPORT_FORMATS)
+        + " (zip: the package with images, manifests and gallery; manifest: standalone manifest.csv/json; "
+        "gallery: standalone gallery.html; links: links.csv/json).",
+        "what `exports` writes: `zip` (images + manifest CSV/JSON + gallery `index.html`), `manifest` "
+        "(standalone `manifest.csv`/`.json`), `gallery` (standalone `gallery.html`), `links` "
+        "(`links.csv`/`.json`)",
+    )
+    link_expiry: int | str = _setting(
+        "7d",
+        _link_expiry,
+        "Lifetime of the shareable image links in the export's links manifest: seconds or a number "
+        "with unit s, m, h or d, from 1h to 7d (the SigV4 limit of S3 presigned URLs).",
+        "lifetime of the shareable links (`3600`, `90m`, `36h`, `7d`): 1 hour to 7 days, "
+        "see [Shareable links](#shareable-links)",
+    )
 
     def __post_init__(self) -> None:
-        # Validating here too keeps `dataclasses.replace` overrides as strict as batch.yaml.
-        problems = [Problem("settings", message, column=field) for field, message in _errors(vars(self))]
-        if problems:
-            raise BatchValidationError(problems)
-        for field in ("guidance_scale", "style_threshold", "min_pass_rate", "min_completion_rate"):
-            object.__setattr__(self, field, float(getattr(self, field)))
-        # YAML and JSON give lists; a tuple keeps the frozen settings hashable.
+        # Normalisation only (values were checked where they entered): YAML and JSON give ints for
+        # whole floats and lists for tuples; a tuple keeps the frozen settings hashable.
+        for name in _FLOAT_FIELDS:
+            object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "exports", tuple(self.exports))
 
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> BatchSettings:
+        """Settings from `to_dict` output stored after validation; trusted, so not re-checked."""
+        return cls(**data)
+
     def to_dict(self) -> dict[str, object]:
-        """JSON-safe field values; `settings_from_dict` reverses it."""
+        """JSON-safe field values; `from_snapshot` reverses it."""
         return dataclasses.asdict(self)
 
 
-def _errors(values: Mapping[str, object]) -> Iterator[tuple[str, str]]:
-    for field, value in values.items():
-        message = _CHECKS[field](value)
-        if message:
-            yield field, message
+_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(BatchSettings)}
+_FLOAT_FIELDS = tuple(name for name, hint in typing.get_type_hints(BatchSettings).items() if hint is float)
+
+
+def settings_table_markdown() -> str:
+    """README.md's `batch.yaml` settings table (key | default | meaning), one row per setting."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for name, field in _FIELDS.items():
+        cells = (f"`{name}`", field.metadata["readme_default"], field.metadata["readme"])
+        # A literal '|' would end the cell early.
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
 
 
 def _unknown_key_message(key: object) -> str:
-    close = difflib.get_close_matches(str(key), _CHECKS, n=1)
+    close = difflib.get_close_matches(str(key), _FIELDS, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown setting {str(key)!r}; {hint}allowed settings: {', '.join(_CHECKS)}"
+    return f"unknown setting {_quote(str(key))}; {hint}allowed settings: {', '.join(_FIELDS)}"
 
 
 def _collect(
@@ -232,12 +342,12 @@ def _collect(
     problems: list[Problem] = []
     for key, value in data.items():
         row = lines.get(key) if isinstance(key, str) else None
-        if key not in _CHECKS:
-            problems.append(Problem(file, _unknown_key_message(key), row, str(key)))
+        if key not in _FIELDS:
+            problems.append(Problem(file, _unknown_key_message(key), row, _clip(str(key))))
             continue
         if key == "modifiers" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             value = ", ".join(v.strip() for v in value if v.strip())
-        message = _CHECKS[key](value)
+        message = _FIELDS[key].metadata["check"](value)
         if message:
             problems.append(Problem(file, message, row, key))
         else:
@@ -251,11 +361,6 @@ def parse_settings(data: Mapping[object, object], file: str) -> BatchSettings:
     if problems:
         raise BatchValidationError(problems)
     return settings
-
-
-def settings_from_dict(data: Mapping[str, object]) -> BatchSettings:
-    """Inverse of `BatchSettings.to_dict`."""
-    return parse_settings(data, "settings")
 
 
 def read_settings(path: Path | None) -> tuple[BatchSettings, list[Problem]]:
@@ -288,6 +393,10 @@ def read_settings(path: Path | None) -> tuple[BatchSettings, list[Problem]]:
         return BatchSettings(), [Problem(file, f"invalid YAML at{column}: {detail}", row)]
     except yaml.YAMLError as error:
         return BatchSettings(), [Problem(file, f"invalid YAML: {error}")]
+    except ValueError as error:
+        # PyYAML builds dates and integers with Python's own constructors, which raise plain
+        # ValueError for e.g. "2024-02-30" or an integer of more than 4300 digits.
+        return BatchSettings(), [Problem(file, f"invalid YAML value: {_clip(str(error))}")]
     finally:
         loader.dispose()
     if data is None:
@@ -311,7 +420,7 @@ def _key_lines(node: yaml.MappingNode, file: str) -> tuple[dict[str, int], list[
         line = key.start_mark.line + 1
         if key.value in first:
             message = f"setting is written again (first on row {first[key.value]}); YAML keeps the last one"
-            problems.append(Problem(file, message, line, key.value))
+            problems.append(Problem(file, message, line, _clip(key.value)))
         first.setdefault(key.value, line)
         lines[key.value] = line
     return lines, problems
@@ -323,3 +432,7 @@ def load_settings(path: Path | None) -> BatchSettings:
     if problems:
         raise BatchValidationError(problems)
     return settings
+
+
+if __name__ == "__main__":
+    print(settings_table_markdown())

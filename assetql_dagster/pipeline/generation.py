@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from assetql_dagster.domain.contact_sheet import thumbnail_bytes
 from assetql_dagster.domain.layout import raw_image_key, thumbnail_key
+from assetql_dagster.domain.records import FailedRow, ImageJob, StoredImage
 from resources.storage import AssetStorage
 
 CPU_MICRO_BATCH = 4
@@ -42,9 +43,9 @@ class RenderSettings:
 
 @dataclass
 class GenerationReport:
-    generated: list[dict] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    generated: list[StoredImage] = field(default_factory=list)
+    skipped: list[StoredImage] = field(default_factory=list)
+    failed: list[FailedRow] = field(default_factory=list)
     oom_backoffs: int = 0
     final_micro_batch: int = 0
     seconds_generating: float = 0.0
@@ -59,14 +60,14 @@ def micro_batch_size(requested: int | str, device_type: str, width: int, height:
     return max(1, min(64, GPU_PIXELS_PER_MICRO_BATCH // (width * height)))
 
 
-def job_generator(pipe, render: RenderSettings) -> Callable[[list[dict]], list]:
+def job_generator(pipe, render: RenderSettings) -> Callable[[list[ImageJob]], list]:
     """`generate` for `generate_images`: a loaded pipeline called on a micro-batch of planned jobs."""
 
-    def generate(chunk: list[dict]) -> list:
+    def generate(chunk: list[ImageJob]) -> list:
         return pipe.generate(
-            [j["prompt"] for j in chunk],
-            [j["negative_prompt"] for j in chunk],
-            [j["seed"] for j in chunk],
+            [j.prompt for j in chunk],
+            [j.negative_prompt for j in chunk],
+            [j.seed for j in chunk],
             render.width,
             render.height,
             render.steps,
@@ -86,46 +87,47 @@ def is_permanent(err: BaseException) -> bool:
     return isinstance(err, PERMANENT_ERRORS) and not is_out_of_memory(err)
 
 
-def image_record(batch: str, job: dict, render: RenderSettings) -> dict:
-    return {
-        "image_id": job["image_id"],
-        "file_name": job["file_name"],
-        "raw_key": raw_image_key(batch, job["image_id"]),
-        "thumb_key": thumbnail_key(batch, job["image_id"]),
-        "width": render.width,
-        "height": render.height,
-        "seed": job["seed"],
-    }
+def image_record(batch: str, job: ImageJob, render: RenderSettings) -> StoredImage:
+    return StoredImage(
+        image_id=job.image_id,
+        file_name=job.file_name,
+        raw_key=raw_image_key(batch, job.image_id),
+        thumb_key=thumbnail_key(batch, job.image_id),
+        width=render.width,
+        height=render.height,
+        seed=job.seed,
+    )
 
 
-def failed_row(job: dict, err: BaseException, attempts: int) -> dict:
-    return {
-        "image_id": job["image_id"],
-        "variant_id": job["variant_id"],
-        "variation": job["variation"],
-        "row": job["row"],
-        "reason": f"{type(err).__name__}: {err}",
-        "kind": "permanent" if is_permanent(err) else "transient",
-        "attempts": attempts,
-    }
+def failed_row(job: ImageJob, err: BaseException, attempts: int) -> FailedRow:
+    return FailedRow(
+        image_id=job.image_id,
+        variant_id=job.variant_id,
+        variation=job.variation,
+        row=job.row,
+        # Bounded: an exception message may quote a whole prompt or tensor.
+        reason=f"{type(err).__name__}: {err}"[:500],
+        kind="permanent" if is_permanent(err) else "transient",
+        attempts=attempts,
+    )
 
 
-def is_stored(storage: AssetStorage, record: dict) -> bool:
-    return storage.exists(record["raw_key"]) and storage.exists(record["thumb_key"])
+def is_stored(storage: AssetStorage, record: StoredImage) -> bool:
+    return storage.exists(record.raw_key) and storage.exists(record.thumb_key)
 
 
-def store_image(storage: AssetStorage, record: dict, image) -> None:
+def store_image(storage: AssetStorage, record: StoredImage, image) -> None:
     png = io.BytesIO()
     image.save(png, format="PNG")
-    storage.write_bytes(record["thumb_key"], thumbnail_bytes(image), "image/jpeg")
-    storage.write_bytes(record["raw_key"], png.getvalue(), "image/png")
+    storage.write_bytes(record.thumb_key, thumbnail_bytes(image), "image/jpeg")
+    storage.write_bytes(record.raw_key, png.getvalue(), "image/png")
 
 
 def generate_images(
     storage: AssetStorage,
     batch: str,
-    jobs: Sequence[dict],
-    generate: Callable[[list[dict]], list],
+    jobs: Sequence[ImageJob],
+    generate: Callable[[list[ImageJob]], list],
     render: RenderSettings,
     micro_batch: int,
     attempt: int = 1,
@@ -135,14 +137,14 @@ def generate_images(
 ) -> GenerationReport:
     """Generate every job not yet stored, writing each image as soon as its micro-batch returns."""
     report = GenerationReport(final_micro_batch=micro_batch)
-    by_id = {job["image_id"]: job for job in jobs}
+    by_id = {job.image_id: job for job in jobs}
     pending = []
     for job in jobs:
         record = image_record(batch, job, render)
         (report.skipped if is_stored(storage, record) else pending).append(record)
 
     with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="assetql-writer") as writers:
-        writing: deque[tuple[dict, Future]] = deque()
+        writing: deque[tuple[StoredImage, Future]] = deque()
 
         def finish_writes(keep: int) -> None:
             while len(writing) > keep:
@@ -156,7 +158,7 @@ def generate_images(
             chunk = pending[start : start + step]
             began = time.perf_counter()
             try:
-                images = generate([by_id[r["image_id"]] for r in chunk])
+                images = generate([by_id[r.image_id] for r in chunk])
             except Exception as err:  # noqa: BLE001 - classified below; anything unexpected re-raises
                 report.seconds_generating += time.perf_counter() - began
                 if is_out_of_memory(err) and step > 1:
@@ -172,7 +174,7 @@ def generate_images(
                     # Find the image(s) at fault one at a time; the rest of the chunk still gets made.
                     isolate_until = start + step
                     continue
-                report.failed.append(failed_row(by_id[chunk[0]["image_id"]], err, attempt))
+                report.failed.append(failed_row(by_id[chunk[0].image_id], err, attempt))
                 start += 1
                 continue
             report.seconds_generating += time.perf_counter() - began
@@ -182,4 +184,6 @@ def generate_images(
             start += len(chunk)
             progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))
         finish_writes(keep=0)
+    # Writes finish after the last micro-batch: the final report is total/total (or what failed).
+    progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))
     return report

@@ -1,44 +1,25 @@
-"""JSON and array records each stage keeps under `batches/{batch}/` in storage."""
+"""Typed stage records in storage, under `batches/{batch}/`: what the IO manager and the CLI read and write."""
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
-import numpy as np
-
 from assetql_dagster.domain.layout import record_key
-from assetql_dagster.domain.settings import BatchSettings, settings_from_dict
+from assetql_dagster.domain.records import from_json, to_json
 from resources.storage import AssetStorage
 
 
-def write_record(storage: AssetStorage, batch: str, stage: str, data: Any) -> str:
-    return storage.write_text(
-        record_key(batch, stage), json.dumps(data, indent=1, ensure_ascii=False), "application/json"
-    )
+def write_record(storage: AssetStorage, key: str, record: Any) -> str:
+    return storage.write_text(key, json.dumps(to_json(record), ensure_ascii=False), "application/json")
 
 
 def read_record(storage: AssetStorage, batch: str, stage: str) -> Any:
-    key = record_key(batch, stage)
+    """The record stage `stage` (an asset name) stored for `batch`."""
+    return read_record_at(storage, record_key(batch, stage), f"materialize {stage} for batch {batch!r} first")
+
+
+def read_record_at(storage: AssetStorage, key: str, hint: str) -> Any:
     if not storage.exists(key):
-        raise FileNotFoundError(
-            f"batch {batch!r} has no {stage!r} record at {key!r}: materialize the {stage} asset "
-            "for this partition first"
-        )
-    return json.loads(storage.read_text(key))
-
-
-def write_array(storage: AssetStorage, batch: str, stage: str, array: np.ndarray) -> str:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return storage.write_bytes(record_key(batch, stage, "npy"), buf.getvalue())
-
-
-def read_array(storage: AssetStorage, batch: str, stage: str) -> np.ndarray:
-    return np.load(io.BytesIO(storage.read_bytes(record_key(batch, stage, "npy"))), allow_pickle=False)
-
-
-def read_settings(storage: AssetStorage, batch: str) -> BatchSettings:
-    """The settings snapshot `batch_input` stored for `batch`."""
-    return settings_from_dict(read_record(storage, batch, "batch_input")["settings"])
+        raise FileNotFoundError(f"no stored record at {key!r}: {hint}")
+    return from_json(json.loads(storage.read_text(key)))

@@ -1,9 +1,10 @@
 """Turning a batch folder into a registered, immutable batch.
 
-Registration validates the batch (before any model loads), copies its files into storage under
-`batches/{key}/source/` and only then writes `batches/{key}/source.json`, which marks the
-snapshot complete. Everything downstream reads the snapshot, so editing or deleting the
-original folder can never change a batch that has been registered.
+Registration validates the batch (before any model loads) — the only time its CSV, settings and
+references are checked — copies its files into storage under `batches/{key}/source/` and its
+references under `style-references/{key}/`, and only then writes the typed `BatchInput` record
+`batches/{key}/source.json`, which marks the registration complete. Every stage starts from that
+record, so editing or deleting the original folder can never change a registered batch.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import dataclasses
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,8 +26,8 @@ from assetql_dagster.domain.batch_loader import (
     BatchSource,
     load_batch,
 )
-from assetql_dagster.domain.errors import BatchValidationError, Problem
-from assetql_dagster.domain.layout import batch_partition_key, record_key, source_key
+from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
+from assetql_dagster.domain.records import BatchInput, from_json, to_json
 from resources.storage import AssetStorage
 
 
@@ -53,7 +53,7 @@ def register_batch(
     """Validate `path` and snapshot it into storage; registering the same content again is a no-op.
 
     `overrides` replace settings of the batch's batch.yaml and `references` replaces its
-    references folder; the snapshot then holds the derived batch, so it restores unchanged.
+    references folder; the snapshot then holds the derived batch.
     """
     path = Path(path)
     origin = origin or str(path.resolve())
@@ -75,16 +75,20 @@ def _snapshot(
     storage.write_bytes(source_key(key, CSV_NAME), source.csv_path.read_bytes(), "text/csv")
     if source.settings_path is not None:
         storage.write_bytes(source_key(key, SETTINGS_NAME), source.settings_path.read_bytes())
-    for ref in source.reference_paths:
-        storage.write_bytes(source_key(key, f"{REFERENCES_DIR}/{ref.name}"), ref.read_bytes())
-    meta = {
-        "key": key,
-        "name": source.name,
-        "origin": origin,
-        "content_hash": source.content_hash,
-        "registered_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    storage.write_text(marker, json.dumps(meta, indent=2))
+    references = tuple(reference_key(key, ref.name) for ref in source.reference_paths)
+    for ref, ref_key in zip(source.reference_paths, references):
+        storage.write_bytes(ref_key, ref.read_bytes())
+    batch = BatchInput(
+        batch=key,
+        name=source.name,
+        origin=origin,
+        content_hash=source.content_hash,
+        registered_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        settings=source.settings,
+        references=references,
+        rows=source.rows,
+    )
+    storage.write_text(marker, json.dumps(to_json(batch), ensure_ascii=False), "application/json")
     return Registration(key, source, created=True)
 
 
@@ -116,28 +120,12 @@ def copy_stored(storage: AssetStorage, prefix: str, folder: Path) -> None:
         path.write_bytes(storage.read_bytes(key))
 
 
-def registration_meta(storage: AssetStorage, key: str) -> dict:
+def registered_batch(storage: AssetStorage, key: str) -> BatchInput:
+    """The `BatchInput` that registration stored for partition `key`."""
     marker = record_key(key, "source")
     if not storage.exists(marker):
         raise FileNotFoundError(
             f"batch partition {key!r} has no registered source (expected {marker!r} in storage); "
             "add batches with `assetql run PATH`, the inbox sensor or the S3 sensor"
         )
-    return json.loads(storage.read_text(marker))
-
-
-@contextmanager
-def restored_batch(storage: AssetStorage, key: str) -> Iterator[tuple[BatchSource, dict]]:
-    """The registered snapshot of `key`, re-validated from a temporary folder."""
-    meta = registration_meta(storage, key)
-    prefix = source_key(key, "")
-    with tempfile.TemporaryDirectory(prefix="assetql-batch-") as tmp:
-        folder = Path(tmp) / "batch"
-        copy_stored(storage, prefix, folder)
-        source = dataclasses.replace(load_batch(folder), name=meta["name"])
-        if source.content_hash != meta["content_hash"]:
-            raise RuntimeError(
-                f"stored snapshot of batch {key!r} hashes to {source.content_hash[:12]}, "
-                f"expected {meta['content_hash'][:12]}: the snapshot under {prefix!r} was modified"
-            )
-        yield source, meta
+    return from_json(json.loads(storage.read_text(marker)))

@@ -11,6 +11,7 @@ from harness.batch_runs import materialize_partition
 from assetql_dagster.definitions import defs
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.domain.records import StyleProfile
 from assetql_dagster.pipeline.records import read_record
 from resources.storage import LocalStorage
 
@@ -32,8 +33,8 @@ def run_batch(tmp_path, folder):
 def pixels(storage, key):
     """Stored pixels keyed by (variant_id, variation), which unlike file names do not embed a timestamp."""
     return {
-        (j["variant_id"], j["variation"]): np.asarray(Image.open(storage.local_path(f"raw/{key}/{j['image_id']}.png")))
-        for j in read_record(storage, key, "prompts")
+        (j.variant_id, j.variation): np.asarray(Image.open(storage.local_path(f"raw/{key}/{j.image_id}.png")))
+        for j in read_record(storage, key, "prompts").jobs
     }
 
 
@@ -41,12 +42,13 @@ def test_asset_graph_is_the_batch_pipeline():
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(STAGES)
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    # Lineage is the data flow: each asset's parents are the records it takes as parameters.
     assert parents["style_profile"] == {"batch_input"}
     assert parents["prompts"] == {"batch_input"}
-    assert parents["images"] == {"prompts"}
-    assert parents["scores"] == {"images", "style_profile"}
-    assert parents["tags"] == {"scores"}
-    assert parents["exports"] == {"tags"}
+    assert parents["images"] == {"batch_input", "prompts"}
+    assert parents["scores"] == {"batch_input", "images", "style_profile"}
+    assert parents["tags"] == {"images", "prompts"}
+    assert parents["exports"] == {"batch_input", "prompts", "images", "scores", "tags"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def == batches_partitions
 
@@ -57,20 +59,20 @@ def test_batch_runs_end_to_end_on_tiny_models(tmp_path, batch_factory):
     assert result.success
     assert set(materializations) == set(STAGES)
 
-    images = read_record(storage, key, "images")
+    images = read_record(storage, key, "images").stored
     assert len(images) == 8
     for record in images:
-        with Image.open(storage.local_path(record["raw_key"])) as img:
-            assert img.size == (record["width"], record["height"]) == (64, 64)
-        assert storage.exists(record["thumb_key"])
+        with Image.open(storage.local_path(record.raw_key)) as img:
+            assert img.size == (record.width, record.height) == (64, 64)
+        assert storage.exists(record.thumb_key)
 
-    scores = read_record(storage, key, "scores")["images"]
-    assert all(0.0 <= s["style_score"] <= 1.0 for s in scores)
-    assert {s["verdict"] for s in scores} <= {"pass", "review"}
+    scores = read_record(storage, key, "scores").images
+    assert all(0.0 <= s.style_score <= 1.0 for s in scores)
+    assert {s.verdict for s in scores} <= {"pass", "review"}
 
-    tags = read_record(storage, key, "tags")
-    assert all(len(t["tags"]) >= 5 for t in tags)
-    assert all(0.0 <= tag["confidence"] <= 1.0 for t in tags for tag in t["tags"])
+    tags = read_record(storage, key, "tags").images
+    assert all(len(t.tags) >= 5 for t in tags)
+    assert all(0.0 <= tag.confidence <= 1.0 for t in tags for tag in t.tags)
 
     zip_path = storage.local_path(f"exports/{key}/{key}.zip")
     with zipfile.ZipFile(zip_path) as zf:
@@ -78,7 +80,7 @@ def test_batch_runs_end_to_end_on_tiny_models(tmp_path, batch_factory):
         manifest = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode("utf-8"))))
         manifest_json = json.loads(zf.read("manifest.json"))
         assert all(not n.startswith("/") and ".." not in n for n in names)
-    assert names == {"manifest.csv", "manifest.json", "index.html"} | {f"images/{r['file_name']}" for r in images}
+    assert names == {"manifest.csv", "manifest.json", "index.html"} | {f"images/{r.file_name}" for r in images}
     assert len(manifest) == 8
     assert {(m["variant_id"], m["variation"]) for m in manifest} == {
         (v, str(i)) for v in ["sword-01", "sword-02", "shield-01", "helmet-01"] for i in (1, 2)
@@ -101,11 +103,11 @@ def test_batch_without_references_is_explicitly_unscored(tmp_path, batch_factory
     folder = batch_factory(rows=2, references=False, name="norefs")
     storage, key, result, _, checks = run_batch(tmp_path, folder)
     assert result.success
-    assert read_record(storage, key, "style_profile") == {
-        "has_reference": False, "reason": "no style reference", "references": []
-    }
-    scores = read_record(storage, key, "scores")["images"]
-    assert all(s["style_score"] is None and s["note"] == "no style reference" for s in scores)
+    assert read_record(storage, key, "style_profile") == StyleProfile(
+        has_reference=False, reason="no style reference", references=()
+    )
+    scores = read_record(storage, key, "scores").images
+    assert all(s.style_score is None and s.note == "no style reference" for s in scores)
     assert "not applicable" in checks["style_pass_rate"].description
 
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assetql_dagster.definitions import defs
+from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
@@ -13,10 +13,12 @@ def materialize_partition(storage, key, generator=None, selection=None) -> dg.Ex
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
         return dg.materialize(
-            [*defs.assets, *defs.asset_checks],
+            list(defs.assets),
             partition_key=key,
             instance=instance,
-            resources={"storage": storage, "generator": generator or ImageGenerator(), "clip": ClipEmbedder()},
+            resources=with_io_manager(
+                {"storage": storage, "generator": generator or ImageGenerator(), "clip": ClipEmbedder()}
+            ),
             selection=selection,
             raise_on_error=False,
         )

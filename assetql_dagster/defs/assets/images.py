@@ -1,66 +1,58 @@
 """The images stage: a graph-backed asset that fans generation out into shards.
 
 Each shard is its own step on the GPU executor, with a RetryPolicy; shards of one batch run in
-parallel across the device pool. The asset graph still shows one `images` asset.
+parallel across the device pool, each device's shards in one warm worker. The asset graph still
+shows one `images` asset, with its `completion_rate` check.
 """
 
-import io
-import math
 import time
 
 import dagster as dg
-from PIL import Image
 
-from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
-from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
-from assetql_dagster.defs.metadata import markdown_table
+from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
+from assetql_dagster.defs.metadata import contact_sheet, markdown_table
 from assetql_dagster.defs.partitions import batches_partitions
-from assetql_dagster.pipeline.records import read_record, read_settings, write_record
-from gpu_executor import GPU_TAG
+from assetql_dagster.defs.progress import report_progress
+from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult
+from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
+from assetql_dagster.pipeline.planning import shards
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
 
-CONTACT_SHEET_IMAGES = 12
 SHARD_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+COMPLETION_RATE = dg.AssetCheckSpec(
+    "completion_rate",
+    asset="images",
+    description="Share of planned images that were generated and stored (default at least 95%).",
+)
 
 
-def contact_sheet(storage: AssetStorage, records: list[dict], captions: dict[str, str] | None = None) -> str:
-    items = [
-        (
-            (captions or {}).get(r["image_id"], r["file_name"]),
-            Image.open(io.BytesIO(storage.read_bytes(r["thumb_key"]))),
-        )
-        for r in records[:CONTACT_SHEET_IMAGES]
-    ]
-    return contact_sheet_markdown(items)
-
-
-@dg.op(ins={"prompts": dg.In(dg.Nothing)}, out=dg.DynamicOut(dict))
-def image_shards(context: dg.OpExecutionContext, storage: AssetStorage):
+@dg.op(out=dg.DynamicOut(Shard))
+def image_shards(context: dg.OpExecutionContext, prompts: ImagePlan, batch_input: BatchInput):
     """Slices of the batch's planned images, `shard_size` each."""
-    batch = context.partition_key
-    size = read_settings(storage, batch).shard_size
-    jobs = read_record(storage, batch, "prompts")
-    count = math.ceil(len(jobs) / size)
-    context.log.info(f"{batch}: {len(jobs)} images in {count} shard(s) of up to {size}")
-    for index in range(count):
-        yield dg.DynamicOutput(
-            {"index": index, "jobs": jobs[index * size : (index + 1) * size]},
-            mapping_key=f"shard_{index:04d}",
-        )
+    parts = shards(prompts, batch_input.settings.shard_size)
+    context.log.info(
+        f"{batch_input.batch}: {len(prompts.jobs)} images in {len(parts)} shard(s) of up to "
+        f"{batch_input.settings.shard_size}"
+    )
+    for part in parts:
+        yield dg.DynamicOutput(part, mapping_key=f"shard_{part.index:04d}")
 
 
-@dg.op(tags={GPU_TAG: "true"}, retry_policy=SHARD_RETRY_POLICY)
+@dg.op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRY_POLICY)
 def generate_shard(
-    context: dg.OpExecutionContext, storage: AssetStorage, generator: ImageGenerator, shard: dict
-) -> dict:
+    context: dg.OpExecutionContext,
+    storage: AssetStorage,
+    generator: ImageGenerator,
+    shard: Shard,
+    batch_input: BatchInput,
+) -> ShardResult:
     """Generates one shard's images that are not stored yet; returns what is stored and what failed."""
     started = time.perf_counter()
-    batch = context.partition_key
-    settings = read_settings(storage, batch)
-    jobs = shard["jobs"]
+    batch, settings = batch_input.batch, batch_input.settings
+    loads = generator.loads()
     try:
         pipe = generator.load(settings.model)
     except (FileNotFoundError, ValueError) as err:
@@ -70,80 +62,106 @@ def generate_shard(
     render = RenderSettings(width, height, settings.steps, settings.guidance_scale)
     micro = micro_batch_size(settings.micro_batch, pipe.device.type, width, height)
     attempt = context.retry_number + 1
+    name = f"shard {shard.index}"
+
+    def progress(done: int, total: int) -> None:
+        line = report_progress(context, str(shard.index), done, shard.planned)
+        context.log.info(f"{batch} {name}: {done}/{total} images; batch: {line}")
+
     report = generate_images(
         storage,
         batch,
-        jobs,
+        shard.jobs,
         job_generator(pipe, render),
         render,
         micro,
         attempt=attempt,
         final_attempt=attempt > SHARD_RETRY_POLICY.max_retries,
-        progress=lambda done, total: context.log.info(f"{batch} shard {shard['index']}: {done}/{total} images"),
+        progress=progress,
         on_oom=pipe.free_memory,
     )
     if report.oom_backoffs:
         context.log.warning(f"out of memory: micro-batch reduced from {micro} to {report.final_micro_batch}")
-    stored = {r["image_id"]: r for r in report.skipped + report.generated}
-    return {
-        "index": shard["index"],
-        "stored": [stored[j["image_id"]] for j in jobs if j["image_id"] in stored],
-        "generated": len(report.generated),
-        "skipped": len(report.skipped),
-        "failed": report.failed,
-        "attempt": attempt,
-        "device": str(pipe.device),
-        "micro_batch": micro,
-        "final_micro_batch": report.final_micro_batch,
-        "generation_seconds": report.seconds_generating,
-        "seconds": time.perf_counter() - started,
-    }
+    stored = {r.image_id: r for r in report.skipped + report.generated}
+    return ShardResult(
+        index=shard.index,
+        planned=shard.planned,
+        stored=tuple(stored[j.image_id] for j in shard.jobs if j.image_id in stored),
+        failed=tuple(report.failed),
+        generated=len(report.generated),
+        skipped=len(report.skipped),
+        attempt=attempt,
+        device=str(pipe.device),
+        micro_batch=micro,
+        final_micro_batch=report.final_micro_batch,
+        generation_seconds=report.seconds_generating,
+        seconds=time.perf_counter() - started,
+        model_loads=generator.loads() - loads,
+    )
 
 
-@dg.op(out=dg.Out(dg.Nothing))
-def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards: list[dict]) -> None:
-    """Records the batch's stored images and its failed-rows report."""
-    batch = context.partition_key
+@dg.op(out={"result": dg.Out(ImageSet), "completion_rate": dg.Out(dg.Nothing, is_required=False)})
+def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards: list[ShardResult], batch_input: BatchInput):
+    """The batch's stored images and failed rows, and how complete the batch is."""
+    batch = batch_input.batch
     # Shards hold consecutive slices of the plan, each listed in plan order.
-    shards = sorted(shards, key=lambda s: s["index"])
-    stored = [r for s in shards for r in s["stored"]]
-    failed = [f for s in shards for f in s["failed"]]
-    write_record(storage, batch, "images", stored)
-    write_record(storage, batch, "failed_rows", failed)
-    generated = sum(s["generated"] for s in shards)
-    generation_seconds = sum(s["generation_seconds"] for s in shards)
+    shards = sorted(shards, key=lambda s: s.index)
+    planned = shards[0].planned if shards else 0
+    images = ImageSet(
+        planned=planned,
+        stored=tuple(r for s in shards for r in s.stored),
+        failed=tuple(f for s in shards for f in s.failed),
+    )
+    generated = sum(s.generated for s in shards)
+    generation_seconds = sum(s.generation_seconds for s in shards)
+    done = len(images.stored) + len(images.failed)
+    context.log.info(f"{batch}: {done}/{planned} images done, {len(images.stored)} stored, {len(images.failed)} failed")
     metadata = {
-        "images": len(stored),
+        "images": len(images.stored),
         "generated": generated,
-        "already_stored": sum(s["skipped"] for s in shards),
-        "failed": len(failed),
+        "already_stored": sum(s.skipped for s in shards),
+        "failed": len(images.failed),
         "shards": len(shards),
-        "devices": ", ".join(sorted({s["device"] for s in shards})),
-        "micro_batch": max((s["micro_batch"] for s in shards), default=0),
+        "model_loads": sum(s.model_loads for s in shards),
+        "devices": ", ".join(sorted({s.device for s in shards})),
+        "micro_batch": max((s.micro_batch for s in shards), default=0),
         "generation_seconds": round(generation_seconds, 3),
         "images_per_second": round(generated / generation_seconds, 3) if generation_seconds else 0.0,
-        "contact_sheet": dg.MetadataValue.md(contact_sheet(storage, stored)),
+        "contact_sheet": contact_sheet(storage, images.stored),
     }
-    if failed:
+    if images.failed:
         context.log.warning(
-            f"{batch}: {len(failed)} image(s) failed after retries; the rest continue to export. "
+            f"{batch}: {len(images.failed)} image(s) failed after retries; the rest continue to export. "
             f"Re-run just those with: assetql retry-failed {batch}"
         )
-        metadata["failed_rows"] = dg.MetadataValue.md(
-            markdown_table(
-                ["variant_id", "variation", "row", "attempts", "reason"],
-                [[f["variant_id"], f["variation"], f["row"], f["attempts"], f["reason"]] for f in failed],
-            )
+        metadata["failed_rows"] = markdown_table(
+            ["variant_id", "variation", "row", "attempts", "reason"],
+            [[f.variant_id, f.variation, f.row, f.attempts, f.reason] for f in images.failed],
         )
-    context.add_output_metadata(metadata)
+    yield dg.Output(images, "result", metadata=metadata)
+    yield completion_check(images, batch_input.settings.min_completion_rate)
+
+
+def completion_check(images: ImageSet, minimum: float) -> dg.AssetCheckResult:
+    stored, planned = len(images.stored), images.planned
+    rate = stored / planned if planned else 0.0
+    return dg.AssetCheckResult(
+        check_name=COMPLETION_RATE.name,
+        asset_key=COMPLETION_RATE.asset_key,
+        passed=rate >= minimum,
+        description=f"{stored} of {planned} planned images stored ({rate:.1%}, minimum {minimum:.0%})",
+        metadata={"completion_rate": rate, "stored": stored, "planned": planned, "minimum": minimum},
+    )
 
 
 @dg.graph_asset(
     partitions_def=batches_partitions,
-    ins={"prompts": dg.AssetIn(dagster_type=dg.Nothing)},
     group_name="batch",
     kinds={"pytorch"},
+    check_specs=[COMPLETION_RATE],
 )
-def images(prompts):
+def images(prompts: ImagePlan, batch_input: BatchInput):
     """Generated PNGs and thumbnails, one per row × variation, produced shard by shard."""
-    return collect_images(image_shards(prompts).map(generate_shard).collect())
+    results = image_shards(prompts, batch_input).map(lambda shard: generate_shard(shard, batch_input)).collect()
+    stored, completion = collect_images(results, batch_input)
+    return {"result": stored, "images_completion_rate": completion}

@@ -8,7 +8,7 @@ import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG
 from dagster_postgres import PostgresRunStorage
 
-from assetql_dagster.definitions import defs
+from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.defs.resources import (
     S3_BUCKET_ENV,
     S3_ENDPOINT_ENV,
@@ -32,12 +32,13 @@ def production(s3_endpoint, s3_bucket, monkeypatch):
     monkeypatch.setenv(S3_BUCKET_ENV, s3_bucket)
     monkeypatch.setenv(S3_PREFIX_ENV, PREFIX)
     monkeypatch.setenv(S3_ENDPOINT_ENV, s3_endpoint)
-    return resources_from_env()
+    return with_io_manager(resources_from_env())
 
 
 def evaluate(sensor, instance, resources, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-    result = sensor(context)
+    # A context manager, as the daemon uses it: storage's nested S3 connection is set up in it.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        result = sensor(context)
     for request in result.dynamic_partitions_requests:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
@@ -70,21 +71,21 @@ def test_a_drop_runs_the_whole_graph_on_s3_storage_and_a_postgres_instance(
     assert run.success
 
     stored = set(storage.list_keys(""))
-    images = read_record(storage, key, "images")
+    images = read_record(storage, key, "images").stored
     assert len(images) == 2
-    assert {i["raw_key"] for i in images} | {i["thumb_key"] for i in images} <= stored
-    assert all(i["raw_key"].startswith(f"raw/{key}/") and i["thumb_key"].startswith(f"thumbnails/{key}/")
+    assert {i.raw_key for i in images} | {i.thumb_key for i in images} <= stored
+    assert all(i.raw_key.startswith(f"raw/{key}/") and i.thumb_key.startswith(f"thumbnails/{key}/")
                for i in images)
     exports = {f"exports/{key}/{name}" for name in
                (f"{key}.zip", "manifest.csv", "manifest.json", "gallery.html", "links.csv", "links.json")}
     assert exports <= stored
     assert any(k.startswith(f"style-references/{key}/") for k in stored)
-    head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/{images[0]['raw_key']}")
+    head = s3_client.head_object(Bucket=s3_bucket, Key=f"{PREFIX}/{images[0].raw_key}")
     assert head["ServerSideEncryption"] == "AES256"
 
     links = json.loads(storage.read_text(f"exports/{key}/links.json"))
     assert links["local"] is False and links["expires_in_s"] == 7200
-    by_name = {i["file_name"]: i["raw_key"] for i in images}
+    by_name = {i.file_name: i.raw_key for i in images}
     assert sorted(link["file_name"] for link in links["links"]) == sorted(by_name)
     for link in links["links"]:
         assert parse_qs(urlsplit(link["url"]).query)["X-Amz-Expires"] == ["7200"]
@@ -107,9 +108,11 @@ def test_a_drop_runs_the_whole_graph_on_s3_storage_and_a_postgres_instance(
 def test_storage_is_chosen_by_the_environment(production, s3_bucket, s3_endpoint, monkeypatch):
     storage = production["storage"]
     assert isinstance(storage, S3Storage)
-    assert (storage.bucket, storage.prefix, storage.endpoint_url) == (s3_bucket, PREFIX, s3_endpoint)
+    assert (storage.bucket, storage.prefix, storage.connection.endpoint_url) == (s3_bucket, PREFIX, s3_endpoint)
     assert storage.server_side_encryption == "AES256"
-    assert isinstance(storage.aws_secret_access_key, dg.EnvVar)
+    assert isinstance(storage.connection.aws_secret_access_key, dg.EnvVar)
+    # One connection: the drop sensor and campaign sources use the client storage uses.
+    assert production["s3"] is storage.connection
     monkeypatch.setenv("ASSETQL_S3_SSE", "none")
     assert resources_from_env()["storage"].server_side_encryption is None
     monkeypatch.setenv(STORAGE_ENV, "local")

@@ -5,7 +5,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG
-from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.definitions import build_definitions
 from assetql_dagster.defs.partitions import batches_partitions
@@ -18,6 +17,7 @@ from assetql_dagster.defs.sensors import (
     drop_sensors,
     find_drops,
 )
+from resources.s3 import S3Connection, S3Object
 from resources.s3_storage import S3Storage
 
 EXTRA_ROW = "extra-01,a lantern,item,SKU-9,brass,a mine,en\n"
@@ -33,10 +33,8 @@ class DropBox:
     def __init__(self, client, bucket, endpoint):
         self.client, self.bucket = client, bucket
         self.sensor = build_s3_drop_sensor(bucket, "drops")
-        self.resources = {
-            "storage": S3Storage(bucket=bucket, prefix="assets", endpoint_url=endpoint),
-            "s3": S3Resource(endpoint_url=endpoint),
-        }
+        s3 = S3Connection(endpoint_url=endpoint)
+        self.resources = {"storage": S3Storage(connection=s3, bucket=bucket, prefix="assets"), "s3": s3}
 
     def upload(self, folder: Path, under: str) -> None:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -46,8 +44,9 @@ class DropBox:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def evaluate(self, instance, cursor=None) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=self.resources)
-        result = self.sensor(context)
+        # A context manager, as the daemon uses it: storage's nested S3 connection is set up in it.
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=self.resources) as context:
+            result = self.sensor(context)
         for request in result.dynamic_partitions_requests:
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         return result
@@ -82,7 +81,7 @@ def test_a_drop_requests_exactly_one_run_and_a_reset_cursor_none_after_it_ran(dr
         assert request.tags == {"assetql/batch": key, "assetql/origin": f"s3://{drops.bucket}/drops/demo/batch.csv"}
         storage = drops.resources["storage"]
         assert storage.exists(f"batches/{key}/source.json")
-        assert len(storage.list_keys(f"batches/{key}/source/references")) == 2
+        assert len(storage.list_keys(f"style-references/{key}")) == 2
 
         again = drops.evaluate(instance, cursor=first.cursor)
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
@@ -175,8 +174,7 @@ def test_an_object_key_escaping_the_folder_is_rejected(drops, batch_factory):
 
 
 def _listed(key, etag, second):
-    return {"Key": key, "ETag": f'"{etag}"',
-            "LastModified": datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=second)}
+    return S3Object(key, etag, datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=second), 0)
 
 
 def test_find_drops_groups_folder_files_with_their_csvs():
@@ -190,7 +188,7 @@ def test_find_drops_groups_folder_files_with_their_csvs():
         _listed("drops/a/rejected/old.csv", "e7", 9),
     ]
     b, a = find_drops("bkt", objects)
-    assert (a.key, a.etag, a.changed) == ("drops/a/batch.csv", "e1", objects[1]["LastModified"])
+    assert (a.key, a.etag, a.changed) == ("drops/a/batch.csv", "e1", objects[1].last_modified)
     assert a.siblings == (("drops/a/batch.yaml", "e2"), ("drops/a/references/r.png", "e3"))
     assert (b.key, b.siblings, b.report_key) == ("drops/b.csv", (), "drops/rejected/b.json")
     assert b.run_key == "s3://bkt/drops/b.csv@e6"

@@ -7,13 +7,16 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 import yaml
-from dagster_aws.s3 import S3Resource
 
 from assetql_dagster.definitions import build_definitions, defs
 from assetql_dagster.domain.campaigns import CampaignError, campaign_partition_key, load_campaigns
-from assetql_dagster.pipeline.registration import registration_meta, restored_batch
+from assetql_dagster.domain.records import BatchInput
+from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.pipeline.records import write_record
+from assetql_dagster.pipeline.registration import registered_batch
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.defs.schedules import CAMPAIGNS_ENV, campaign_schedules, schedule_name
+from resources.s3 import S3Connection
 from resources.storage import LocalStorage
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -31,7 +34,7 @@ def write_campaigns(folder: Path, **fields) -> Path:
 
 def tick(schedule, instance, storage, when=TICK, s3=None):
     """Evaluate one tick of `schedule` the way the scheduler daemon does."""
-    resources = {"storage": storage, "s3": s3 or S3Resource()}
+    resources = {"storage": storage, "s3": s3 or S3Connection()}
     repository = dg.Definitions.merge(defs, dg.Definitions(schedules=[schedule])).get_repository_def()
     # The context opens its own instance from the reference; closing it closes that instance.
     with dg.build_schedule_context(
@@ -54,13 +57,13 @@ def test_a_tick_registers_a_dated_partition_and_requests_its_run(tmp_path, batch
         [request] = tick(schedule, instance, storage).run_requests
         key = request.partition_key
         assert instance.get_dynamic_partitions(batches_partitions.name) == [key]
-        with restored_batch(storage, key) as (source, meta):
-            assert key == campaign_partition_key("holiday", TICK.date(), source.content_hash)
-            assert key.startswith("holiday-2026-12-01-")
-            assert source.name == "holiday" and source.settings.seed == 7 and source.settings.steps == 2
-            assert source.settings.modifiers == "winter holiday, snow, warm lights"
-            assert source.settings.exports == ("zip", "links")
-            assert len(source.reference_paths) == 2
+        source = registered_batch(storage, key)
+        assert key == campaign_partition_key("holiday", TICK.date(), source.content_hash)
+        assert key.startswith("holiday-2026-12-01-")
+        assert source.name == "holiday" and source.settings.seed == 7 and source.settings.steps == 2
+        assert source.settings.modifiers == "winter holiday, snow, warm lights"
+        assert source.settings.exports == ("zip", "links")
+        assert len(source.references) == 2
         assert request.run_key == "campaign:holiday:2026-12-01"
         assert request.tags["assetql/batch"] == key and request.tags["assetql/exports"] == "zip,links"
         assert request.tags["dagster/schedule_name"] == "campaign_holiday"
@@ -88,8 +91,7 @@ def test_modifiers_are_added_to_the_batch_own(tmp_path, batch_factory, storage):
     [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox"))
     with dg.instance_for_test() as instance:
         key = tick(schedule, instance, storage).run_requests[0].partition_key
-    with restored_batch(storage, key) as (source, _):
-        assert source.settings.modifiers == "painterly, winter holiday, snow, warm lights"
+    assert registered_batch(storage, key).settings.modifiers == "painterly, winter holiday, snow, warm lights"
 
 
 def test_a_references_folder_replaces_the_batch_references(tmp_path, batch_factory, storage):
@@ -101,24 +103,26 @@ def test_a_references_folder_replaces_the_batch_references(tmp_path, batch_facto
     [schedule] = campaign_schedules(write_campaigns(folder.parent, style_profile="winter-refs"))
     with dg.instance_for_test() as instance:
         key = tick(schedule, instance, storage).run_requests[0].partition_key
-    with restored_batch(storage, key) as (source, _):
-        assert [p.name for p in source.reference_paths] == [p.name for p in style.iterdir()]
+    references = registered_batch(storage, key).references
+    assert [k.rsplit("/", 1)[-1] for k in references] == sorted(p.name for p in style.iterdir())
 
 
 def test_a_batch_name_reuses_the_newest_stored_references(tmp_path, batch_factory, storage):
     batch_factory(rows=2, references=False)
     for key, registered, data in [("fantasy-items-00000001", "2026-01-01T00:00:00Z", b"old"),
                                   ("fantasy-items-00000002", "2026-02-01T00:00:00Z", b"new")]:
-        storage.write_text(f"batches/{key}/source.json", f'{{"registered_at": "{registered}"}}')
+        write_record(storage, f"batches/{key}/source.json", BatchInput(
+            batch=key, name="fantasy-items", origin="test", registered_at=registered, content_hash="0" * 64,
+            settings=BatchSettings(), references=(f"style-references/{key}/look.png",), rows=()))
         storage.write_bytes(f"style-references/{key}/look.png", (EXAMPLES / "fantasy-items" / "references" / sorted(
             p.name for p in (EXAMPLES / "fantasy-items" / "references").iterdir())[0]).read_bytes() + data)
     [schedule] = campaign_schedules(write_campaigns(tmp_path / "inbox", style_profile="fantasy-items"))
     with dg.instance_for_test() as instance:
         key = tick(schedule, instance, storage).run_requests[0].partition_key
-    with restored_batch(storage, key) as (source, _):
-        [reference] = source.reference_paths
-        assert reference.read_bytes().endswith(b"new")
-    assert registration_meta(storage, key)["origin"].startswith("campaign holiday")
+    source = registered_batch(storage, key)
+    [reference] = source.references
+    assert storage.read_bytes(reference).endswith(b"new")
+    assert source.origin.startswith("campaign holiday")
 
 
 def test_an_unknown_reference_batch_fails_the_tick_saying_why(tmp_path, batch_factory, storage):
@@ -136,9 +140,9 @@ def test_an_s3_source_is_downloaded(tmp_path, batch_factory, storage, s3_endpoin
                              Body=path.read_bytes())
     [schedule] = campaign_schedules(write_campaigns(tmp_path, source=f"s3://{s3_bucket}/seasonal/batch.csv"))
     with dg.instance_for_test() as instance:
-        [request] = tick(schedule, instance, storage, s3=S3Resource(endpoint_url=s3_endpoint)).run_requests
-    with restored_batch(storage, request.partition_key) as (source, _):
-        assert len(source.rows) == 2 and len(source.reference_paths) == 2
+        [request] = tick(schedule, instance, storage, s3=S3Connection(endpoint_url=s3_endpoint)).run_requests
+    source = registered_batch(storage, request.partition_key)
+    assert len(source.rows) == 2 and len(source.references) == 2
     assert request.tags["assetql/origin"] == f"s3://{s3_bucket}/seasonal/batch.csv"
 
 

@@ -1,20 +1,22 @@
 import dataclasses
+import difflib
 import json
+from pathlib import Path
 
 import pytest
 
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.settings import (
-    SETTINGS_DOC,
     BatchSettings,
     identifier_error,
     load_settings,
     parse_settings,
     read_settings,
-    settings_from_dict,
+    settings_table_markdown,
 )
 
 FIELDS = [f.name for f in dataclasses.fields(BatchSettings)]
+README = Path(__file__).parents[3] / "README.md"
 
 
 def problems_of(data, file="batch.yaml"):
@@ -30,8 +32,43 @@ def write_yaml(tmp_path, text, name="batch.yaml"):
 
 
 def test_every_field_is_documented():
-    assert list(SETTINGS_DOC) == FIELDS
-    assert all(SETTINGS_DOC[name].strip() for name in FIELDS)
+    for field in dataclasses.fields(BatchSettings):
+        assert callable(field.metadata["check"]), field.name
+        for key in ("doc", "readme", "readme_default"):
+            assert field.metadata[key].strip(), (field.name, key)
+
+
+def _readme_settings_table():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("### `batch.yaml` settings")
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("#"):
+            break
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return table
+
+
+def test_readme_settings_table_matches_declarations():
+    expected = settings_table_markdown().splitlines()
+    actual = _readme_settings_table()
+    diff = "\n".join(difflib.unified_diff(actual, expected, "README.md", "generated", lineterm=""))
+    assert actual == expected, (
+        "README.md's `batch.yaml` settings table differs from the settings declared in "
+        "assetql_dagster/domain/settings.py. Regenerate it with "
+        "`python -m assetql_dagster.domain.settings` and paste the output over the table under "
+        f"'### `batch.yaml` settings':\n{diff}"
+    )
+
+
+def test_settings_table_has_a_row_per_setting():
+    rows = settings_table_markdown().splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| `{name}`" for name in FIELDS]
+    assert "| `steps` | 20 | denoising steps, 1–150 |" in rows
+    assert "| `exports` | `[zip, manifest, gallery, links]` |" in settings_table_markdown()
 
 
 def test_empty_mapping_gives_defaults():
@@ -146,24 +183,87 @@ def test_all_problems_are_reported_together():
 
 
 def test_round_trip_through_json():
-    settings = BatchSettings(name="b1", width=512, micro_batch=4, template="{prompt}")
+    settings = BatchSettings(name="b1", width=512, micro_batch=4, template="{prompt}", guidance_scale=2)
     data = json.loads(json.dumps(settings.to_dict()))
-    assert settings_from_dict(data) == settings
+    restored = BatchSettings.from_snapshot(data)
+    assert restored == settings
+    assert isinstance(restored.exports, tuple) and isinstance(restored.guidance_scale, float)
 
 
-def test_replace_applies_and_validates_overrides():
-    settings = dataclasses.replace(BatchSettings(), steps=4, guidance_scale=2)
-    assert (settings.steps, settings.guidance_scale) == (4, 2.0)
-    with pytest.raises(BatchValidationError) as caught:
-        dataclasses.replace(settings, steps=0, variations=99)
-    where = [(p.file, p.column) for p in caught.value.problems]
+def test_snapshot_is_trusted_not_revalidated():
+    # Snapshots were validated when the batch was registered; restoring one must not re-check it.
+    data = {**BatchSettings().to_dict(), "steps": 0, "exports": ["zip"]}
+    restored = BatchSettings.from_snapshot(data)
+    assert (restored.steps, restored.exports) == (0, ("zip",))
+
+
+def test_replace_applies_and_normalises_overrides():
+    settings = dataclasses.replace(BatchSettings(), steps=4, guidance_scale=2, exports=["zip"])
+    assert (settings.steps, settings.guidance_scale, settings.exports) == (4, 2.0, ("zip",))
+    assert isinstance(settings.guidance_scale, float)
+
+
+def test_overrides_are_validated_where_they_enter():
+    problems = problems_of({"steps": 0, "variations": 99}, file="settings")
+    where = [(p.file, p.column) for p in problems]
     assert where == [("settings", "steps"), ("settings", "variations")]
+    assert [p.message for p in problems] == [
+        "must be an integer from 1 to 150, got 0",
+        "must be an integer from 1 to 8, got 99",
+    ]
 
 
 def test_identifier_error():
     assert identifier_error("spring_2025.v1-a", "name") is None
     assert "must be 1-64" in identifier_error("x" * 65, "name")
     assert "starting with a letter or digit" in identifier_error(".hidden", "name")
+
+
+def test_identifier_error_bounds_the_quoted_value():
+    message = identifier_error("x" * 100_000 + " y", "variant_id")
+    assert len(message) < 400
+    assert "must be 1-64" in message
+
+
+def _alias_bomb(tmp_path, key):
+    # Nine levels of nine aliases: a few hundred bytes whose values repr() to gigabytes.
+    lines = ['a0: &a0 ["lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    lines.append(f"{key}: *a9")
+    return write_yaml(tmp_path, "\n".join(lines) + "\n", name="bomb.yaml")
+
+
+@pytest.mark.parametrize(
+    "key", ["steps", "guidance_scale", "template", "model", "micro_batch", "exports", "link_expiry", "name"]
+)
+def test_alias_bomb_in_a_known_key_gives_a_short_message(tmp_path, key):
+    _, problems = read_settings(_alias_bomb(tmp_path, key))
+    [problem] = [p for p in problems if p.column == key]
+    assert len(problem.message) < 600
+    assert "[[[" in problem.message and "…" in problem.message
+
+
+def test_long_values_and_keys_are_cut_in_messages():
+    long_text = "7" * 10_000 + "d"
+    [expiry, key] = problems_of({"link_expiry": long_text, "k" * 10_000: 1})
+    assert len(expiry.message) < 400 and "…" in expiry.message
+    assert len(key.message) < 1000 and len(key.column) <= 200
+
+
+def test_number_check_rejects_huge_integers_without_overflow():
+    [problem] = problems_of({"guidance_scale": 10**400})
+    assert "must be a number from 0 to 30" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"), [("seed: 2024-02-30\n", "day is out of range"), ("seed: " + "1" * 5000 + "\n", "4300")]
+)
+def test_yaml_values_python_rejects_are_problems(tmp_path, text, fragment):
+    settings, problems = read_settings(write_yaml(tmp_path, text))
+    assert settings == BatchSettings()
+    [problem] = problems
+    assert problem.file == "batch.yaml"
+    assert problem.message.startswith("invalid YAML value:") and fragment in problem.message
 
 
 def test_load_settings_none_or_missing_gives_defaults(tmp_path):

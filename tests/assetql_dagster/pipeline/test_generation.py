@@ -8,6 +8,7 @@ from assetql_dagster.pipeline.generation import (
     is_permanent,
     micro_batch_size,
 )
+from assetql_dagster.domain.records import ImageJob
 from resources.storage import LocalStorage
 
 RENDER = RenderSettings(width=16, height=16, steps=1, guidance_scale=1.0)
@@ -17,10 +18,10 @@ class OutOfMemoryError(RuntimeError):
     """Same name as torch's CUDA OOM error, which is what generation recognises."""
 
 
-def planned(n: int) -> list[dict]:
+def planned(n: int) -> list[ImageJob]:
     return [
-        {"image_id": f"img-{i}", "file_name": f"img-{i}.png", "variant_id": f"v{i}", "variation": 1,
-         "seed": i, "row": i + 2}
+        ImageJob(image_id=f"img-{i}", file_name=f"img-{i}.png", variant_id=f"v{i}", variation=1, seed=i,
+                 prompt=f"prompt {i}", negative_prompt="", category="", sku="", language="", extra={}, row=i + 2)
         for i in range(n)
     ]
 
@@ -33,8 +34,8 @@ class FakeModel:
         self.max_batch_before_oom = max_batch_before_oom
         self.broken, self.transient = set(broken), set(transient)
 
-    def __call__(self, chunk: list[dict]) -> list[Image.Image]:
-        ids = [j["image_id"] for j in chunk]
+    def __call__(self, chunk: list[ImageJob]) -> list[Image.Image]:
+        ids = [j.image_id for j in chunk]
         self.calls.append(ids)
         if self.max_batch_before_oom and len(chunk) > self.max_batch_before_oom:
             raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -42,7 +43,7 @@ class FakeModel:
             raise ValueError(f"prompt rejected for {sorted(self.broken & set(ids))}")
         if self.transient & set(ids):
             raise TimeoutError("storage timed out")
-        return [Image.new("RGB", (16, 16), (j["seed"] * 10 % 255, 0, 0)) for j in chunk]
+        return [Image.new("RGB", (16, 16), (j.seed * 10 % 255, 0, 0)) for j in chunk]
 
 
 @pytest.fixture
@@ -92,17 +93,17 @@ def test_transient_failure_propagates_before_the_last_attempt(storage):
 def test_last_attempt_records_failed_rows_and_completes_the_rest(storage):
     model = FakeModel(transient={"img-2"})
     report = generate_images(storage, "b", planned(4), model, RENDER, 2, attempt=4, final_attempt=True)
-    assert [f["image_id"] for f in report.failed] == ["img-2"]
-    assert report.failed[0]["attempts"] == 4 and report.failed[0]["kind"] == "transient"
-    assert "TimeoutError: storage timed out" in report.failed[0]["reason"]
-    assert sorted(r["image_id"] for r in report.generated) == ["img-0", "img-1", "img-3"]
+    assert [f.image_id for f in report.failed] == ["img-2"]
+    assert report.failed[0].attempts == 4 and report.failed[0].kind == "transient"
+    assert "TimeoutError: storage timed out" in report.failed[0].reason
+    assert sorted(r.image_id for r in report.generated) == ["img-0", "img-1", "img-3"]
     # The failing micro-batch was split so img-3 did not fail with it; later chunks use the full size.
     assert model.calls[-1] == ["img-3"]
 
 
 def test_permanent_failure_is_recorded_at_once_without_a_retry(storage):
     report = generate_images(storage, "b", planned(3), FakeModel(broken={"img-1"}), RENDER, 3, attempt=1, final_attempt=False)
-    assert [(f["image_id"], f["kind"], f["attempts"]) for f in report.failed] == [("img-1", "permanent", 1)]
+    assert [(f.image_id, f.kind, f.attempts) for f in report.failed] == [("img-1", "permanent", 1)]
     assert len(report.generated) == 2
 
 

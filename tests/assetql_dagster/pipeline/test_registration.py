@@ -1,8 +1,9 @@
 import boto3
 import yaml
 
-from assetql_dagster.pipeline.registration import register_batch, restored_batch
+from assetql_dagster.pipeline.registration import register_batch, registered_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
+from resources.s3 import S3Bucket
 from resources.storage import LocalStorage
 
 
@@ -16,11 +17,11 @@ def test_overrides_and_references_are_part_of_the_snapshot(tmp_path, batch_facto
     registration = register_batch(storage, folder, overrides={"seed": 9, "name": "winter"},
                                   references=other, partition_key=lambda s: f"custom-{s.content_hash[:6]}")
     assert registration.created and registration.key == f"custom-{registration.source.content_hash[:6]}"
-    with restored_batch(storage, registration.key) as (source, meta):
-        assert (source.name, source.settings.seed, source.settings.steps) == ("winter", 9, 2)
-        assert [p.name for p in source.reference_paths] == [p.name for p in other.iterdir()]
-        assert source.content_hash == registration.source.content_hash
-    assert meta["origin"] == str(folder.resolve())
+    batch = registered_batch(storage, registration.key)
+    assert (batch.name, batch.settings.seed, batch.settings.steps) == ("winter", 9, 2)
+    assert [k.rsplit("/", 1)[-1] for k in batch.references] == sorted(p.name for p in other.iterdir())
+    assert batch.content_hash == registration.source.content_hash
+    assert batch.origin == str(folder.resolve())
     assert (folder / "batch.yaml").read_text() == original
     stored = yaml.safe_load(storage.read_text(f"batches/{registration.key}/source/batch.yaml"))
     assert stored["seed"] == 9 and stored["template"] == yaml.safe_load(original)["template"]
@@ -42,7 +43,7 @@ def test_download_a_folder_source_skipping_folder_markers(tmp_path, batch_factor
         s3_client.put_object(Bucket=s3_bucket, Key=f"in/demo/{path.relative_to(folder).as_posix()}",
                              Body=path.read_bytes())
     s3_client.put_object(Bucket=s3_bucket, Key="in/demo/references/", Body=b"")
-    local = download_s3_batch(s3_client, s3_bucket, "in/demo/", tmp_path / "download")
+    local = download_s3_batch(S3Bucket(s3_client, s3_bucket), "in/demo/", tmp_path / "download")
     assert local == tmp_path / "download" / "demo"
     assert sorted(p.relative_to(local) for p in local.rglob("*") if p.is_file()) == sorted(
         p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
@@ -59,7 +60,7 @@ def test_download_of_listed_batch_files_lists_nothing_more(tmp_path, batch_facto
     listings = []
     client.meta.events.register("before-call.s3.ListObjectsV2", lambda **_: listings.append(1))
 
-    local = download_s3_batch(client, s3_bucket, "in/demo/batch.csv", tmp_path / "download", listed)
+    local = download_s3_batch(S3Bucket(client, s3_bucket), "in/demo/batch.csv", tmp_path / "download", listed)
 
     assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()) == sorted(
         p.relative_to(folder).as_posix() for p in files.values())
@@ -68,6 +69,6 @@ def test_download_of_listed_batch_files_lists_nothing_more(tmp_path, batch_facto
 
 def test_download_a_loose_csv_whose_folder_has_no_batch_files(tmp_path, s3_client, s3_bucket):
     s3_client.put_object(Bucket=s3_bucket, Key="in/rows.csv", Body=b"variant_id,prompt\nlamp-01,a lamp\n")
-    local = download_s3_batch(s3_client, s3_bucket, "in/rows.csv", tmp_path)
+    local = download_s3_batch(S3Bucket(s3_client, s3_bucket), "in/rows.csv", tmp_path)
     assert local == tmp_path / "in" / "rows.csv"
     assert [p.name for p in (tmp_path / "in").iterdir()] == ["rows.csv"]

@@ -54,7 +54,7 @@ def test_images_fan_out_into_shards(tmp_path, batch_factory):
     assert result.success
     shard_steps = sorted(s for s in (e.step_key for e in result.all_events if e.step_key) if "generate_shard" in s)
     assert set(shard_steps) == {f"images.generate_shard[shard_{i:04d}]" for i in range(3)}
-    assert len(read_record(storage, key, "images")) == 5
+    assert len(read_record(storage, key, "images").stored) == 5
 
 
 def test_rows_failing_after_all_retries_are_reported_and_the_rest_exported(tmp_path, batch_factory):
@@ -67,9 +67,9 @@ def test_rows_failing_after_all_retries_are_reported_and_the_rest_exported(tmp_p
     # RetryPolicy(max_retries=3): four attempts of the shard, the last of which records the failure.
     assert events.count("STEP_UP_FOR_RETRY") == 3
     assert sum(ATTEMPTS.values()) >= 4
-    failed = read_record(storage, key, "failed_rows")
-    assert [(f["variant_id"], f["variation"], f["attempts"], f["kind"]) for f in failed] == [("sword-02", 1, 4, "transient")]
-    assert "TimeoutError" in failed[0]["reason"]
+    failed = read_record(storage, key, "images").failed
+    assert [(f.variant_id, f.variation, f.attempts, f.kind) for f in failed] == [("sword-02", 1, 4, "transient")]
+    assert "TimeoutError" in failed[0].reason
     [completion] = [c for c in result.get_asset_check_evaluations() if c.check_name == "completion_rate"]
     assert not completion.passed and completion.metadata["stored"].value == 2
 
@@ -79,11 +79,11 @@ def test_rows_failing_after_all_retries_are_reported_and_the_rest_exported(tmp_p
     assert [f["variant_id"] for f in manifest["batch"]["failed_rows"]] == ["sword-02"]
 
     # The one-command re-run generates only the failed row and re-exports the whole batch.
-    images_before = {r["raw_key"]: storage.local_path(r["raw_key"]).stat().st_mtime_ns for r in read_record(storage, key, "images")}
+    images_before = {r.raw_key: storage.local_path(r.raw_key).stat().st_mtime_ns for r in read_record(storage, key, "images").stored}
     result, _, meta = materialize(storage, key, ImageGenerator(), selection=[dg.AssetKey(k) for k in ("images", "scores", "tags", "exports")])
     assert result.success
     assert meta[0].metadata["generated"].value == 1 and meta[0].metadata["already_stored"].value == 2
-    assert read_record(storage, key, "failed_rows") == []
+    assert read_record(storage, key, "images").failed == ()
     assert all(storage.local_path(k).stat().st_mtime_ns == t for k, t in images_before.items())
     with zipfile.ZipFile(storage.local_path(f"exports/{key}/{key}.zip")) as zf:
         assert len(json.loads(zf.read("manifest.json"))["images"]) == 3
@@ -96,7 +96,7 @@ def test_permanent_failures_are_not_retried(tmp_path, batch_factory):
     result, events, _ = materialize(storage, key, FlakyGenerator(fail_variants=["a longsword"], error="permanent"))
     assert result.success
     assert "STEP_UP_FOR_RETRY" not in events
-    assert [(f["variant_id"], f["attempts"], f["kind"]) for f in read_record(storage, key, "failed_rows")] == [("sword-01", 1, "permanent")]
+    assert [(f.variant_id, f.attempts, f.kind) for f in read_record(storage, key, "images").failed] == [("sword-01", 1, "permanent")]
 
 
 def test_missing_model_fails_the_shard_at_once(tmp_path, batch_factory):

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from assetql_dagster.defs.assets.exports import LINK_COLUMNS, write_links
-from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.domain.errors import BatchValidationError
+from assetql_dagster.domain.settings import BatchSettings, parse_settings
+from assetql_dagster.pipeline.packaging import LINK_COLUMNS, write_links
+from resources.s3 import S3Connection
 from resources.s3_storage import S3Storage
 from resources.storage import LocalStorage
 
@@ -48,7 +50,7 @@ def test_local_links_are_file_uris_and_say_so(tmp_path):
 
 
 def test_presigned_links_download_the_image_bytes(s3_endpoint, s3_bucket):
-    storage = S3Storage(bucket=s3_bucket, endpoint_url=s3_endpoint)
+    storage = S3Storage(connection=S3Connection(endpoint_url=s3_endpoint), bucket=s3_bucket)
     rows = stored_rows(storage)
     summary = write_links(BATCH, storage, rows, BatchSettings(link_expiry="36h"))
     document, table = read_links(storage)
@@ -62,5 +64,6 @@ def test_presigned_links_download_the_image_bytes(s3_endpoint, s3_bucket):
 
 
 def test_an_over_long_expiry_cannot_reach_the_export():
-    with pytest.raises(ValueError, match="link_expiry.*SigV4"):
-        BatchSettings(link_expiry="8d")
+    # Settings are validated where they enter (batch.yaml, campaign settings), before any export.
+    with pytest.raises(BatchValidationError, match="link_expiry.*SigV4"):
+        parse_settings({"link_expiry": "8d"}, "batch.yaml")

@@ -1,0 +1,115 @@
+"""Scores and tags of a batch's images in one pass: each image is read once and goes through CLIP once.
+
+The style score compares every image with the style profile; the tags describe it (colours, mood,
+composition, category, CLIP zero-shot labels). Both use the same embedding.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from PIL import Image
+
+from assetql_dagster.domain.palette import (
+    brightness,
+    color_histogram,
+    contrast,
+    dominant_palette,
+    histogram_similarity,
+)
+from assetql_dagster.domain.records import (
+    ImageJob,
+    ImageScore,
+    ImageSet,
+    ImageTags,
+    ScoreSet,
+    StoredImage,
+    StyleProfile,
+    TagSet,
+)
+from assetql_dagster.domain.scoring import STYLE_WEIGHTS, style_score, verdict
+from assetql_dagster.domain.tagging import (
+    Tag,
+    ZERO_SHOT_VOCABULARY,
+    category_tag,
+    color_tags,
+    composition_tags,
+    merge_tags,
+    mood_tags,
+    zero_shot_prompt,
+    zero_shot_tags,
+)
+from resources.storage import AssetStorage
+
+UNSCORED = "unscored"
+# Images decoded at once: enough to keep CLIP's batches full, few enough that memory stays flat.
+CHUNK = 16
+
+
+def image_chunks(
+    storage: AssetStorage, stored: Sequence[StoredImage], chunk: int = CHUNK
+) -> Iterator[tuple[Sequence[StoredImage], list[Image.Image]]]:
+    for start in range(0, len(stored), chunk):
+        part = stored[start : start + chunk]
+        yield part, [Image.open(io.BytesIO(storage.read_bytes(r.raw_key))).convert("RGB") for r in part]
+
+
+def zero_shot_probabilities(clip, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+    """Per vocabulary kind, a [n_images, n_labels] matrix of CLIP zero-shot probabilities."""
+    return {
+        kind: clip.zero_shot(embeddings, labels, [zero_shot_prompt(label, kind) for label in labels])
+        for kind, labels in ZERO_SHOT_VOCABULARY.items()
+    }
+
+
+def score_image(record: StoredImage, img: Image.Image, vec: np.ndarray, profile: StyleProfile, threshold: float) -> ImageScore:
+    if not profile.has_reference:
+        return ImageScore(record.image_id, record.file_name, UNSCORED, note=profile.reason)
+    cos = float(np.dot(vec, np.asarray(profile.embedding, dtype=np.float32)))
+    hist = histogram_similarity(color_histogram(img), np.asarray(profile.histogram))
+    score = style_score(cos, hist)
+    return ImageScore(
+        record.image_id,
+        record.file_name,
+        verdict(score, threshold),
+        style_score=round(score, 4),
+        clip_similarity=round(cos, 4),
+        color_similarity=round(hist, 4),
+    )
+
+
+def pixel_tags(record: StoredImage, img: Image.Image, category: str) -> list[Tag]:
+    """Tags read off the pixels and the row: colours, mood, composition, category."""
+    return [
+        *color_tags(dominant_palette(img, k=5)),
+        *mood_tags(brightness(img), contrast(img)),
+        *composition_tags(record.width, record.height),
+        *category_tag(category),
+    ]
+
+
+def analyse(
+    storage: AssetStorage, images: ImageSet, jobs: Sequence[ImageJob], profile: StyleProfile, threshold: float, clip
+) -> tuple[ScoreSet, TagSet]:
+    """Every stored image scored against `profile` and tagged, reading and embedding each once."""
+    categories = {j.image_id: j.category for j in jobs}
+    scores: list[ImageScore] = []
+    from_pixels: list[list[Tag]] = []
+    embeddings: list[np.ndarray] = []
+    for part, imgs in image_chunks(storage, images.stored):
+        vectors = clip.embed_images(imgs)
+        embeddings.append(vectors)
+        for record, img, vec in zip(part, imgs, vectors):
+            scores.append(score_image(record, img, vec, profile, threshold))
+            from_pixels.append(pixel_tags(record, img, categories[record.image_id]))
+    # Zero-shot after the pass, over all embeddings at once, so the label texts are encoded once.
+    zero_shot = zero_shot_probabilities(clip, np.concatenate(embeddings)) if embeddings else {}
+    tags = []
+    for i, (record, own) in enumerate(zip(images.stored, from_pixels)):
+        labelled = {
+            kind: list(zip(ZERO_SHOT_VOCABULARY[kind], (float(p) for p in probs[i]))) for kind, probs in zero_shot.items()
+        }
+        tags.append(ImageTags(record.image_id, record.file_name, tuple(merge_tags(own, zero_shot_tags(labelled)))))
+    return ScoreSet(threshold, dict(STYLE_WEIGHTS), tuple(scores)), TagSet(tuple(tags))

@@ -1,0 +1,136 @@
+"""The batch's package: manifest rows joining every stage's record, ZIP, gallery and shareable links."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+from assetql_dagster.domain.export_writers import (
+    MANIFEST_COLUMNS,
+    ZipPackage,
+    gallery_html,
+    manifest_json,
+    write_manifest_csv,
+)
+from assetql_dagster.domain.layout import export_key
+from assetql_dagster.domain.links import links_rows, parse_expiry
+from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, TagSet
+from resources.storage import AssetStorage
+
+LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
+
+
+def manifest_rows(batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: ScoreSet, tags: TagSet) -> list[dict]:
+    """One lineage row per stored image, joining its plan, score and tags."""
+    settings = batch.settings
+    jobs = {j.image_id: j for j in plan.jobs}
+    scored = {s.image_id: s for s in scores.images}
+    tagged = {t.image_id: t.tags for t in tags.images}
+    rows = []
+    for image in images.stored:
+        job, score = jobs[image.image_id], scored[image.image_id]
+        rows.append(
+            {
+                "batch": batch.batch,
+                "variant_id": job.variant_id,
+                "variation": job.variation,
+                "file_name": image.file_name,
+                "prompt": job.prompt,
+                "negative_prompt": job.negative_prompt,
+                "seed": job.seed,
+                "model": settings.model,
+                "width": image.width,
+                "height": image.height,
+                "steps": settings.steps,
+                "guidance_scale": settings.guidance_scale,
+                "style_score": score.style_score,
+                "clip_similarity": score.clip_similarity,
+                "color_similarity": score.color_similarity,
+                "verdict": score.verdict,
+                "tags": [f"{t.label}:{t.confidence:.2f}" for t in tagged[image.image_id]],
+                "category": job.category,
+                "sku": job.sku,
+                "language": job.language,
+                "extra": job.extra,
+                "raw_key": image.raw_key,
+            }
+        )
+    return rows
+
+
+def batch_meta(batch: BatchInput, images: ImageSet) -> dict:
+    return {
+        "batch": batch.batch,
+        "name": batch.name,
+        "registered_at": batch.registered_at,
+        "content_hash": batch.content_hash,
+        "settings": dataclasses.asdict(batch.settings),
+        "images": len(images.stored),
+        # Images that failed after all retries are left out of the package; say which.
+        "failed_rows": [dataclasses.asdict(f) for f in images.failed],
+    }
+
+
+def write_links(batch: str, storage: AssetStorage, rows: list[dict], settings: BatchSettings) -> dict:
+    """`links.csv` and `links.json`: a shareable URL and an <img> embed snippet per image."""
+    expires_in_s = parse_expiry(settings.link_expiry)
+    local = storage.links_are_local
+    items = [{**row, "key": row["raw_key"], "alt": row["prompt"]} for row in rows]
+    links = links_rows(items, lambda key: storage.link(key, expires_in_s), expires_in_s, local)
+    document = {
+        "batch": batch,
+        "local": local,
+        # Presigned URLs stop working after the expiry; local file URIs only work on this machine.
+        "note": "file URIs on the machine holding the storage; they do not expire" if local
+        else f"presigned URLs, valid for {expires_in_s} s after the export was written",
+        "expires_in_s": expires_in_s,
+        "links": links,
+    }
+    storage.write_bytes(export_key(batch, "links.csv"), write_manifest_csv(links, LINK_COLUMNS), "text/csv")
+    uri = storage.write_text(
+        export_key(batch, "links.json"), json.dumps(document, indent=2, ensure_ascii=False), "application/json"
+    )
+    return {"links": len(links), "links_local": local, "link_expiry_s": expires_in_s, "links_manifest": uri}
+
+
+def package(
+    storage: AssetStorage, batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: ScoreSet, tags: TagSet
+) -> tuple[ExportSummary, list[str]]:
+    """Write what the batch's `exports` setting asks for; the summary and the manifest's columns."""
+    key, exports = batch.batch, batch.settings.exports
+    rows = manifest_rows(batch, plan, images, scores, tags)
+    meta = batch_meta(batch, images)
+    columns = [c for c in MANIFEST_COLUMNS if c in rows[0]] if rows else list(MANIFEST_COLUMNS)
+    manifest_csv = write_manifest_csv(rows, columns)
+    manifest = manifest_json(rows, meta)
+    files: dict[str, str] = {}
+    summary = {}
+    if "zip" in exports:
+        with tempfile.TemporaryDirectory(prefix="assetql-export-") as tmp:
+            zip_path = Path(tmp) / f"{key}.zip"
+            with ZipPackage(zip_path) as zipped:
+                for row in rows:
+                    zipped.add_bytes(f"images/{row['file_name']}", storage.read_bytes(row["raw_key"]))
+                zipped.add_bytes("manifest.csv", manifest_csv)
+                zipped.add_bytes("manifest.json", manifest)
+                zipped.add_bytes("index.html", gallery_html(meta, rows, lambda r: f"images/{r['file_name']}").encode("utf-8"))
+            summary["zip_bytes"] = zip_path.stat().st_size
+            files["zip"] = storage.write_file(export_key(key, f"{key}.zip"), zip_path, "application/zip")
+    if "manifest" in exports:
+        storage.write_bytes(export_key(key, "manifest.csv"), manifest_csv, "text/csv")
+        files["manifest"] = storage.write_bytes(export_key(key, "manifest.json"), manifest, "application/json")
+    if "gallery" in exports:
+        # Next to the raw images in storage, the gallery links to them relative to exports/{batch}/.
+        files["gallery"] = storage.write_text(
+            export_key(key, "gallery.html"),
+            gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
+            "text/html; charset=utf-8",
+        )
+    if "links" in exports:
+        links = write_links(key, storage, rows, batch.settings)
+        files["links_manifest"] = links.pop("links_manifest")
+        summary.update(links)
+    return ExportSummary(len(rows), len(images.failed), tuple(exports), files, **summary), columns
