@@ -33,8 +33,9 @@ from pathlib import Path
 
 import yaml
 
-from assetql_dagster.defs.assets.prompts import plan_images
 from assetql_dagster.domain.batch_loader import load_batch
+from assetql_dagster.domain.records import BatchInput, ImageJob
+from assetql_dagster.pipeline.planning import plan_images
 from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
@@ -114,30 +115,34 @@ def write_batch(folder: Path, rows: int, settings: dict) -> None:
     (folder / "batch.yaml").write_text(yaml.safe_dump({**settings, "max_rows": rows}))
 
 
-def planned_jobs(folder: Path) -> list[dict]:
+def planned_jobs(folder: Path) -> tuple[ImageJob, ...]:
     """The generation jobs the `prompts` asset would plan for the batch in `folder`."""
     source = load_batch(folder)
-    inputs = {
-        "name": source.name,
-        "registered_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "settings": source.settings.to_dict(),
-        "rows": [dataclasses.asdict(row) for row in source.rows],
-    }
-    return plan_images(source.name, inputs)
+    batch = BatchInput(
+        batch=source.name,
+        name=source.name,
+        origin=str(folder),
+        registered_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        content_hash=source.content_hash,
+        settings=source.settings,
+        references=(),
+        rows=source.rows,
+    )
+    return plan_images(batch).jobs
 
 
-def time_raw_loop(pipe, jobs: list[dict], render: RenderSettings, micro: int) -> float:
+def time_raw_loop(pipe, jobs: tuple[ImageJob, ...], render: RenderSettings, micro: int) -> float:
     """Seconds for a plain loop of pipeline calls over `jobs`, micro-batch by micro-batch, after one warm-up call."""
     import torch
 
     device = pipe.device
     chunks = [jobs[i : i + micro] for i in range(0, len(jobs), micro)]
 
-    def call(chunk: list[dict]) -> list:
+    def call(chunk: tuple[ImageJob, ...]) -> list:
         return pipe(
-            prompt=[j["prompt"] for j in chunk],
-            negative_prompt=[j["negative_prompt"] for j in chunk],
-            generator=torch.Generator(device).manual_seed(chunk[0]["seed"]),
+            prompt=[j.prompt for j in chunk],
+            negative_prompt=[j.negative_prompt for j in chunk],
+            generator=torch.Generator(device).manual_seed(chunk[0].seed),
             width=render.width,
             height=render.height,
             num_inference_steps=render.steps,
@@ -154,7 +159,7 @@ def time_raw_loop(pipe, jobs: list[dict], render: RenderSettings, micro: int) ->
     return time.perf_counter() - started
 
 
-def time_generate_images(loaded, jobs: list[dict], render: RenderSettings, micro: int, root: Path):
+def time_generate_images(loaded, jobs: tuple[ImageJob, ...], render: RenderSettings, micro: int, root: Path):
     """(wall seconds, GenerationReport) of AssetQL's generation path over `jobs`, after a warm-up micro-batch."""
     generate = job_generator(loaded, render)
     generate_images(LocalStorage(root=str(root / "warm-up")), "bench", jobs[:micro], generate, render, micro)
@@ -220,7 +225,7 @@ def run_batch_job(folder: Path) -> dict:
         record = instance.get_run_record_by_id(result.run_id)
         steps = sorted(instance.get_run_step_stats(result.run_id), key=lambda s: s.start_time)
     # Storage writes are atomic renames, so a PNG's mtime is the moment that image was stored.
-    stored = sorted(storage.local_path(r["raw_key"]).stat().st_mtime for r in read_record(storage, key, "images"))
+    stored = sorted(storage.local_path(r.raw_key).stat().st_mtime for r in read_record(storage, key, "images").stored)
     return {
         "executor": batch_job_definition().executor_def.name,
         "start": record.start_time,

@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"]
+# Stage as printed -> the step (or steps, `images.*`) that computes it; scores and tags share one step.
+STAGES = {
+    "batch_input": "batch_input",
+    "style_profile": "style_profile",
+    "prompts": "prompts",
+    "images": "images",
+    "scores+tags": "image_analysis",
+    "exports": "exports",
+}
 SUBJECTS = ["sword", "shield", "potion", "helmet", "gem", "coin", "chest", "bow", "staff", "ring"]
 
 
@@ -38,9 +46,9 @@ def write_batch(folder: Path, rows: int, steps: int) -> None:
     shutil.copytree(ROOT / "examples" / "fantasy-items" / "references", folder / "references")
 
 
-def stage_seconds(step_stats, stage: str) -> float:
+def stage_seconds(step_stats, step: str) -> float:
     """Wall time of a stage: a graph-backed stage such as `images` spans several steps (`images.*`)."""
-    steps = [s for s in step_stats if s.step_key == stage or s.step_key.startswith(f"{stage}.")]
+    steps = [s for s in step_stats if s.step_key == step or s.step_key.startswith(f"{step}.")]
     return max(s.end_time for s in steps) - min(s.start_time for s in steps)
 
 
@@ -48,7 +56,7 @@ def run_one(rows: int, steps: int) -> dict:
     """Runs inside the child process: one batch, in process, on a throwaway instance and storage."""
     import dagster as dg
 
-    from assetql_dagster.definitions import defs
+    from assetql_dagster.definitions import defs, with_io_manager
     from assetql_dagster.pipeline.registration import register_batch
     from assetql_dagster.defs.partitions import batches_partitions
     from resources.clip import ClipEmbedder
@@ -65,7 +73,7 @@ def run_one(rows: int, steps: int) -> dict:
             result = defs.resolve_job_def("batch_job").execute_in_process(
                 partition_key=key,
                 instance=instance,
-                resources={"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder()},
+                resources=with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder()}),
             )
             wall = time.perf_counter() - started
             step_stats = instance.get_run_step_stats(result.run_id)
@@ -74,7 +82,7 @@ def run_one(rows: int, steps: int) -> dict:
         "rows": rows,
         "success": result.success,
         "wall_s": wall,
-        "stages": {stage: stage_seconds(step_stats, stage) for stage in STAGES},
+        "stages": {stage: stage_seconds(step_stats, step) for stage, step in STAGES.items()},
         "images": images_meta["images"].value,
         "generation_s": images_meta["generation_seconds"].value,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

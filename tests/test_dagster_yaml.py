@@ -36,8 +36,9 @@ def test_storages_are_postgres(instance):
 def test_runs_are_queued_with_batch_limits(instance):
     coordinator = instance.run_coordinator
     assert isinstance(coordinator, QueuedRunCoordinator)
-    queue = coordinator.get_run_queue_config()
-    configured = yaml.safe_load(DAGSTER_YAML.read_text())["run_coordinator"]["config"]
+    # The daemon dequeues by the instance-wide concurrency settings (`concurrency: runs:`).
+    queue = instance.get_concurrency_config().run_queue_config
+    configured = yaml.safe_load(DAGSTER_YAML.read_text())["concurrency"]["runs"]
     assert queue.max_concurrent_runs == configured["max_concurrent_runs"] == 4
     assert queue.tag_concurrency_limits == configured["tag_concurrency_limits"]
     batch_limits = [l for l in queue.tag_concurrency_limits if l["key"] == "assetql/batch"]
@@ -69,3 +70,14 @@ def test_a_job_run_is_recorded_in_postgres(instance, postgres_url):
     with contextlib.closing(psycopg2.connect(postgres_url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT pipeline_name, status FROM runs WHERE run_id = %s", (result.run_id,))
         assert cur.fetchone() == ("tiny", dg.DagsterRunStatus.SUCCESS.value)
+
+
+def test_model_steps_share_one_gpu_pool_across_runs(instance):
+    from assetql_dagster.defs.gpu import GPU_POOL
+    from assetql_dagster.definitions import defs
+
+    pools = instance.get_concurrency_config().pool_config
+    assert pools.default_pool_limit == 1 and pools.pool_granularity.value == "op"
+    job = defs.resolve_job_def("batch_job")
+    gpu_ops = {node.name for node in job.graph.iterate_op_defs() if node.pool == GPU_POOL}
+    assert gpu_ops == {"style_profile", "generate_shard", "image_analysis"}

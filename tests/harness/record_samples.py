@@ -1,0 +1,48 @@
+"""One filled-in instance of every stage record type, for round-trip tests."""
+
+from assetql_dagster.domain.csv_schema import BatchRow
+from assetql_dagster.domain.records import (
+    BatchInput,
+    ExportSummary,
+    FailedRow,
+    ImageJob,
+    ImagePlan,
+    ImageScore,
+    ImageSet,
+    ImageTags,
+    PaletteColor,
+    ScoreSet,
+    Shard,
+    ShardResult,
+    StoredImage,
+    StyleProfile,
+    TagSet,
+)
+from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.domain.tagging import Tag
+
+JOB = ImageJob("demo_sword_1", "demo_sword_1.png", "sword-01", 1, 123, "a sword, ünïcode", "blurry", "weapon",
+               "SKU-1", "de", {"material": "steel"}, 2)
+IMAGE = StoredImage("demo_sword_1", "demo_sword_1.png", "raw/b/demo_sword_1.png", "thumbnails/b/t.jpg", 64, 96, 123)
+FAILED = FailedRow("demo_shield_1", "shield-01", 1, 3, "TimeoutError: slow", "transient", 4)
+
+SAMPLES = [
+    BatchInput(
+        batch="demo-1234abcd", name="demo", origin="/inbox/demo", registered_at="2026-11-25T10:00:00Z",
+        content_hash="ab" * 32, settings=BatchSettings(width=64, exports=("zip", "links"), micro_batch=4),
+        references=("style-references/demo-1234abcd/a.png",),
+        rows=(BatchRow(2, "sword-01", "a sword", "weapon", "SKU-1", "de", {"material": "steel"}),),
+    ),
+    ImagePlan((JOB,)),
+    StyleProfile(True, ("style-references/b/a.png",), "", "tiny", (0.5, -0.25), (PaletteColor("#aabbcc", 0.5),),
+                 0.4, 0.2, (0.1, 0.9)),
+    StyleProfile(False, reason="no style reference"),
+    Shard(0, 0, 1, (JOB,)),
+    ShardResult(0, 2, (IMAGE,), (FAILED,), 1, 0, 1, "cpu", 4, 2, 0.5, 0.75, 1),
+    ImageSet(2, (IMAGE,), (FAILED,)),
+    ScoreSet(0.85, {"clip": 0.7, "color": 0.3}, (ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9, 0.8, 0.95),
+                                                 ImageScore("x", "x.png", "unscored", note="no style reference"))),
+    TagSet((ImageTags("demo_sword_1", "demo_sword_1.png", (Tag("red", "color", 0.5), Tag("weapon", "category", 1.0))),)),
+    ExportSummary(1, 1, ("zip",), {"zip": "file:///data/exports/b/b.zip"}, zip_bytes=10, links=1, links_local=True,
+                  link_expiry_s=3600),
+]
