@@ -48,16 +48,30 @@ def batch_job_definition():
     return defs.resolve_job_def("batch_job")
 
 
+LOCAL_INSTANCE_YAML = """\
+# AssetQL's embedded default instance: runs and events in SQLite files in this folder.
+# For production see dagster.yaml at the top of the repository.
+telemetry:
+  enabled: false
+# Step workers log through Dagster's default console logger; its DEBUG lines would tear the bar.
+python_logs:
+  python_log_level: INFO
+"""
+
+
 def use_local_instance(data_dir: str | None) -> Path:
     # Fixed before Dagster or the definitions are imported: both read locations from the environment.
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(LOCAL_DAGSTER_HOME).resolve())))
     home.mkdir(parents=True, exist_ok=True)
+    # Without a dagster.yaml Dagster prints a notice and a telemetry banner on every command.
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(LOCAL_INSTANCE_YAML)
     if data_dir:
         os.environ["ASSETQL_DATA_DIR"] = str(Path(data_dir).resolve())
     return home
 
 
-def execute(key: str, tags: dict, in_process: bool, verbose: bool, asset_keys: list[str] | None = None):
+def execute(instance, key: str, tags: dict, in_process: bool, verbose: bool, asset_keys: list[str] | None = None):
     """Runs the batch job for one partition on the local instance, through the configured executor
     unless `in_process` (one process, no GPU pool: quickest for debugging), with a progress bar."""
     import dagster as dg
@@ -66,7 +80,6 @@ def execute(key: str, tags: dict, in_process: bool, verbose: bool, asset_keys: l
     level = "INFO" if verbose else "WARNING"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     selection = [dg.AssetKey(k) for k in asset_keys] if asset_keys else None
-    instance = dg.DagsterInstance.get()
     with ProgressBar(instance, key):
         if in_process:
             return batch_job_definition().execute_in_process(
@@ -119,29 +132,31 @@ class ProgressBar:
             if progress is not None:
                 bar = bar or tqdm(total=progress.total, unit="img", desc="images", file=sys.stderr)
                 bar.update(progress.done - bar.n)
+                # Closed when the images are done, so its rate is generation's, not the whole run's.
+                stopping = stopping or progress.done >= progress.total
             if stopping:
                 break
         if bar is not None:
             bar.close()
 
 
-def storage_resource():
+def storage_resource(instance):
     """The code location's storage, with its config (e.g. secrets bound as EnvVars) resolved."""
     import dagster as dg
 
     from assetql_dagster.definitions import defs
 
-    with dg.build_resources({"storage": defs.resources["storage"]}) as resources:
+    with dg.build_resources({"storage": defs.resources["storage"]}, instance=instance) as resources:
         return resources.storage
 
 
-def report(result, key: str) -> int:
+def report(result, key: str, storage) -> int:
     from assetql_dagster.pipeline.records import read_record
 
     if not result.success:
         print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
         return 1
-    summary = read_record(storage_resource(), key, "exports")
+    summary = read_record(storage, key, "exports")
     print(f"run {result.run_id} succeeded: {summary.images} images")
     for label, field in (("package", "zip"), ("gallery", "gallery"), ("manifest", "manifest"), ("links", "links_manifest")):
         if field in summary.files:
@@ -158,34 +173,40 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -
     from assetql_dagster.defs.partitions import batches_partitions
     from assetql_dagster.pipeline.registration import register_batch
 
-    # Registration is the one validation: every problem is printed before anything runs.
-    try:
-        registration = register_batch(storage_resource(), path)
-    except BatchValidationError as err:
-        return print_problems(path, err)
-    print_ok(path, registration.source)
-    key = registration.key
     with dg.DagsterInstance.get() as instance:
+        storage = storage_resource(instance)
+        # Registration is the one validation: every problem is printed before anything runs.
+        try:
+            registration = register_batch(storage, path)
+        except BatchValidationError as err:
+            return print_problems(path, err)
+        print_ok(path, registration.source)
+        key = registration.key
         instance.add_dynamic_partitions(batches_partitions.name, [key])
-    print(f"batch {registration.source.name!r} -> partition {key} (instance {home})")
-    tags = run_tags.batch_run_tags(key, str(Path(path).resolve()))
-    return report(execute(key, tags, in_process, verbose), key)
+        print(f"batch {registration.source.name!r} -> partition {key} (instance {home})")
+        tags = run_tags.batch_run_tags(key, str(Path(path).resolve()))
+        return report(execute(instance, key, tags, in_process, verbose), key, storage)
 
 
 def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: bool) -> int:
     use_local_instance(data_dir)
+    import dagster as dg
+
     from assetql_dagster.pipeline.records import read_record
 
-    failed = read_record(storage_resource(), key, "images").failed
-    if not failed:
-        print(f"batch {key} has no failed rows")
-        return 0
-    rows = ", ".join(f"{f.variant_id}#{f.variation}" for f in failed)
-    print(f"batch {key}: re-running {len(failed)} failed image(s): {rows}")
-    # Stored images are skipped by generation, so re-materializing from `images` down
-    # regenerates exactly the failed rows and rebuilds scores, tags and exports around them.
-    downstream = ["images", "scores", "tags", "exports"]
-    return report(execute(key, run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"}), in_process, verbose, downstream), key)
+    with dg.DagsterInstance.get() as instance:
+        storage = storage_resource(instance)
+        failed = read_record(storage, key, "images").failed
+        if not failed:
+            print(f"batch {key} has no failed rows")
+            return 0
+        rows = ", ".join(f"{f.variant_id}#{f.variation}" for f in failed)
+        print(f"batch {key}: re-running {len(failed)} failed image(s): {rows}")
+        # Stored images are skipped by generation, so re-materializing from `images` down
+        # regenerates exactly the failed rows and rebuilds scores, tags and exports around them.
+        downstream = ["images", "scores", "tags", "exports"]
+        tags = run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"})
+        return report(execute(instance, key, tags, in_process, verbose, downstream), key, storage)
 
 
 def main(argv: list[str] | None = None) -> int:

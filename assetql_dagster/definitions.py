@@ -21,6 +21,10 @@ from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
 from gpu_executor import gpu_executor
 
 
+# What model steps import: torch, diffusers and open_clip, behind the resources' light halves.
+MODEL_MODULES = ["resources.diffusion", "resources.open_clip_model"]
+
+
 def with_io_manager(resources: dict) -> dict:
     """`resources` plus the IO manager that passes stage records through their `storage`."""
     return {**resources, "io_manager": record_io_manager}
@@ -34,9 +38,10 @@ def build_definitions() -> dg.Definitions:
         sensors=[inbox_sensor, *drop_sensors()],
         schedules=schedules_from_env(),
         resources=with_io_manager(resources_from_env()),
-        # Shards and model steps get a device each from the pool; with no GPU they run on the CPU one
-        # at a time. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not.
-        executor=gpu_executor,
+        # Model steps run in one warm worker per device (on the CPU when there is no GPU), which
+        # imports the model libraries while the first CPU steps run and keeps loaded models between
+        # steps. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not.
+        executor=gpu_executor.configured({"preload_modules": MODEL_MODULES}),
     )
 
 

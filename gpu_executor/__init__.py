@@ -1,8 +1,8 @@
-"""A Dagster executor that gives each GPU-tagged step exclusive use of one device from a pool."""
+"""A Dagster executor that runs a run's steps in long-lived worker processes, one per device."""
 
 from gpu_executor.device_pool import CPU_DEVICE, DevicePool, resolve_devices, visible_cuda_devices
 from gpu_executor.executor import gpu_executor
-from gpu_executor.step_handler import DEVICE_ENV_VAR, DevicePoolStepHandler, step_env
+from gpu_executor.step_handler import DEVICE_ENV_VAR, WorkerPoolStepHandler, step_env
 from gpu_executor.tags import GPU_TAG, is_gpu_step
 
 __all__ = [
@@ -10,7 +10,7 @@ __all__ = [
     "DEVICE_ENV_VAR",
     "GPU_TAG",
     "DevicePool",
-    "DevicePoolStepHandler",
+    "WorkerPoolStepHandler",
     "gpu_executor",
     "is_gpu_step",
     "resolve_devices",

@@ -4,10 +4,13 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 # The single slot that stands in for a device when no GPU is configured or visible.
 CPU_DEVICE = "cpu"
 AUTO_DEVICES = "auto"
+# One entry per GPU the NVIDIA driver has bound (Linux, also inside GPU containers).
+NVIDIA_DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
 
 
 class DevicePool:
@@ -78,18 +81,20 @@ def resolve_devices(spec: str | Sequence[str]) -> list[str]:
 
 
 def visible_cuda_devices() -> list[str]:
-    """One CUDA device id per device this process can see; empty without torch or CUDA."""
-    try:
-        # Imported lazily: torch is heavy and only "auto" needs it.
-        import torch
-    except ImportError:
+    """One CUDA device id per NVIDIA GPU this process may use.
+
+    Read from the driver's listing instead of asking torch: importing torch costs the orchestrator
+    seconds before the first step can start, and CUDA itself narrows the same listing by
+    CUDA_VISIBLE_DEVICES ("" hides every GPU).
+    """
+    if not NVIDIA_DRIVER_GPUS.is_dir():
         return []
-    count = torch.cuda.device_count()
+    count = sum(1 for _ in NVIDIA_DRIVER_GPUS.iterdir())
     # Step processes get CUDA_VISIBLE_DEVICES overwritten, so index i must be mapped back to the
     # id the parent's own CUDA_VISIBLE_DEVICES gave it, or steps would land on the wrong GPUs.
     inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if inherited:
-        return [d.strip() for d in inherited.split(",")][:count]
+    if inherited is not None:
+        return [d.strip() for d in inherited.split(",") if d.strip()][:count]
     return [str(index) for index in range(count)]
 
 

@@ -1,10 +1,7 @@
-"""Step handler that runs each step in a local process, each GPU step on a device of its own."""
+"""Step handler that runs steps in long-lived worker processes: one per device, some for CPU."""
 
-import os
-import signal
-import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -15,14 +12,15 @@ from dagster._core.executor.step_delegating import (
     StepHandler,
     StepHandlerContext,
 )
-from dagster._core.origin import get_python_environment_entry_point
-from dagster._grpc.types import ExecuteStepArgs
+from dagster._core.instance import InstanceRef
+from dagster._core.origin import JobPythonOrigin
 
 from gpu_executor.device_pool import CPU_DEVICE, DevicePool
 from gpu_executor.tags import is_gpu_step
+from gpu_executor.worker import StepWorker
 
 DEVICE_ENV_VAR = "ASSETQL_DEVICE"
-# How long a stopped step process gets to shut down cleanly before it is killed.
+# How long a stopped worker gets to interrupt its step and exit before it is killed.
 TERMINATE_GRACE_S = 5.0
 # Each attempt of a step ends with exactly one of these, whoever emits it.
 _ATTEMPT_END_EVENTS = {
@@ -33,7 +31,7 @@ _ATTEMPT_END_EVENTS = {
 
 
 def step_env(device: str | None) -> dict[str, str]:
-    """Environment overrides for a step process that holds `device`, or None for a CPU step."""
+    """Environment overrides for a worker that holds `device`, or None for a CPU worker."""
     placed = device or CPU_DEVICE
     # CPU steps hide every GPU too, so they cannot quietly grab a device a GPU step holds.
     return {
@@ -43,181 +41,290 @@ def step_env(device: str | None) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _StepProcess:
-    """One launched attempt of a step."""
+class _Attempt:
+    """One launched attempt of a step: which worker runs it, as its `number`-th step."""
 
     step_context: IStepContext
-    popen: subprocess.Popen
-    device: str | None
+    worker: StepWorker
+    number: int
     ended_attempts_at_launch: int
-    # Exits once the process has exited and its device is back in the pool.
-    watcher: threading.Thread
 
     @property
     def step_key(self) -> str:
         return self.step_context.step.key
 
-    @property
-    def placed(self) -> str:
-        """The device the process runs on, as its `DEVICE_ENV_VAR` names it."""
-        return self.device or CPU_DEVICE
-
-    @property
-    def running(self) -> bool:
-        return self.watcher.is_alive()
-
-    def attempt_ended(self) -> bool:
+    def ended(self) -> bool:
         """Whether this attempt's success, failure or retry has reached the event log."""
         return self.ended_attempts_at_launch < _ended_attempts(self.step_context)
 
 
-class DevicePoolStepHandler(StepHandler):
-    """Runs each step as a local `dagster api execute_step` process; GPU steps hold a device."""
+class WorkerPoolStepHandler(StepHandler):
+    """Runs each step in a long-lived worker process of this run, in-process.
 
-    def __init__(self, pool: DevicePool, device_release_timeout_s: float) -> None:
+    GPU steps take a device from `pool` and run in that device's worker, so a model a step loads
+    at module level stays loaded for the next step on the device. CPU steps run in up to
+    `max_cpu_workers` CPU workers, reused from step to step.
+    """
+
+    def __init__(
+        self,
+        pool: DevicePool,
+        max_cpu_workers: int,
+        preload_modules: Sequence[str],
+        device_release_timeout_s: float,
+    ) -> None:
         self._pool = pool
+        self._max_cpu_workers = max_cpu_workers
+        self._preload_modules = tuple(preload_modules)
         self._release_timeout_s = device_release_timeout_s
-        self._processes: dict[str, _StepProcess] = {}
+        # Guards the workers' state; notified when a worker finishes a step or exits.
+        self._changed = threading.Condition()
+        # Every worker started for the run, and among them those that new steps may go to.
+        self._workers: list[StepWorker] = []
+        self._device_workers: dict[str, StepWorker] = {}
+        self._cpu_workers: list[StepWorker] = []
+        self._attempts: dict[str, _Attempt] = {}
 
     @property
     def name(self) -> str:
-        return f"DevicePoolStepHandler(devices={list(self._pool.devices)})"
+        return f"WorkerPoolStepHandler(devices={list(self._pool.devices)})"
+
+    def start_workers(
+        self, job_origin: JobPythonOrigin, instance_ref: InstanceRef, gpu: bool, cpu: bool
+    ) -> None:
+        """Start a worker per device (if `gpu` steps are to run) and a CPU worker (if `cpu`).
+
+        They load the code location (and the preload modules) side by side, while the run starts.
+        """
+        with self._changed:
+            if gpu:
+                for device in self._pool.devices:
+                    self._device_workers[device] = self._spawn(device, job_origin, instance_ref)
+            if cpu:
+                self._cpu_workers.append(self._spawn(None, job_origin, instance_ref))
+
+    def shutdown(self) -> None:
+        """Stop every worker of the run, side by side, as `StepWorker.stop` does."""
+        with self._changed:
+            workers, self._workers = self._workers, []
+            self._device_workers.clear()
+            self._cpu_workers.clear()
+        stoppers = [
+            threading.Thread(target=worker.stop, args=(TERMINATE_GRACE_S,)) for worker in workers
+        ]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
 
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         step_key = _single_step_key(step_handler_context)
-        previous = self._processes.get(step_key)
-        if previous is not None:
-            # A retry: the earlier attempt has reported, but its process may still hold a device.
-            self._retire(previous)
         gpu = is_gpu_step(step_key, step_handler_context.step_tags[step_key])
-        device = self._acquire_device(step_key) if gpu else None
-        try:
-            process = self._start(step_handler_context, step_key, device)
-        except BaseException:
-            if device is not None:
-                self._pool.release(step_key)
-            raise
-        self._processes[step_key] = process
+        previous = self._attempts.get(step_key)
+        if previous is not None:
+            # A retry: the earlier attempt has reported, but its worker may still be finishing it
+            # (and, on a GPU, hold the device the retry needs).
+            self._await_or_stop(previous)
+        step_context = step_handler_context.get_step_context(step_key)
+        # Counted before the step is sent, so its own result is the first one after this.
+        ended_attempts = _ended_attempts(step_context)
+        args = step_handler_context.execute_step_args
+        take = self._take_device_worker if gpu else self._take_cpu_worker
+        worker, number, replaced = take(step_key, args.job_origin, args.instance_ref)
+        self._attempts[step_key] = _Attempt(step_context, worker, number, ended_attempts)
+        worker.send_step(number, args)
         yield DagsterEvent.step_worker_starting(
-            process.step_context,
-            message=(
-                f"Launched {'GPU' if gpu else 'CPU'} step {step_key!r} in process "
-                f"{process.popen.pid} on device {process.placed!r}."
-            ),
-            metadata={"device": process.placed, "pid": str(process.popen.pid)},
+            step_context,
+            message=_launch_message(step_key, worker, replaced),
+            metadata={"device": worker.device or CPU_DEVICE, "pid": str(worker.pid)},
         )
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         step_key = _single_step_key(step_handler_context)
-        process = self._processes.get(step_key)
-        if process is None:
+        attempt = self._attempts.get(step_key)
+        if attempt is None:
             return CheckStepHealthResult.unhealthy(
-                f"No process was launched for step {step_key!r} by this executor"
+                f"No worker was given step {step_key!r} by this executor"
             )
-        # An exited process is fine once its result is in the event log: the executor reads it next.
-        if process.running or process.attempt_ended():
+        # Read before the event log: a worker stores all of a step's events before it reports
+        # back or exits, so an attempt without a result after that has none coming.
+        with self._changed:
+            reason = _no_result_reason(attempt)
+        if reason is None or attempt.ended():
             return CheckStepHealthResult.healthy()
-        return CheckStepHealthResult.unhealthy(
-            f"Process {process.popen.pid} of step {step_key!r} "
-            f"{_describe_exit(process.popen.returncode)} without reporting a result"
-        )
+        return CheckStepHealthResult.unhealthy(reason)
 
     def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
-        process = self._processes.get(_single_step_key(step_handler_context))
-        if process is None or not process.running:
+        attempt = self._attempts.get(_single_step_key(step_handler_context))
+        if attempt is None:
+            return
+        with self._changed:
+            finished = attempt.worker.finished(attempt.number)
+        if finished:
             return
         yield DagsterEvent.engine_event(
-            process.step_context,
-            f"Stopping process {process.popen.pid} of step {process.step_key!r}.",
-            EngineEventData(metadata={"pid": str(process.popen.pid)}),
+            attempt.step_context,
+            f"Stopping the {attempt.worker.description}, which runs step {attempt.step_key!r}.",
+            EngineEventData(metadata={"pid": str(attempt.worker.pid)}),
         )
-        self._stop(process)
+        attempt.worker.stop(TERMINATE_GRACE_S)
 
-    def _start(
-        self, step_handler_context: StepHandlerContext, step_key: str, device: str | None
-    ) -> _StepProcess:
-        step_context = step_handler_context.get_step_context(step_key)
-        # Counted before the process exists, so its own result is the first one after this.
-        ended_attempts = _ended_attempts(step_context)
-        args = step_handler_context.execute_step_args
-        popen = subprocess.Popen(
-            _step_command(args),
-            env={**os.environ, **step_env(device), **_command_env(args.get_command_env())},
-            # Own process group, so stopping a step also stops whatever it spawned.
-            start_new_session=True,
+    def _spawn(
+        self, device: str | None, job_origin: JobPythonOrigin, instance_ref: InstanceRef
+    ) -> StepWorker:
+        """Start a worker (under the lock)."""
+        worker = StepWorker(
+            device,
+            step_env(device),
+            job_origin,
+            instance_ref,
+            # Only model steps run on devices; the CPU workers stay light.
+            self._preload_modules if device is not None else (),
+            self._changed,
+            self._step_done,
         )
-        watcher = threading.Thread(
-            target=self._watch,
-            args=(popen, step_key if device is not None else None),
-            name=f"step-process-{step_key}",
-            daemon=True,
-        )
-        watcher.start()
-        return _StepProcess(step_context, popen, device, ended_attempts, watcher)
+        self._workers.append(worker)
+        return worker
 
-    def _watch(self, popen: subprocess.Popen, device_holder: str | None) -> None:
-        """Wait for a step process to exit, then hand its device back."""
-        popen.wait()
-        if device_holder is not None:
-            self._pool.release(device_holder)
+    def _step_done(self, worker: StepWorker, step_key: str) -> None:
+        """Called under the lock when `worker` is done with `step_key`: its device is free again."""
+        if worker.device is not None:
+            self._pool.release(step_key)
+
+    def _take_device_worker(
+        self, step_key: str, job_origin: JobPythonOrigin, instance_ref: InstanceRef
+    ) -> tuple[StepWorker, int, StepWorker | None]:
+        """The worker of a free device, reserved for the step; and the one it replaces, if any."""
+        device = self._acquire_device(step_key)
+        try:
+            with self._changed:
+                worker = self._device_workers.get(device)
+                replaced = None
+                if worker is None or not worker.usable:
+                    # Its predecessor died (perhaps with the step it ran) or quit, or the run's
+                    # plan had no GPU step when the run started.
+                    replaced = worker
+                    worker = self._device_workers[device] = self._spawn(
+                        device, job_origin, instance_ref
+                    )
+                return worker, worker.assign(step_key), replaced
+        except BaseException:
+            self._pool.release(step_key)
+            raise
+
+    def _take_cpu_worker(
+        self, step_key: str, job_origin: JobPythonOrigin, instance_ref: InstanceRef
+    ) -> tuple[StepWorker, int, None]:
+        """An idle CPU worker, reserved for the step; a new one only if none is about to be idle."""
+        with self._changed:
+            self._cpu_workers = [w for w in self._cpu_workers if w.alive]
+            busy = [w.running_step for w in self._cpu_workers if w.running_step is not None]
+            at_limit = len(self._cpu_workers) >= self._max_cpu_workers
+        # The executor counts a step as done once its result is in the event log, while its
+        # worker may still be tearing down resources: that takes a moment, starting a new worker
+        # takes seconds.
+        finishing = [a for a in (self._attempts[key] for key in busy) if a.ended()]
+        with self._changed:
+            wait_s = self._release_timeout_s if finishing or at_limit else 0
+            worker = self._changed.wait_for(self._idle_cpu_worker, wait_s)
+            if worker is not None:
+                return worker, worker.assign(step_key), None
+        self._stop_lingering(finishing)
+        with self._changed:
+            worker = self._spawn(None, job_origin, instance_ref)
+            self._cpu_workers.append(worker)
+            return worker, worker.assign(step_key), None
+
+    def _idle_cpu_worker(self) -> StepWorker | None:
+        return next((w for w in self._cpu_workers if w.idle), None)
 
     def _acquire_device(self, step_key: str) -> str:
-        """Wait for a free device; reclaim devices held by processes that already reported."""
+        """Wait for a free device; reclaim devices from workers whose step already reported."""
         try:
             return self._pool.acquire(step_key, timeout=self._release_timeout_s)
         except TimeoutError:
-            lingering = [
-                p
-                for p in self._processes.values()
-                if p.device is not None and p.running and p.attempt_ended()
-            ]
+            holders = [self._attempts[holder] for holder in self._pool.held()]
+            lingering = [attempt for attempt in holders if attempt.ended()]
             if not lingering:
                 raise
-        for process in lingering:
-            self._stop_lingering(process)
+        self._stop_lingering(lingering)
         return self._pool.acquire(step_key, timeout=self._release_timeout_s)
 
-    def _retire(self, process: _StepProcess) -> None:
-        """Wait for a process that already reported to exit; stop it if it outstays the timeout."""
-        process.watcher.join(self._release_timeout_s)
-        if process.running:
-            self._stop_lingering(process)
+    def _await_or_stop(self, attempt: _Attempt) -> None:
+        """Wait for the worker to be done with `attempt`; stop it if it outstays the timeout."""
+        with self._changed:
+            done = self._changed.wait_for(
+                lambda: attempt.worker.finished(attempt.number), self._release_timeout_s
+            )
+        if not done:
+            self._stop_lingering([attempt])
 
-    def _stop_lingering(self, process: _StepProcess) -> None:
-        DagsterEvent.engine_event(
-            process.step_context,
-            f"Stopping process {process.popen.pid} of step {process.step_key!r}: it reported its "
-            f"result but was still running on device {process.placed!r} after a "
-            f"{self._release_timeout_s} s wait.",
-            EngineEventData(metadata={"pid": str(process.popen.pid), "device": process.placed}),
+    def _stop_lingering(self, attempts: Sequence[_Attempt]) -> None:
+        """Stop the workers of these attempts that are still busy with them."""
+        with self._changed:
+            attempts = [a for a in attempts if not a.worker.finished(a.number)]
+        for attempt in attempts:
+            DagsterEvent.engine_event(
+                attempt.step_context,
+                f"Stopping the {attempt.worker.description}: step {attempt.step_key!r} reported "
+                f"its result, but the worker was still busy with it after a "
+                f"{self._release_timeout_s} s wait.",
+                EngineEventData(
+                    metadata={
+                        "pid": str(attempt.worker.pid),
+                        "device": attempt.worker.device or CPU_DEVICE,
+                    }
+                ),
+            )
+            attempt.worker.stop(TERMINATE_GRACE_S)
+
+
+def _launch_message(step_key: str, worker: StepWorker, replaced: StepWorker | None) -> str:
+    if worker.device is None:
+        where = f"in CPU worker process {worker.pid}"
+    elif worker.device == CPU_DEVICE:
+        where = (
+            f"in the model worker on the CPU, process {worker.pid} (no GPU configured or visible; "
+            "model steps run here one at a time, models stay loaded)"
         )
-        self._stop(process)
+    else:
+        where = f"in the GPU worker for device {worker.device} (process {worker.pid})"
+    message = f"Running step {step_key!r} {where}."
+    if replaced is not None:
+        message += f" The worker was started for it: the previous one {_how_it_ended(replaced)}."
+    return message
 
-    def _stop(self, process: _StepProcess) -> None:
-        """SIGTERM the step's process group, SIGKILL what is left after a grace period."""
-        _signal_group(process.popen.pid, signal.SIGTERM)
-        process.watcher.join(TERMINATE_GRACE_S)
-        _signal_group(process.popen.pid, signal.SIGKILL)
-        process.watcher.join()
+
+def _no_result_reason(attempt: _Attempt) -> str | None:
+    """Under the lock: how the worker came to be done with the attempt; None while it runs it."""
+    worker, step_key = attempt.worker, attempt.step_key
+    if not worker.finished(attempt.number):
+        return None
+    if worker.reported(attempt.number):
+        error = worker.error(attempt.number)
+        why = f": it raised {error}" if error else "; the run's engine events say why"
+        return f"The {worker.description} finished step {step_key!r} without a result{why}"
+    if worker.exit_reason is not None:
+        # A worker quits of its own accord only before its first step or after reporting one.
+        return f"The {worker.description} {_how_it_ended(worker)}, so step {step_key!r} never ran"
+    return (
+        f"The {worker.description} {worker.exit_description} while running step {step_key!r}, "
+        "without reporting a result"
+    )
+
+
+def _how_it_ended(worker: StepWorker) -> str:
+    # A worker that quit may not have exited yet.
+    return " and ".join(filter(None, (worker.exit_reason, worker.exit_description)))
 
 
 def _single_step_key(step_handler_context: StepHandlerContext) -> str:
     step_keys = step_handler_context.execute_step_args.step_keys_to_execute or []
     if len(step_keys) != 1:
         raise ValueError(
-            f"DevicePoolStepHandler runs exactly one step per process, got step keys {step_keys}"
+            f"WorkerPoolStepHandler runs exactly one step at a time, got step keys {step_keys}"
         )
     return step_keys[0]
-
-
-def _step_command(args: ExecuteStepArgs) -> list[str]:
-    """`dagster api execute_step` under the code location's own interpreter."""
-    # The origin's entry point is a bare `dagster` by default, which need not be on PATH.
-    return [
-        *get_python_environment_entry_point(args.job_origin.executable_path),
-        "api",
-        "execute_step",
-    ]
 
 
 def _ended_attempts(step_context: IStepContext) -> int:
@@ -226,22 +333,3 @@ def _ended_attempts(step_context: IStepContext) -> int:
         step_context.run_id, of_type=_ATTEMPT_END_EVENTS
     ).records
     return sum(1 for r in records if r.event_log_entry.step_key == step_context.step.key)
-
-
-def _command_env(entries: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    return {entry["name"]: entry["value"] for entry in entries}
-
-
-def _describe_exit(returncode: int) -> str:
-    # Popen reports death by signal as the negated signal number.
-    if returncode < 0:
-        return f"was killed by {signal.Signals(-returncode).name}"
-    return f"exited with code {returncode}"
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except ProcessLookupError:
-        # The whole group has already exited.
-        pass

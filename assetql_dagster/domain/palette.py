@@ -44,7 +44,9 @@ def _sample_pixels(img: Image.Image, sample: int, rng: np.random.Generator) -> n
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    return ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    # |p - c|² = |p|² - 2 p·c + |c|²; |p|² is the same for every centre, and one matrix product
+    # replaces an (n, k, 3) array of differences: tagging runs this for every image.
+    return ((centres**2).sum(axis=1) - 2.0 * points @ centres.T).argmin(axis=1)
 
 
 def _kmeans_pp_init(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

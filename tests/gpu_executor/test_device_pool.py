@@ -1,9 +1,9 @@
 import sys
 import threading
-import types
 
 import pytest
 
+from gpu_executor import device_pool
 from gpu_executor.device_pool import DevicePool, resolve_devices
 
 
@@ -73,27 +73,44 @@ def test_resolve_rejects_strings_other_than_auto():
         resolve_devices("gpu")
 
 
-def fake_torch(device_count):
-    cuda = types.SimpleNamespace(device_count=lambda: device_count)
-    return types.SimpleNamespace(cuda=cuda)
+@pytest.fixture
+def driver_gpus(tmp_path, monkeypatch):
+    """A stand-in for /proc/driver/nvidia/gpus listing `count` GPUs."""
+
+    def listing(count: int):
+        folder = tmp_path / "gpus"
+        folder.mkdir()
+        for index in range(count):
+            (folder / f"0000:{index:02x}:00.0").mkdir()
+        monkeypatch.setattr(device_pool, "NVIDIA_DRIVER_GPUS", folder)
+
+    return listing
 
 
-def test_auto_lists_every_visible_device(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", fake_torch(2))
+def test_auto_lists_every_visible_device(driver_gpus, monkeypatch):
+    driver_gpus(2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
     assert resolve_devices("auto") == ["0", "1"]
 
 
-def test_auto_maps_indices_back_to_inherited_visible_devices(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", fake_torch(2))
+def test_auto_maps_indices_back_to_inherited_visible_devices(driver_gpus, monkeypatch):
+    driver_gpus(2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
 
     assert resolve_devices("auto") == ["5", "7"]
 
 
-def test_auto_without_torch_finds_no_devices(monkeypatch):
-    # None in sys.modules makes `import torch` raise ImportError.
+def test_an_empty_visible_devices_hides_every_gpu(driver_gpus, monkeypatch):
+    driver_gpus(2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+    assert resolve_devices("auto") == []
+
+
+def test_auto_without_an_nvidia_driver_finds_no_devices_and_never_imports_torch(tmp_path, monkeypatch):
+    monkeypatch.setattr(device_pool, "NVIDIA_DRIVER_GPUS", tmp_path / "absent")
+    # None in sys.modules makes `import torch` raise ImportError: nothing here may import it.
     monkeypatch.setitem(sys.modules, "torch", None)
 
     assert resolve_devices("auto") == []

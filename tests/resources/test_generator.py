@@ -113,7 +113,13 @@ def test_load_from_saved_directory_matches_the_tiny_pipeline(tmp_path, tiny):
     assert isinstance(loaded.pipeline, StableDiffusionPipeline)
     assert loaded.pipeline is not tiny.pipeline
     assert loaded.native_size == tiny.native_size
-    assert [pixels(i).tolist() for i in render(loaded, [0, 1])] == [pixels(i).tolist() for i in render(tiny, [0, 1])]
+    for name in ("unet", "vae", "text_encoder"):
+        ours, theirs = getattr(loaded.pipeline, name).state_dict(), getattr(tiny.pipeline, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    # Same weights, same seeds: the same images, up to one level of rounding (weights read from
+    # safetensors may take another SIMD path through the same float maths than freshly built ones).
+    for mine, reference in zip(render(loaded, [0, 1]), render(tiny, [0, 1])):
+        assert np.abs(pixels(mine) - pixels(reference)).max() <= 1
 
 
 @pytest.mark.parametrize("model", ["missing-org/missing-model", "missing-local-dir"])

@@ -107,3 +107,31 @@ def test_missing_model_fails_the_shard_at_once(tmp_path, batch_factory):
     result, events, _ = materialize(storage, key, ImageGenerator())
     assert not result.success
     assert "STEP_UP_FOR_RETRY" not in events
+
+
+def test_a_multi_shard_run_on_the_gpu_executor_loads_each_model_once_per_device(tmp_path, batch_factory, monkeypatch):
+    from assetql_dagster.cli import batch_job_definition
+    from assetql_dagster.defs.partitions import batches_partitions
+
+    folder = batch_factory(rows=6)
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text() + "shard_size: 2\n")
+    # Step workers import the code location themselves; its storage comes from the environment.
+    monkeypatch.setenv("ASSETQL_DATA_DIR", str(tmp_path / "data"))
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(batches_partitions.name, [key])
+        result = dg.execute_job(dg.reconstructable(batch_job_definition), instance=instance,
+                                tags={"dagster/partition": key})
+        assert result.success
+        loads = {
+            e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata["model_loads"].value
+            for e in result.get_asset_materialization_events()
+            if "model_loads" in e.step_materialization_data.materialization.metadata
+        }
+        shards = {e.step_key for e in result.all_events if e.step_key and "generate_shard" in e.step_key}
+        progress = instance.get_run_by_id(result.run_id).tags["assetql/progress"]
+    assert len(shards) == 3
+    # One device (the CPU here): the diffusers pipeline once for three shards, CLIP once for two assets.
+    assert loads == {"images": 1, "style_profile": 1, "scores": 0}
+    assert progress.startswith("6/6 images") and progress.endswith("done")
