@@ -182,7 +182,8 @@ def generate_images(
                 writing.append((record, writers.submit(store_image, storage, record, image)))
             finish_writes(keep=PENDING_MICRO_BATCHES * size)
             start += len(chunk)
-            progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))
+            # Counted when generated; the writes of the last micro-batches finish in the background.
+            progress(len(report.skipped) + len(report.generated) + len(writing) + len(report.failed), len(jobs))
         finish_writes(keep=0)
     # Writes finish after the last micro-batch: the final report is total/total (or what failed).
     progress(len(report.skipped) + len(report.generated) + len(report.failed), len(jobs))

@@ -60,6 +60,13 @@ def test_every_image_is_stored_once_with_its_thumbnail(storage):
     assert len(storage.list_keys("thumbnails/b")) == 5
 
 
+def test_progress_counts_each_micro_batch_and_ends_at_total(storage):
+    seen = []
+    generate_images(storage, "b", planned(5), FakeModel(), RENDER, micro_batch=2,
+                    progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5), (5, 5)]
+
+
 def test_rerun_skips_images_already_stored(storage):
     generate_images(storage, "b", planned(3), FakeModel(), RENDER, micro_batch=4)
     model = FakeModel()
