@@ -3,16 +3,19 @@ import io
 import json
 import zipfile
 
+import dagster as dg
 import numpy as np
 from PIL import Image
 
 from harness.batch_runs import materialize_partition
 
-from assetql_dagster.definitions import defs
+from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.records import StyleProfile
 from assetql_dagster.pipeline.records import read_record
+from resources.clip import ClipEmbedder
+from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
 STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"]
@@ -139,3 +142,22 @@ def test_exports_writes_only_the_parts_the_batch_asks_for(tmp_path, batch_factor
         f"exports/{key}/{name}" for name in ("links.csv", "links.json", "manifest.csv", "manifest.json")
     ]
     assert materializations["exports"].metadata["exports"].value == "links, manifest"
+
+
+def test_checks_report_per_partition(tmp_path, batch_factory):
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    styled = register_batch(storage, batch_factory(rows=2, name="styled")).key
+    plain = register_batch(storage, batch_factory(rows=3, references=False, name="plain")).key
+    evaluations = {}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(batches_partitions.name, [styled, plain])
+        for key in (styled, plain):
+            result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
+                                    resources=with_io_manager({"storage": storage, "generator": ImageGenerator(),
+                                                               "clip": ClipEmbedder()}))
+            evaluations.update({(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()})
+    assert set(evaluations) == {(k, c) for k in (styled, plain) for c in ("style_pass_rate", "completion_rate")}
+    assert evaluations[(styled, "completion_rate")].metadata["planned"].value == 2
+    assert evaluations[(plain, "completion_rate")].metadata["planned"].value == 3
+    assert "not applicable" in evaluations[(plain, "style_pass_rate")].description
+    assert "pass the style threshold" in evaluations[(styled, "style_pass_rate")].description

@@ -7,17 +7,15 @@ import numpy as np
 
 from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
-from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
 from assetql_dagster.domain.scoring import pass_rate
 from assetql_dagster.pipeline.analysis import UNSCORED, analyse
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 
-STYLE_PASS_RATE = dg.AssetCheckSpec(
-    "style_pass_rate",
-    asset="scores",
-    description="Share of images whose style score meets the batch threshold (default at least 85%).",
+STYLE_PASS_RATE = batch_check_spec(
+    "style_pass_rate", "scores", "Share of images whose style score meets the batch threshold (default at least 85%)."
 )
 
 

@@ -11,7 +11,7 @@ import dagster as dg
 
 from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
-from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.defs.progress import report_progress
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult
 from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
@@ -22,10 +22,8 @@ from resources.storage import AssetStorage
 SHARD_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-COMPLETION_RATE = dg.AssetCheckSpec(
-    "completion_rate",
-    asset="images",
-    description="Share of planned images that were generated and stored (default at least 95%).",
+COMPLETION_RATE = batch_check_spec(
+    "completion_rate", "images", "Share of planned images that were generated and stored (default at least 95%)."
 )
 
 
