@@ -164,6 +164,9 @@ def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+_UNIT = _number(0, 1)
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """Settings of one batch: every field is a `batch.yaml` key; its metadata documents it."""
@@ -235,22 +238,17 @@ class BatchSettings:
     max_rows: int = _setting(
         500, _integer(1, 10_000), "Largest number of CSV data rows accepted, 1 to 10000.", "row limit"
     )
+    # Scores and shares, all from 0 to 1.
     style_threshold: float = _setting(
-        0.85,
-        _number(0, 1),
-        "Style score, 0 to 1, at or above which an image passes (else it needs review).",
+        0.85, _UNIT, "Style score, 0 to 1, at or above which an image passes (else it needs review).",
         "style score at or above which an image passes (else: review)",
     )
     min_pass_rate: float = _setting(
-        0.85,
-        _number(0, 1),
-        "Share of images, 0 to 1, that must pass the style threshold for the batch check to pass.",
+        0.85, _UNIT, "Share of images, 0 to 1, that must pass the style threshold for the batch check to pass.",
         "`style_pass_rate` check minimum",
     )
     min_completion_rate: float = _setting(
-        0.95,
-        _number(0, 1),
-        "Share of planned images, 0 to 1, that must be generated for the batch check to pass.",
+        0.95, _UNIT, "Share of planned images, 0 to 1, that must be generated for the batch check to pass.",
         "`completion_rate` check minimum",
     )
     naming_pattern: str = _setting(
