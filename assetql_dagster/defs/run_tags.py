@@ -15,5 +15,3 @@ PROGRESS = "assetql/progress"
 def batch_run_tags(key: str, origin: str, **extra: str) -> dict[str, str]:
     """Tags of a run that materializes batch partition `key`, which came from `origin`."""
     return {BATCH: key, ORIGIN: origin, **extra}
-# Machine-readable state behind PROGRESS: {"total", "started", "done": {shard: images}}.
-PROGRESS_STATE = "assetql/progress-state"
