@@ -1,4 +1,4 @@
-"""`assetql validate PATH` and `assetql run PATH` on the local embedded instance."""
+"""`assetql validate PATH`, `assetql run PATH` and `assetql retry-failed KEY` on the local embedded instance."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def execute(instance, key: str, tags: dict, in_process: bool, verbose: bool, ass
 
 
 class ProgressBar:
-    """A tqdm bar of the batch's images (done/total, rate, ETA) fed by the run's progress tag."""
+    """A tqdm bar of the batch's images (done/total, rate, ETA), following the run's progress state."""
 
     POLL_S = 0.5
 

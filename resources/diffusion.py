@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import AutoPipelineForText2Image, DiffusionPipeline
 from PIL import Image
 
 from resources.device import pick_device, pick_dtype
 from resources.models import TINY_MODEL, record_load
 from resources.tiny_models import build_tiny_sd_pipeline
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 # torch.Generator.manual_seed accepts seeds in [0, 2**64).
 _SEED_LIMIT = 2**64
@@ -150,6 +153,10 @@ def _tiny_pipeline(dtype: torch.dtype) -> DiffusionPipeline:
 
 
 def _from_pretrained(model: str, dtype: torch.dtype, models_dir: str | None) -> DiffusionPipeline:
+    # Imported here: the auto pipeline pulls in every pipeline family diffusers has (a second or
+    # more), which only real weights need; the tiny model is built from its parts.
+    from diffusers import AutoPipelineForText2Image
+
     try:
         return AutoPipelineForText2Image.from_pretrained(
             model, dtype=dtype, cache_dir=models_dir, local_files_only=True
