@@ -30,9 +30,9 @@ def report_progress(context: dg.OpExecutionContext, shard: str, done: int, total
     so a count lost to a concurrent write is restored by that shard's next report.
     """
     now = time.time()
-    progress = run_progress(context.instance, context.run_id) or ImageProgress(total, now)
+    progress = run_progress(context.instance, context.run.run_id) or ImageProgress(total, now)
     progress.done_by_shard[shard] = done
     line = progress.line(now)
-    context.instance.run_storage.set_cursor_values({_state_key(context.run_id): progress.dump()})
-    context.instance.add_run_tags(context.run_id, {run_tags.PROGRESS: line})
+    context.instance.run_storage.set_cursor_values({_state_key(context.run.run_id): progress.dump()})
+    context.instance.add_run_tags(context.run.run_id, {run_tags.PROGRESS: line})
     return line

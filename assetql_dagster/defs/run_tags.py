@@ -15,3 +15,5 @@ PROGRESS = "assetql/progress"
 def batch_run_tags(key: str, origin: str, **extra: str) -> dict[str, str]:
     """Tags of a run that materializes batch partition `key`, which came from `origin`."""
     return {BATCH: key, ORIGIN: origin, **extra}
+# Set when a batch quality gate (style pass rate, completion) fails, so the runs list shows it.
+QUALITY = "assetql/quality"

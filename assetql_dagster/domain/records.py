@@ -174,7 +174,7 @@ class TagSet:
 
 @dataclasses.dataclass(frozen=True)
 class ExportSummary:
-    """What the export wrote: storage URIs by file kind, and counts."""
+    """What the export wrote: storage keys by file kind (zip, manifest, gallery, links_manifest), and counts."""
 
     images: int
     failed_rows: int

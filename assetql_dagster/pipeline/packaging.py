@@ -118,19 +118,22 @@ def package(
                 zipped.add_bytes("manifest.json", manifest)
                 zipped.add_bytes("index.html", gallery_html(meta, rows, lambda r: f"images/{r['file_name']}").encode("utf-8"))
             summary["zip_bytes"] = zip_path.stat().st_size
-            files["zip"] = storage.write_file(export_key(key, f"{key}.zip"), zip_path, "application/zip")
+            files["zip"] = export_key(key, f"{key}.zip")
+            storage.write_file(files["zip"], zip_path, "application/zip")
     if "manifest" in exports:
         storage.write_bytes(export_key(key, "manifest.csv"), manifest_csv, "text/csv")
-        files["manifest"] = storage.write_bytes(export_key(key, "manifest.json"), manifest, "application/json")
+        files["manifest"] = export_key(key, "manifest.json")
+        storage.write_bytes(files["manifest"], manifest, "application/json")
     if "gallery" in exports:
         # Next to the raw images in storage, the gallery links to them relative to exports/{batch}/.
-        files["gallery"] = storage.write_text(
-            export_key(key, "gallery.html"),
+        files["gallery"] = export_key(key, "gallery.html")
+        storage.write_text(
+            files["gallery"],
             gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
             "text/html; charset=utf-8",
         )
     if "links" in exports:
         links = write_links(key, storage, rows, batch.settings)
-        files["links_manifest"] = links.pop("links_manifest")
-        summary.update(links)
+        files["links_manifest"] = export_key(key, "links.json")
+        summary.update({k: v for k, v in links.items() if k != "links_manifest"})
     return ExportSummary(len(rows), len(images.failed), tuple(exports), files, **summary), columns

@@ -8,6 +8,7 @@ import numpy as np
 from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
 from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
+from assetql_dagster.defs.quality import flag_failed_check
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
 from assetql_dagster.domain.scoring import pass_rate
 from assetql_dagster.pipeline.analysis import UNSCORED, analyse
@@ -70,7 +71,7 @@ def image_analysis(
             "top_tags": markdown_table(["tag", "images"], counts.most_common(15)),
         },
     )
-    yield pass_rate_check(scores, batch_input.settings.min_pass_rate)
+    yield flag_failed_check(context, pass_rate_check(scores, batch_input.settings.min_pass_rate))
 
 
 def score_metadata(storage: AssetStorage, images: ImageSet, scores: ScoreSet, profile: StyleProfile, model_loads: int) -> dict:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.layout import export_key
+from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, TagSet
 from assetql_dagster.pipeline.packaging import package
 from resources.storage import AssetStorage
@@ -28,9 +29,12 @@ def exports(
             f"{batch}: exported {summary.images} images without {summary.failed_rows} failed one(s); "
             f"see failed_rows in manifest.json, or re-run them with: assetql retry-failed {batch}"
         )
+    # Links a person can click in the UI: presigned on S3 (for the batch's link lifetime), file
+    # URIs locally.
+    expires_in_s = parse_expiry(batch_input.settings.link_expiry)
     metadata = {
         **{k: v for k, v in dataclasses.asdict(summary).items() if k not in ("files", "exports")},
-        **summary.files,
+        **{kind: dg.MetadataValue.url(storage.link(key, expires_in_s)) for kind, key in summary.files.items()},
         "exports": ", ".join(summary.exports),
         "manifest_columns": dg.MetadataValue.json(columns),
     }

@@ -13,6 +13,7 @@ from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
 from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.defs.progress import report_progress
+from assetql_dagster.defs.quality import flag_failed_check
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult
 from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
 from assetql_dagster.pipeline.planning import shards
@@ -137,7 +138,7 @@ def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards
             [[f.variant_id, f.variation, f.row, f.attempts, f.reason] for f in images.failed],
         )
     yield dg.Output(images, "result", metadata=metadata)
-    yield completion_check(images, batch_input.settings.min_completion_rate)
+    yield flag_failed_check(context, completion_check(images, batch_input.settings.min_completion_rate))
 
 
 def completion_check(images: ImageSet, minimum: float) -> dg.AssetCheckResult:

@@ -135,3 +135,25 @@ def test_a_multi_shard_run_on_the_gpu_executor_loads_each_model_once_per_device(
     # One device (the CPU here): the diffusers pipeline once for three shards, CLIP once for two assets.
     assert loads == {"images": 1, "style_profile": 1, "scores": 0}
     assert progress.startswith("6/6 images") and progress.endswith("done")
+
+
+def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
+    from assetql_dagster.definitions import defs, with_io_manager
+    from assetql_dagster.defs.partitions import batches_partitions
+    from resources.clip import ClipEmbedder
+
+    folder = batch_factory(rows=2)
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    generator = FlakyGenerator(fail_variants=["a longsword"], error="permanent")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(batches_partitions.name, [key])
+        result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
+                                resources=with_io_manager({"storage": storage, "generator": generator,
+                                                           "clip": ClipEmbedder()}))
+        flagged = instance.get_run_by_id(result.run_id).tags["assetql/quality"]
+        exports = result.asset_materializations_for_node("exports")[0].metadata
+    assert "completion_rate failed: 1 of 2 planned images stored" in flagged
+    # Results are one click away: the export's files as links (file URIs on local storage).
+    assert exports["zip"].value == storage.uri(f"exports/{key}/{key}.zip")
+    assert exports["gallery"].value == storage.uri(f"exports/{key}/gallery.html")
