@@ -157,11 +157,28 @@ class ZipPackage:
 
 _GALLERY_CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;background:#fafafa}
-header dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
-header dt{font-weight:600}
+header h1{margin:0 0 .5rem}
+.summary{display:flex;flex-wrap:wrap;gap:.6rem;margin:.5rem 0 1rem}
+.stat{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.4rem .8rem}
+.stat b{display:block;font-size:1.3rem}
+.style{display:flex;flex-wrap:wrap;align-items:center;gap:.5rem;margin:.5rem 0}
+.style img{height:64px;border-radius:4px;border:1px solid #ddd}
+.swatch{display:inline-block;width:2.2rem;height:2.2rem;border-radius:4px;border:1px solid #ccc}
+.failed{color:#b71c1c}
+details{margin:.5rem 0}
+details dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}
+details dt{font-weight:600}
+.controls{margin:1rem 0;display:flex;flex-wrap:wrap;gap:.4rem 1rem;align-items:center}
+body>input[type=radio]{display:none}
+.controls label{cursor:pointer;padding:.2rem .6rem;border:1px solid #bbb;border-radius:4px;background:#fff}
+#all:checked~.controls label[for=all],#pass:checked~.controls label[for=pass],
+#review:checked~.controls label[for=review],#plan:checked~.controls label[for=plan],
+#best:checked~.controls label[for=best]{background:#222;color:#fff}
+#pass:checked~main .card:not(.pass),#review:checked~main .card:not(.review){display:none}
+#best:checked~main .card{order:var(--rank)}
 main{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:1rem}
-figure{margin:0;padding:.5rem;background:#fff;border:1px solid #ddd;border-radius:6px}
-figure img{width:100%;height:auto;display:block}
+figure{margin:0;padding:.5rem;background:#fff;border:1px solid #ddd;border-radius:6px;height:100%;box-sizing:border-box}
+figure img{width:100%;height:auto;display:block;image-rendering:auto}
 figcaption{font-size:.85rem;margin-top:.4rem;overflow-wrap:anywhere}
 .name{font-weight:600}
 .badge{display:inline-block;padding:0 .4rem;border-radius:4px;color:#fff;font-size:.75rem}
@@ -171,14 +188,24 @@ figcaption{font-size:.85rem;margin-top:.4rem;overflow-wrap:anywhere}
 .prompt{color:#555;margin:.3rem 0 0}
 """
 _BADGE_CLASSES = {"pass": "badge-pass", "review": "badge-review"}
+# Tags the gallery shows: below this confidence a CLIP label is more noise than description (the
+# manifest keeps them all).
+TAG_CONFIDENCE_FLOOR = 0.2
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+_IMAGE_DATA_URI = re.compile(r"data:image/(png|jpeg|webp);base64,[A-Za-z0-9+/=]+")
 
 
 def _safe_href(url: str) -> str:
     """`url` if its scheme is a plain link (not e.g. "javascript:"), else ValueError."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in LINK_SCHEMES:
-        raise ValueError(f"image link must be relative or use one of {list(LINK_SCHEMES[1:])}, got {url!r}")
+        raise ValueError(f"image link must be relative or use one of {list(LINK_SCHEMES[1:])}, got {url[:200]!r}")
     return url
+
+
+def _safe_src(url: str) -> str:
+    """An image source: a safe link, or an embedded PNG/JPEG/WebP data URI."""
+    return url if _IMAGE_DATA_URI.fullmatch(url) else _safe_href(url)
 
 
 def _tag_labels(tags: object) -> list[str]:
@@ -187,37 +214,107 @@ def _tag_labels(tags: object) -> list[str]:
     return [_cell_text(t) for t in tags or ()]
 
 
-def _figure(row: Mapping[str, Any], href: str) -> str:
+def _shown_tag(label: str) -> bool:
+    """Whether a "label:0.87" tag clears the confidence floor; tags without a confidence are shown."""
+    _, sep, confidence = label.rpartition(":")
+    try:
+        return not sep or float(confidence) >= TAG_CONFIDENCE_FLOOR
+    except ValueError:
+        return True
+
+
+def _figure(row: Mapping[str, Any], href: str, src: str, rank: int) -> str:
     e = html.escape
     name = _cell_text(row.get("file_name"))
     score = row.get("style_score")
     score_text = "no reference" if score is None else f"score {score:.2f}"
     verdict = _cell_text(row.get("verdict"))
     badge = _BADGE_CLASSES.get(verdict, "badge-other")
-    tags = "".join(f"<li>{e(label)}</li>" for label in _tag_labels(row.get("tags")))
+    tags = "".join(f"<li>{e(label)}</li>" for label in _tag_labels(row.get("tags")) if _shown_tag(label))
     return (
-        f'<figure><a href="{e(href)}"><img src="{e(href)}" alt="{e(name)}" loading="lazy"></a>'
+        f'<div class="card {e(verdict)}" style="--rank:{rank}">'
+        f'<figure><a href="{e(href)}"><img src="{e(src)}" alt="{e(name)}" loading="lazy"></a>'
         f'<figcaption><div class="name">{e(name)}</div>'
         f'<div>{e(score_text)} <span class="badge {badge}">{e(verdict)}</span></div>'
         f'<ul class="tags">{tags}</ul><p class="prompt">{e(_cell_text(row.get("prompt")))}</p>'
-        "</figcaption></figure>"
+        "</figcaption></figure></div>"
     )
+
+
+def _summary(batch_meta: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> str:
+    """Counts, verdicts, the spread of style scores and the failed rows, as a row of figures."""
+    e = html.escape
+    verdicts = [_cell_text(r.get("verdict")) for r in rows]
+    scores = [float(r["style_score"]) for r in rows if isinstance(r.get("style_score"), Real)]
+    failed = list(batch_meta.get("failed_rows") or [])
+    stats = [("images", len(rows)), ("pass", verdicts.count("pass")), ("review", verdicts.count("review"))]
+    if scores:
+        mean = sum(scores) / len(scores)
+        spread = (sum((x - mean) ** 2 for x in scores) / len(scores)) ** 0.5
+        stats.append(("style score", f"{mean:.2f} ± {spread:.2f}"))
+    else:
+        stats.append(("style score", "no reference"))
+    stats.append(("failed rows", len(failed)))
+    cells = "".join(f'<div class="stat"><b>{e(str(v))}</b>{e(k)}</div>' for k, v in stats)
+    failures = "".join(
+        f"<li>{e(_cell_text(f.get('variant_id')))} #{e(_cell_text(f.get('variation')))}: "
+        f"{e(_cell_text(f.get('reason'))[:300])}</li>"
+        for f in failed if isinstance(f, Mapping)
+    )
+    return f'<div class="summary">{cells}</div>' + (f'<ul class="failed">{failures}</ul>' if failures else "")
+
+
+def _style(palette: Iterable[tuple[str, float]], references: Iterable[str]) -> str:
+    e = html.escape
+    refs = "".join(f'<img src="{e(_safe_src(src))}" alt="style reference">' for src in references)
+    swatches = "".join(
+        f'<span class="swatch" title="{e(hex_color)} {share:.0%}" style="background:{hex_color}"></span>'
+        for hex_color, share in palette
+        if _HEX_COLOR.fullmatch(hex_color)
+    )
+    return f'<div class="style">{refs}{swatches}</div>' if refs or swatches else ""
 
 
 def gallery_html(
     batch_meta: Mapping[str, Any],
     rows: Iterable[Mapping[str, Any]],
     image_href: Callable[[Mapping[str, Any]], str],
+    thumb_src: Callable[[Mapping[str, Any]], str] | None = None,
+    palette: Iterable[tuple[str, float]] = (),
+    references: Iterable[str] = (),
 ) -> str:
-    """Self-contained static HTML page (no scripts, no external resources) showing every image."""
+    """Self-contained static HTML page (no scripts, no external resources) showing every image.
+
+    A summary (images, verdicts, style score mean ± spread, failed rows) and the style references
+    and palette come first; verdict filters and a best-score-first order work by CSS alone. Each
+    image links to `image_href(row)` and shows `thumb_src(row)` (default: the image itself), which
+    may be an embedded data URI so the page also works on its own.
+    """
     e = html.escape
+    rows = list(rows)
     title = f"Batch {_cell_text(batch_meta.get('batch', ''))}".strip()
-    meta = "".join(f"<dt>{e(str(k))}</dt><dd>{e(_cell_text(v))}</dd>" for k, v in batch_meta.items())
-    figures = "\n".join(_figure(row, _safe_href(image_href(row))) for row in rows)
+    details = "".join(
+        f"<dt>{e(str(k))}</dt><dd>{e(_cell_text(v))}</dd>" for k, v in batch_meta.items() if k != "failed_rows"
+    )
+    by_score = sorted(range(len(rows)), key=lambda i: -(rows[i].get("style_score") or -1.0))
+    rank = {index: position for position, index in enumerate(by_score)}
+    figures = "\n".join(
+        _figure(row, _safe_href(image_href(row)), _safe_src((thumb_src or image_href)(row)), rank[i])
+        for i, row in enumerate(rows)
+    )
+    controls = (
+        '<input type="radio" name="v" id="all" checked><input type="radio" name="v" id="pass">'
+        '<input type="radio" name="v" id="review"><input type="radio" name="o" id="plan" checked>'
+        '<input type="radio" name="o" id="best">'
+        '<div class="controls">show <label for="all">all</label><label for="pass">pass</label>'
+        '<label for="review">review</label> order <label for="plan">as planned</label>'
+        '<label for="best">best score first</label></div>'
+    )
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title><style>{_GALLERY_CSS}</style></head>\n"
-        f"<body><header><h1>{e(title)}</h1><dl>{meta}</dl></header>\n"
-        f"<main>\n{figures}\n</main></body></html>\n"
+        f"<body><header><h1>{e(title)}</h1>{_summary(batch_meta, rows)}{_style(palette, references)}"
+        f"<details><summary>batch details</summary><dl>{details}</dl></details></header>\n"
+        f"{controls}\n<main>\n{figures}\n</main></body></html>\n"
     )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import json
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
+from assetql_dagster.domain.contact_sheet import thumbnail_bytes
 from assetql_dagster.domain.export_writers import (
     MANIFEST_COLUMNS,
     ZipPackage,
@@ -17,7 +22,7 @@ from assetql_dagster.domain.export_writers import (
 from assetql_dagster.domain.layout import export_key
 from assetql_dagster.domain.links import links_rows, parse_expiry
 from assetql_dagster.domain.settings import BatchSettings
-from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, TagSet
+from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
 from resources.storage import AssetStorage
 
 LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
@@ -96,13 +101,28 @@ def write_links(batch: str, storage: AssetStorage, rows: list[dict], settings: B
     return {"links": len(links), "links_local": local, "link_expiry_s": expires_in_s, "links_manifest": uri}
 
 
+def data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
 def package(
-    storage: AssetStorage, batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: ScoreSet, tags: TagSet
+    storage: AssetStorage,
+    batch: BatchInput,
+    plan: ImagePlan,
+    images: ImageSet,
+    scores: ScoreSet,
+    tags: TagSet,
+    profile: StyleProfile,
 ) -> tuple[ExportSummary, list[str]]:
     """Write what the batch's `exports` setting asks for; the summary and the manifest's columns."""
     key, exports = batch.batch, batch.settings.exports
     rows = manifest_rows(batch, plan, images, scores, tags)
     meta = batch_meta(batch, images)
+    palette = [(c.hex, c.share) for c in profile.palette]
+    # The galleries show the references small and embedded: a reference may be megabytes.
+    references = [
+        data_uri(thumbnail_bytes(Image.open(io.BytesIO(storage.read_bytes(ref))), size=128)) for ref in batch.references
+    ]
     columns = [c for c in MANIFEST_COLUMNS if c in rows[0]] if rows else list(MANIFEST_COLUMNS)
     manifest_csv = write_manifest_csv(rows, columns)
     manifest = manifest_json(rows, meta)
@@ -116,7 +136,8 @@ def package(
                     zipped.add_bytes(f"images/{row['file_name']}", storage.read_bytes(row["raw_key"]))
                 zipped.add_bytes("manifest.csv", manifest_csv)
                 zipped.add_bytes("manifest.json", manifest)
-                zipped.add_bytes("index.html", gallery_html(meta, rows, lambda r: f"images/{r['file_name']}").encode("utf-8"))
+                index = gallery_html(meta, rows, lambda r: f"images/{r['file_name']}", palette=palette, references=references)
+                zipped.add_bytes("index.html", index.encode("utf-8"))
             summary["zip_bytes"] = zip_path.stat().st_size
             files["zip"] = export_key(key, f"{key}.zip")
             storage.write_file(files["zip"], zip_path, "application/zip")
@@ -125,13 +146,14 @@ def package(
         files["manifest"] = export_key(key, "manifest.json")
         storage.write_bytes(files["manifest"], manifest, "application/json")
     if "gallery" in exports:
-        # Next to the raw images in storage, the gallery links to them relative to exports/{batch}/.
+        # The standalone gallery embeds every thumbnail, so it still shows the batch when copied or
+        # mailed on its own; next to the raw images in storage, each links to its full image.
+        thumbs = {i.raw_key: data_uri(storage.read_bytes(i.thumb_key)) for i in images.stored}
         files["gallery"] = export_key(key, "gallery.html")
-        storage.write_text(
-            files["gallery"],
-            gallery_html(meta, rows, lambda r: f"../../{r['raw_key']}"),
-            "text/html; charset=utf-8",
+        page = gallery_html(
+            meta, rows, lambda r: f"../../{r['raw_key']}", lambda r: thumbs[r["raw_key"]], palette, references
         )
+        storage.write_text(files["gallery"], page, "text/html; charset=utf-8")
     if "links" in exports:
         links = write_links(key, storage, rows, batch.settings)
         files["links_manifest"] = export_key(key, "links.json")

@@ -51,7 +51,7 @@ def test_asset_graph_is_the_batch_pipeline():
     assert parents["images"] == {"batch_input", "prompts"}
     assert parents["scores"] == {"batch_input", "images", "style_profile"}
     assert parents["tags"] == {"images", "prompts"}
-    assert parents["exports"] == {"batch_input", "prompts", "images", "scores", "tags"}
+    assert parents["exports"] == {"batch_input", "prompts", "images", "scores", "tags", "style_profile"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def == batches_partitions
 

@@ -154,3 +154,30 @@ def test_gallery_is_self_contained():
 def test_gallery_rejects_script_links():
     with pytest.raises(ValueError, match="image link"):
         gallery_html({}, [sample_row()], lambda row: "javascript:alert(1)")
+
+
+def test_gallery_summary_style_and_filters():
+    rows = [
+        sample_row(style_score=0.9, verdict="pass", tags=["sword:0.95", "indoor:0.05"]),
+        sample_row(file_name="b.png", style_score=0.5, verdict="review", tags=["shield:0.50"]),
+    ]
+    meta = {"batch": "spring", "failed_rows": [{"variant_id": "v9", "variation": 2, "reason": "TimeoutError: slow"}]}
+    thumb = "data:image/jpeg;base64,/9j/AAAA"
+    page = gallery_html(meta, rows, lambda r: r["file_name"], lambda r: thumb,
+                        palette=[("#aabbcc", 0.6), ("red;}body{", 0.4)], references=[thumb])
+    # The summary a creative team reads first, not the raw settings.
+    assert "<b>2</b>images" in page and "<b>1</b>pass" in page and "<b>1</b>review" in page
+    assert "<b>0.70 ± 0.20</b>style score" in page and "<b>1</b>failed rows" in page
+    assert "v9 #2: TimeoutError: slow" in page
+    # Palette swatches only for real hex colours; references and thumbnails embedded.
+    assert "background:#aabbcc" in page and "red;}body{" not in page
+    assert page.count(f'src="{thumb}"') == 3
+    # Tags under the confidence floor are hidden; verdict filters and score order work by CSS.
+    assert "sword:0.95" in page and "indoor:0.05" not in page
+    assert '<div class="card pass" style="--rank:0">' in page and '<div class="card review" style="--rank:1">' in page
+    assert "<script" not in page
+
+
+def test_gallery_rejects_data_uris_that_are_not_images():
+    with pytest.raises(ValueError, match="image link"):
+        gallery_html({}, [sample_row()], lambda r: "a.png", lambda r: "data:text/html;base64,PHNjcmlwdD4=")
