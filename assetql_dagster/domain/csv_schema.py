@@ -10,6 +10,9 @@ import bisect
 import codecs
 import csv
 import io
+import os
+import re
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +30,10 @@ from assetql_dagster.domain.templating import (
 
 KNOWN_COLUMNS = ("variant_id", "prompt", "category", "sku", "language")
 _QUOTE_TIP = 'write a quote inside a quoted field as ""'
+# C0 control characters and DEL, except the whitespace a spreadsheet legitimately writes: tab
+# (whitespace that prompts collapse and ids reject anyway), and CR and LF (they end rows and may
+# appear in a quoted multi-line cell).
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -100,12 +107,23 @@ def _template(settings: BatchSettings, settings_file: str, problems: list[Proble
 
 def _decode(path: Path, file: str, max_bytes: int, problems: list[Problem]) -> str | None:
     """The file's text without BOM, or None after recording why it cannot be read."""
-    size = path.stat().st_size
+    # stat() first: a FIFO or device must never be opened (it can block or never end).
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        problems.append(Problem(file, "is not a regular file; expected a CSV file"))
+        return None
+    size = info.st_size
     if size > max_bytes:
         message = f"file is {size:,} bytes, larger than the limit of {max_bytes:,} bytes; split the batch"
         problems.append(Problem(file, message))
         return None
-    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    with path.open("rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grew after stat()
+        message = f"file is larger than the limit of {max_bytes:,} bytes; split the batch"
+        problems.append(Problem(file, message))
+        return None
+    data = data.removeprefix(codecs.BOM_UTF8)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -120,6 +138,7 @@ def _records(text: str, file: str, problems: list[Problem]) -> list[tuple[int, l
     lines = io.StringIO(text, newline="").readlines()
     reader = csv.reader(lines, strict=True)
     records: list[tuple[int, list[str]]] = []
+    header: list[str] | None = None
     while True:
         line = reader.line_num + 1
         try:
@@ -129,10 +148,28 @@ def _records(text: str, file: str, problems: list[Problem]) -> list[tuple[int, l
         except csv.Error as error:
             problems.append(_quoting_problem(error, lines, line, file))
             continue
+        problems += _control_problems(cells, header, line, file)
         cells = [cell.strip() for cell in cells]
         # Spreadsheets often save trailing rows of empty cells; they carry nothing.
         if any(cells):
             records.append((line, cells))
+            header = cells if header is None else header
+
+
+def _control_problems(cells: list[str], header: list[str] | None, line: int, file: str) -> list[Problem]:
+    """A problem per cell holding a control character (checked before strip(), which drops some)."""
+    problems = []
+    for index, cell in enumerate(cells):
+        found = _CONTROL_RE.search(cell)
+        if found:
+            name = header[index] if header is not None and index < len(header) and header[index] else None
+            column = name or f"column {index + 1}"
+            message = (
+                f"cell contains the control character U+{ord(found.group()):04X}, which is not allowed; "
+                "remove it (it is often pasted in by accident)"
+            )
+            problems.append(Problem(file, message, line, column))
+    return problems
 
 
 def _quoting_problem(error: csv.Error, lines: list[str], line: int, file: str) -> Problem:

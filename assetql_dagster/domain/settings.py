@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 import reprlib
+import stat
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -361,6 +363,69 @@ def parse_settings(data: Mapping[object, object], file: str) -> BatchSettings:
     return settings
 
 
+MAX_SETTINGS_BYTES = 256_000
+# Limits on YAML anchors and aliases, checked on the composed node graph before any value is
+# constructed: a few lines of nested aliases ("billion laughs") expand to billions of values.
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 10_000
+
+
+class _YamlTooLarge(Exception):
+    def __init__(self, message: str, row: int | None, column: str | None = None):
+        super().__init__(message)
+        self.message, self.row, self.column = message, row, column
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """A SafeLoader that stops composing after MAX_YAML_ALIASES alias references."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                row = self.peek_event().start_mark.line + 1
+                message = (
+                    f"more than {MAX_YAML_ALIASES} YAML alias references (*name); "
+                    "write the values out instead"
+                )
+                raise _YamlTooLarge(message, row)
+        return super().compose_node(parent, index)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise _YamlTooLarge when `root` expands (aliases followed) to more than MAX_YAML_NODES nodes.
+
+    The walk stops at the limit, so it is cheap even for a cyclic or exponential graph. The row is
+    that of the top-level entry being expanded (or of the document) when the limit is crossed.
+    """
+    count = 0
+    entries: list[tuple[int, str | None, list[yaml.Node]]] = [(root.start_mark.line + 1, None, [root])]
+    if isinstance(root, yaml.MappingNode):
+        entries = []
+        for key, value in root.value:
+            column = _clip(key.value) if isinstance(key, yaml.ScalarNode) else None
+            entries.append((key.start_mark.line + 1, column, [key, value]))
+    for row, column, stack in entries:
+        while stack:
+            node = stack.pop()
+            count += 1
+            if count > MAX_YAML_NODES:
+                message = (
+                    f"YAML expands to more than {MAX_YAML_NODES:,} values (through aliases "
+                    "of anchors); write the values out instead"
+                )
+                raise _YamlTooLarge(message, row, column)
+            if isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    stack += (key, value)
+
+
 def read_settings(path: Path | None) -> tuple[BatchSettings, list[Problem]]:
     """Best-effort settings from a YAML file plus every problem found in it.
 
@@ -371,18 +436,35 @@ def read_settings(path: Path | None) -> tuple[BatchSettings, list[Problem]]:
         return BatchSettings(), []
     file = path.name
     try:
-        raw = path.read_bytes()
+        # stat() first: a FIFO or device must never be opened (it can block or never end).
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            return BatchSettings(), [Problem(file, "is not a regular file; expected a YAML file")]
+        if info.st_size > MAX_SETTINGS_BYTES:
+            message = (
+                f"file is {info.st_size:,} bytes, larger than the limit of {MAX_SETTINGS_BYTES:,} bytes"
+            )
+            return BatchSettings(), [Problem(file, message)]
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SETTINGS_BYTES + 1)
     except OSError as error:
         return BatchSettings(), [Problem(file, f"cannot be read: {error.strerror or error}")]
+    if len(raw) > MAX_SETTINGS_BYTES:  # grew after stat()
+        message = f"file is larger than the limit of {MAX_SETTINGS_BYTES:,} bytes"
+        return BatchSettings(), [Problem(file, message)]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         return BatchSettings(), [Problem(file, "not valid UTF-8; save the file as UTF-8", line)]
-    loader = yaml.SafeLoader(text)
+    loader = _CountingLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node)
         data = loader.construct_document(node) if node is not None else None
+    except _YamlTooLarge as error:
+        return BatchSettings(), [Problem(file, error.message, error.row, error.column)]
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         detail = "; ".join(filter(None, (error.context, error.problem)))

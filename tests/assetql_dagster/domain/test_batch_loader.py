@@ -1,11 +1,15 @@
 import hashlib
+import os
+import socket
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from assetql_dagster.domain import batch_loader
+from assetql_dagster.domain import batch_loader, safe_files
 from assetql_dagster.domain.batch_loader import (
     MAX_REFERENCE_BYTES,
+    MAX_REFERENCE_PIXELS,
     check_references,
     compute_content_hash,
     load_batch,
@@ -222,3 +226,226 @@ def test_compute_content_hash_frames_each_file(tmp_path):
     b.write_bytes(b"")
     a.write_bytes(b"xyz")
     assert compute_content_hash({"settings": b, "csv": a}) != expected
+
+
+# --- nothing outside the batch folder is read ---------------------------------------------------
+
+
+def refuse_reading(monkeypatch, secret):
+    """Fail the test if `secret` (a file outside the batch) is opened or read."""
+    real_open, real_read = Path.open, Path.read_bytes
+
+    def guarded_open(self, *args, **kwargs):
+        assert Path(self).resolve() != secret.resolve(), f"{secret} outside the batch was opened"
+        return real_open(self, *args, **kwargs)
+
+    def guarded_read(self):
+        assert Path(self).resolve() != secret.resolve(), f"{secret} outside the batch was read"
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+    monkeypatch.setattr(Path, "read_bytes", guarded_read)
+
+
+def test_csv_linked_outside_the_batch_is_rejected_unread(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.csv"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "batch.csv").unlink()
+    (folder / "batch.csv").symlink_to(secret)
+    refuse_reading(monkeypatch, secret)
+    [problem] = problems_of(folder)
+    assert problem.file == "batch.csv"
+    assert "outside the batch folder" in problem.message and "root:x" not in str(problem)
+
+
+def test_csv_path_linked_outside_its_folder_is_rejected(tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text(CSV)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "mine.csv").symlink_to(secret)
+    [problem] = problems_of(tmp_path / "b" / "mine.csv")
+    assert problem.file == "mine.csv" and "outside the batch folder" in problem.message
+
+
+def test_settings_linked_outside_the_batch_is_rejected_unread(tmp_path, monkeypatch):
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("steps: 30\n")
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "batch.yaml").symlink_to(secret)
+    refuse_reading(monkeypatch, secret)
+    [problem] = problems_of(folder)
+    assert problem.file == "batch.yaml" and "outside the batch folder" in problem.message
+
+
+def test_reference_linked_outside_the_batch_is_rejected_unread(tmp_path, monkeypatch):
+    secret = save_image(tmp_path / "secret.png")
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "references").mkdir()
+    (folder / "references" / "style.png").symlink_to(secret)
+    monkeypatch.setattr(batch_loader.Image, "open", refuse_image_open)
+    [problem] = problems_of(folder)
+    assert problem.file == "references/style.png" and "outside the batch folder" in problem.message
+
+
+def test_references_folder_linked_outside_the_batch_is_rejected(tmp_path, monkeypatch):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    save_image(outside / "style.png")
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "references").symlink_to(outside)
+    monkeypatch.setattr(batch_loader.Image, "open", refuse_image_open)
+    [problem] = problems_of(folder)
+    assert problem.file == "references/" and "outside the batch folder" in problem.message
+
+
+def test_links_that_stay_inside_the_batch_are_allowed(tmp_path):
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "data").mkdir()
+    (folder / "batch.csv").rename(folder / "data" / "real.csv")
+    (folder / "batch.csv").symlink_to(folder / "data" / "real.csv")
+    (folder / "refs").mkdir()
+    save_image(folder / "refs" / "style.png")
+    (folder / "references").symlink_to("refs")
+    source = load_batch(folder)
+    assert [p.name for p in source.reference_paths] == ["style.png"]
+    assert len(source.rows) == 2
+
+
+def test_dangling_settings_link_is_reported(tmp_path):
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "batch.yaml").symlink_to(tmp_path / "missing.yaml")
+    [problem] = problems_of(folder)
+    assert problem.file == "batch.yaml" and "does not exist" in problem.message
+
+
+def refuse_image_open(*args, **kwargs):
+    raise AssertionError("this file must not be opened as an image")
+
+
+# --- special files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["batch.csv", "batch.yaml", "references/style.png"])
+def test_fifo_inputs_are_rejected_without_opening(tmp_path, name):
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "references").mkdir()
+    (folder / name).unlink(missing_ok=True)
+    os.mkfifo(folder / name)  # opening a FIFO with no writer would block the test forever
+    [problem] = problems_of(folder)
+    assert problem.file == name
+    assert "FIFO" in problem.message or "not a regular file" in problem.message
+
+
+def test_device_reference_is_rejected(tmp_path):
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "references").mkdir()
+    (folder / "references" / "style.png").symlink_to("/dev/zero")
+    [problem] = problems_of(folder)
+    # /dev/zero is outside the batch folder, so it is refused before its type is even looked at.
+    assert problem.file == "references/style.png" and "outside the batch folder" in problem.message
+
+
+def test_safe_files_names_special_kinds(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    message = safe_files.file_problem(tmp_path / "pipe", tmp_path.resolve(), "a CSV file")
+    assert message == "is a FIFO (named pipe), not a regular file; expected a CSV file"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock"))
+        message = safe_files.file_problem(tmp_path / "sock", tmp_path.resolve(), "a CSV file")
+    assert message.startswith("is a socket")
+    message = safe_files.file_problem(tmp_path, tmp_path.resolve(), "a CSV file")
+    assert message == "is a folder, expected a CSV file"
+    message = safe_files.file_problem(Path("/dev/null"), Path("/dev").resolve(), "an image file")
+    assert message == "is a device, not a regular file; expected an image file"
+
+
+def test_accepted_jpeg_is_decoded_at_reduced_size(tmp_path, monkeypatch):
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "references").mkdir()
+    save_image(folder / "references" / "style.jpg", size=(512, 256))
+    decoded = []
+    real_load = Image.Image.load
+
+    def spy(self):
+        result = real_load(self)
+        decoded.append(self.size)
+        return result
+
+    monkeypatch.setattr(Image.Image, "load", spy)
+    references, problems = check_references(folder / "references")
+    assert problems == [] and [p.name for p in references] == ["style.jpg"]
+    assert decoded and max(decoded) == (64, 32)
+
+
+def test_pillow_bomb_limit_does_not_decide(tmp_path, monkeypatch):
+    # A Pillow limit lowered elsewhere still gives a clear message, and no crash.
+    folder = make_batch(tmp_path / "b", references=("style.png",))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    [problem] = problems_of(folder)
+    assert problem.file == "references/style.png" and "limit is 40,000,000 pixels" in problem.message
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    monkeypatch.setattr(batch_loader, "MAX_REFERENCE_PIXELS", 100)
+    [problem] = problems_of(folder)
+    assert "limit of 100 pixels" in problem.message
+
+
+# --- pixel limit --------------------------------------------------------------------------------
+
+
+def test_reference_over_pixel_limit_is_rejected_from_header_without_decoding(tmp_path, monkeypatch):
+    folder = make_batch(tmp_path / "b", references=("big.png",))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image over the pixel limit must not be decoded")
+
+    monkeypatch.setattr(batch_loader, "MAX_REFERENCE_PIXELS", 500)
+    monkeypatch.setattr(batch_loader.Image.Image, "load", refuse)
+    monkeypatch.setattr(batch_loader.Image.Image, "verify", refuse)
+    [problem] = problems_of(folder)
+    assert problem.file == "references/big.png"
+    assert "32x24 px (768 pixels)" in problem.message and "limit of 500 pixels" in problem.message
+
+
+def test_pixel_limit_is_40_megapixels():
+    assert MAX_REFERENCE_PIXELS == 40_000_000
+
+
+# --- names storage cannot hold ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "fragment"), [("style\\1.png", "backslash"), ("sty\nle.png", "control")])
+def test_reference_names_storage_cannot_hold_are_rejected(tmp_path, name, fragment):
+    folder = make_batch(tmp_path / "b", references=(name,))
+    [problem] = problems_of(folder)
+    assert problem.file == "references/"
+    assert repr(name) in problem.message and fragment in problem.message
+
+
+# --- batch.csv that is a folder -----------------------------------------------------------------
+
+
+def test_batch_csv_that_is_a_folder_says_so(tmp_path):
+    folder = make_batch(tmp_path / "b", references=())
+    (folder / "batch.csv").unlink()
+    (folder / "batch.csv").mkdir()
+    [problem] = problems_of(folder)
+    assert problem.file == "batch.csv"
+    assert problem.message == "batch.csv is a folder, expected a CSV file"
+
+
+# --- YAML bomb and CSV control characters through load_batch ------------------------------------
+
+
+def test_yaml_alias_bomb_is_a_problem_of_the_batch(tmp_path):
+    lines = ['a0: &a0 ["lol"]'] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    folder = make_batch(tmp_path / "b", settings="\n".join(lines) + "\n", references=())
+    [problem] = problems_of(folder)
+    assert (problem.file, problem.row) == ("batch.yaml", 5)
+    assert "more than 10,000 values" in problem.message
+
+
+def test_nul_in_csv_cell_is_a_problem_of_the_batch(tmp_path):
+    folder = make_batch(tmp_path / "b", csv="variant_id,prompt\na1,a\x00fox\n", references=())
+    [problem] = problems_of(folder)
+    assert (problem.file, problem.row, problem.column) == ("batch.csv", 2, "prompt")

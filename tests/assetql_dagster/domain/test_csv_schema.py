@@ -1,4 +1,5 @@
 import codecs
+import os
 
 import pytest
 
@@ -271,3 +272,37 @@ def test_build_prompt_with_template_sees_all_columns(tmp_path):
 
 def test_batch_template_none_without_template():
     assert batch_template(BatchSettings()) is None
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x0e", "\x1f", "\x7f"])
+def test_control_character_in_a_cell_names_row_and_column(tmp_path, char):
+    path = write_csv(tmp_path, f"variant_id,prompt\na1,a red{char} fox\na2,fine\n")
+    [problem] = problems_of(path)
+    assert (problem.file, problem.row, problem.column) == ("batch.csv", 2, "prompt")
+    assert f"U+{ord(char):04X}" in problem.message
+
+
+def test_control_character_at_cell_edge_is_caught_before_stripping(tmp_path):
+    # str.strip() removes \x1c-\x1f, so the check must see the raw cell.
+    path = write_csv(tmp_path, "variant_id,prompt\na1\x1f,a fox\n")
+    [problem] = problems_of(path)
+    assert (problem.row, problem.column) == (2, "variant_id")
+
+
+def test_control_character_in_header_names_column_number(tmp_path):
+    path = write_csv(tmp_path, "variant_id,prompt,x\x00y\na1,a fox,1\n")
+    [problem] = problems_of(path)
+    assert (problem.row, problem.column) == (1, "column 3")
+
+
+def test_tab_and_quoted_newline_are_allowed(tmp_path):
+    path = write_csv(tmp_path, 'variant_id,prompt\na1,"a red\tfox\non two lines"\n')
+    [row] = read_batch_csv(path, DEFAULTS)
+    assert "\t" in row.prompt
+
+
+def test_fifo_csv_is_rejected_without_opening(tmp_path):
+    path = tmp_path / "batch.csv"
+    os.mkfifo(path)  # opening a FIFO with no writer would block forever
+    [problem] = problems_of(path)
+    assert problem.file == "batch.csv" and "not a regular file" in problem.message

@@ -1,12 +1,17 @@
 import dataclasses
 import difflib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from assetql_dagster.domain import settings as settings_module
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.settings import (
+    MAX_SETTINGS_BYTES,
+    MAX_YAML_ALIASES,
+    MAX_YAML_NODES,
     BatchSettings,
     identifier_error,
     load_settings,
@@ -236,11 +241,51 @@ def _alias_bomb(tmp_path, key):
 @pytest.mark.parametrize(
     "key", ["steps", "guidance_scale", "template", "model", "micro_batch", "exports", "link_expiry", "name"]
 )
-def test_alias_bomb_in_a_known_key_gives_a_short_message(tmp_path, key):
-    _, problems = read_settings(_alias_bomb(tmp_path, key))
-    [problem] = [p for p in problems if p.column == key]
-    assert len(problem.message) < 600
-    assert "[[[" in problem.message and "…" in problem.message
+def test_alias_bomb_is_rejected_before_values_are_built(tmp_path, key, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an alias bomb must be rejected before any value is constructed")
+
+    monkeypatch.setattr(settings_module.yaml.SafeLoader, "construct_document", refuse)
+    settings, problems = read_settings(_alias_bomb(tmp_path, key))
+    # The count is over the whole document; a4 (about 2 * 9**4 values) takes it past the limit.
+    [problem] = problems
+    assert (problem.file, problem.row, problem.column) == ("bomb.yaml", 5, "a4")
+    assert f"more than {MAX_YAML_NODES:,} values" in problem.message
+    assert settings == BatchSettings()
+
+
+def test_too_many_alias_references_are_rejected_at_the_alias(tmp_path):
+    lines = ["a: &a 1"] + [f"k{i}: *a" for i in range(MAX_YAML_ALIASES + 5)]
+    _, problems = read_settings(write_yaml(tmp_path, "\n".join(lines) + "\n"))
+    [problem] = problems
+    assert problem.row == MAX_YAML_ALIASES + 2  # the first alias over the limit
+    assert f"more than {MAX_YAML_ALIASES} YAML alias references" in problem.message
+
+
+def test_recursive_alias_is_rejected(tmp_path):
+    _, problems = read_settings(write_yaml(tmp_path, "a: &a [*a, *a]\n"))
+    [problem] = problems
+    assert problem.row == 1 and "more than" in problem.message
+
+
+def test_few_aliases_still_work(tmp_path):
+    settings, problems = read_settings(write_yaml(tmp_path, "x: &m 30\nsteps: *m\n"))
+    assert settings.steps == 30
+    assert not any(p.column == "steps" for p in problems)
+
+
+def test_oversize_settings_file_is_rejected_unread(tmp_path):
+    path = write_yaml(tmp_path, "#" * (MAX_SETTINGS_BYTES + 1))
+    settings, [problem] = read_settings(path)
+    assert problem.file == "batch.yaml"
+    assert f"limit of {MAX_SETTINGS_BYTES:,} bytes" in problem.message
+
+
+def test_settings_fifo_is_rejected_without_opening(tmp_path):
+    path = tmp_path / "batch.yaml"
+    os.mkfifo(path)  # opening a FIFO with no writer would block forever
+    settings, [problem] = read_settings(path)
+    assert problem.file == "batch.yaml" and "not a regular file" in problem.message
 
 
 def test_long_values_and_keys_are_cut_in_messages():
