@@ -25,6 +25,13 @@ def print_problems(path: Path, err: BatchValidationError) -> int:
     return 1
 
 
+def print_error(message: str) -> int:
+    """One line on stderr (long or multi-line messages cut down), exit status 1."""
+    line = " ".join(message.split())
+    print(f"assetql: error: {line[:300]}", file=sys.stderr)
+    return 1
+
+
 def print_ok(path: Path, source: BatchSource) -> None:
     print(
         f"{path}: OK — batch {source.name!r}, {len(source.rows)} rows × {source.settings.variations} "
@@ -160,7 +167,7 @@ def report(result, key: str, storage) -> int:
     print(f"run {result.run_id} succeeded: {summary.images} images")
     for label, field in (("package", "zip"), ("gallery", "gallery"), ("manifest", "manifest"), ("links", "links_manifest")):
         if field in summary.files:
-            print(f"  {label + ':':9} {summary.files[field]}")
+            print(f"  {label + ':':9} {storage.uri(summary.files[field])}")
     if summary.failed_rows:
         print(f"  {summary.failed_rows} image(s) failed; re-run just those with: assetql retry-failed {key}")
     return 0
@@ -194,9 +201,17 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: 
 
     from assetql_dagster.pipeline.records import read_record
 
+    # A partition key is one path segment; "a/b" or ".." would read another folder's records.
+    if not key or "/" in key or "\\" in key or key in (".", ".."):
+        return print_error(f"invalid batch key {key!r}: a batch key is one partition key, without '/', '\\' or '..'")
     with dg.DagsterInstance.get() as instance:
         storage = storage_resource(instance)
-        failed = read_record(storage, key, "images").failed
+        try:
+            failed = read_record(storage, key, "images").failed
+        except FileNotFoundError:
+            return print_error(f"no batch {key!r} with generated images in {storage.uri('batches')}")
+        except ValueError as err:
+            return print_error(f"invalid batch key {key!r}: {err}")
         if not failed:
             print(f"batch {key} has no failed rows")
             return 0

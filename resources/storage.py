@@ -17,6 +17,14 @@ from typing import BinaryIO, Callable
 
 import dagster as dg
 
+# The process umask, read once at import: os.umask can only be read by setting it, so it is set
+# and immediately restored here, before any threads of ours write files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+# Stored files get the usual mode for new files (0o666 minus the umask); tempfile.mkstemp alone
+# would leave every object and export readable by its writer only (0o600).
+FILE_MODE = 0o666 & ~_UMASK
+
 
 def check_key(key: str) -> str:
     """Reject keys that could escape the storage root or are ambiguous."""
@@ -84,6 +92,7 @@ class LocalStorage(AssetStorage):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), FILE_MODE)
                 fill(fh)
             os.replace(tmp, path)
         except BaseException:

@@ -23,7 +23,7 @@ from assetql_dagster.defs import run_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3 import S3Bucket, S3Connection, S3Object, s3_uri
-from resources.storage import AssetStorage
+from resources.storage import FILE_MODE, AssetStorage
 
 INBOX_ENV = "ASSETQL_INBOX"
 DEFAULT_INBOX = "inbox"
@@ -39,8 +39,8 @@ def inbox_entries(inbox: Path) -> list[Path]:
         return []
     entries = []
     for entry in sorted(inbox.iterdir()):
-        if entry.name.startswith("."):
-            continue
+        if entry.name.startswith(".") or entry.name == REJECTED_DIR:
+            continue  # hidden files, and the rejection reports the sensor writes
         if entry.is_dir() and (entry / CSV_NAME).is_file():
             entries.append(entry)
         elif entry.is_file() and entry.suffix.lower() == ".csv":
@@ -58,23 +58,103 @@ def fingerprint(entry: Path) -> str:
     return h.hexdigest()[:16]
 
 
+MAX_LOGGED_CHARS = 300
+
+
+def _short(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters: a weird name or error cannot flood the log."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def inbox_report_path(entry: Path) -> Path:
+    """Where the rejection report of an inbox entry goes: {inbox}/rejected/{entry name}.json."""
+    return entry.parent / REJECTED_DIR / f"{entry.name}.json"
+
+
+def inbox_rejection_report(entry: Path, stamp: str | None, problems: list[Problem]) -> dict:
+    return {
+        "entry": str(entry),
+        "fingerprint": stamp,
+        "rejected_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "errors": [dataclasses.asdict(p) for p in problems],
+    }
+
+
+def _reported_fingerprint(report: Path) -> str | None:
+    try:
+        return json.loads(report.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_inbox_report(entry: Path, stamp: str | None, problems: list[Problem]) -> Path:
+    """Write the entry's report once per version (fingerprint) of the entry; return its path."""
+    report = inbox_report_path(entry)
+    if stamp is not None and _reported_fingerprint(report) == stamp:
+        return report
+    report.parent.mkdir(exist_ok=True)
+    body = json.dumps(inbox_rejection_report(entry, stamp, problems), indent=2)
+    fd, tmp = tempfile.mkstemp(dir=report.parent, prefix=f".{report.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)  # readable like any new file, not mkstemp's 0o600
+            fh.write(body)
+        os.replace(tmp, report)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return report
+
+
+def _reject_entry(
+    context: dg.SensorEvaluationContext, entry: Path, stamp: str | None, problems: list[Problem], cause: str
+) -> str:
+    """Report the rejected entry beside it, log why, and return the reason for the skip message."""
+    try:
+        where = f"report at {_write_inbox_report(entry, stamp, problems)}"
+    except Exception as err:  # an unwritable inbox must not hide the rejection itself
+        where = f"no report written ({type(err).__name__}: {_short(err, 120)})"
+    reasons = "; ".join(str(p) for p in problems)
+    context.log.warning(_short(f"not starting {entry} ({cause}); {where}: {reasons}", 2 * MAX_LOGGED_CHARS))
+    return f"{entry.name}: {reasons} ({where})"
+
+
 @dg.sensor(job=batch_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
 def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> dg.SensorResult:
-    """Starts one run per new or changed batch dropped into the inbox folder."""
+    """Starts one run per new or changed batch dropped into the inbox folder.
+
+    A rejected entry gets a JSON report in {inbox}/rejected/ and never stops the other entries.
+    An invalid batch is not re-read until it changes; an entry that failed for another reason
+    (an unreadable file, a storage error) is retried on the next tick, its report written once.
+    """
     inbox = Path(os.environ.get(INBOX_ENV, DEFAULT_INBOX)).resolve()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     current, run_requests, rejected = {}, [], []
     for entry in inbox_entries(inbox):
-        stamp = fingerprint(entry)
-        current[str(entry)] = stamp
-        if seen.get(str(entry)) == stamp:
-            continue
+        stamp = None
         try:
+            stamp = fingerprint(entry)
+            if seen.get(str(entry)) == stamp:
+                current[str(entry)] = stamp
+                continue
             registration = register_batch(storage, entry)
         except BatchValidationError as err:
-            context.log.warning(f"not starting {entry}: {err}")
-            rejected.append(f"{entry.name}: {err}")
+            current[str(entry)] = stamp  # fixed only by changing the entry
+            rejected.append(_reject_entry(context, entry, stamp, err.problems, "invalid batch"))
             continue
+        except Exception as err:  # one bad entry must not stop every other batch
+            if str(entry) in seen:
+                current[str(entry)] = seen[str(entry)]  # keep the last version handled; retry this one
+            cause = type(err).__name__
+            problem = Problem(file=entry.name, message=_short(f"could not register ({cause}): {err}"))
+            rejected.append(_reject_entry(context, entry, stamp, [problem], cause))
+            continue
+        current[str(entry)] = stamp
+        try:
+            inbox_report_path(entry).unlink(missing_ok=True)  # a fixed entry's old report is stale
+        except OSError as err:
+            context.log.warning(_short(f"could not remove the old report of {entry}: {type(err).__name__}: {err}"))
         key = registration.key
         run_requests.append(
             dg.RunRequest(

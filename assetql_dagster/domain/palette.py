@@ -1,4 +1,14 @@
-"""Image statistics for style profiles and scoring: dominant palette, luma and colour histograms."""
+"""Image statistics for style profiles and scoring: dominant palette, luma and colour histograms.
+
+Every statistic reads an image through `to_rgb`, which fixes how unusual modes are seen:
+
+- Transparency (RGBA, LA, PA, premultiplied RGBa/La, P with a transparency entry) is composited
+  onto a white background (`BACKGROUND`), as the image would look on a white page. A fully
+  transparent image therefore reads as white, never as the colour hidden under alpha 0.
+- 16-bit and 32-bit integer greyscale (modes I;16, I;16L, I;16B, I;16N and I, which is how 16-bit
+  PNG and TIFF files open) is scaled from the 16-bit range 0..65535 to 8 bits (divided by 257,
+  values outside the range clipped), not clipped at 255 as a plain conversion would.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +25,26 @@ KMEANS_MAX_ITER = 20
 _MAX_LUMA_STD = 0.5
 
 
+# What transparent pixels are composited onto before any statistic (see the module docstring).
+BACKGROUND = (255, 255, 255)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_WIDE_INT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_UINT16_MAX = 65535
+
+
+def _wide_to_8bit(img: Image.Image) -> Image.Image:
+    """8-bit greyscale copy of a 16/32-bit integer image, the 16-bit range scaled onto 0..255."""
+    values = np.clip(np.asarray(img, dtype=np.float64), 0, _UINT16_MAX)
+    return Image.fromarray(np.rint(values * 255.0 / _UINT16_MAX).astype(np.uint8))
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB copy of `img`; transparent areas are composited onto white instead of turning black."""
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    """RGB copy of `img`: transparency composited onto white, 16-bit values scaled to 8 bits."""
+    if img.mode in _WIDE_INT_MODES:
+        return _wide_to_8bit(img).convert("RGB")
+    if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
 

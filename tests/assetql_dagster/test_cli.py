@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from PIL import Image
 
 from assetql_dagster.cli import main
@@ -95,3 +96,14 @@ def test_two_runs_of_one_partition_at_once_leave_one_object_per_image(tmp_path, 
     assert len(pngs) == 12 and len({p.name for p in pngs}) == 12
     assert len(list((data / "thumbnails").rglob("*.jpg"))) == 12
     assert not [p for p in data.rglob("*") if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("key", ["no-such-batch", "..", "../etc", "a/b", "a\\b", "bad\x00key"])
+def test_retry_failed_on_an_unknown_or_invalid_key_prints_one_line_and_exits_1(key, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ASSETQL_DATA_DIR", str(tmp_path / "data"))
+    assert main(["retry-failed", key, "--data-dir", str(tmp_path / "data")]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("assetql: error:"), captured.err
+    assert "Traceback" not in captured.err + captured.out

@@ -1,5 +1,10 @@
+import os
+import stat
+from pathlib import Path
+
 import pytest
 
+import resources.storage as storage_module
 from resources.storage import LocalStorage, check_key
 
 
@@ -45,3 +50,36 @@ def test_a_failed_write_keeps_the_previous_object(tmp_path):
         storage._write_atomically("raw/b/img.png", broken)
     assert storage.read_bytes("raw/b/img.png") == b"complete"
     assert [p.name for p in (tmp_path / "raw/b").iterdir()] == ["img.png"]
+
+
+def test_stored_files_get_the_usual_mode_for_new_files(tmp_path, monkeypatch):
+    # Under umask 022 a new file is 0o644; mkstemp alone would leave it 0o600.
+    monkeypatch.setattr(storage_module, "FILE_MODE", 0o666 & ~0o022)
+    storage = LocalStorage(root=str(tmp_path))
+    storage.write_bytes("exports/b/x.bin", b"x")
+    source = tmp_path / "src.zip"
+    source.write_bytes(b"zip")
+    storage.write_file("exports/b/package.zip", source)
+    for name in ("x.bin", "package.zip"):
+        assert stat.S_IMODE(os.stat(tmp_path / "exports/b" / name).st_mode) == 0o644
+
+
+def test_the_file_mode_follows_the_process_umask():
+    old = os.umask(0)
+    os.umask(old)
+    assert storage_module.FILE_MODE == 0o666 & ~old
+
+
+def test_a_process_under_umask_022_stores_files_with_mode_644(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import os, stat, sys; os.umask(0o022)\n"
+        "from resources.storage import LocalStorage\n"
+        "s = LocalStorage(root=sys.argv[1]); s.write_bytes('exports/b/x.bin', b'x')\n"
+        "print(oct(stat.S_IMODE(os.stat(s.local_path('exports/b/x.bin')).st_mode)))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0o644"

@@ -131,3 +131,39 @@ def test_histogram_shape_mismatch_is_reported():
 def test_empty_image_is_rejected():
     with pytest.raises(ValueError, match="no pixels"):
         brightness(Image.new("RGB", (0, 3)))
+
+
+def test_a_fully_transparent_image_reads_as_the_white_background():
+    transparent_red = Image.new("RGBA", (16, 16), (255, 0, 0, 0))
+    assert dominant_palette(transparent_red) == [("#ffffff", 1.0)]
+    assert brightness(transparent_red) == pytest.approx(1.0)
+    for mode in ("LA", "RGBa"):
+        assert dominant_palette(transparent_red.convert(mode)) == [("#ffffff", 1.0)]
+    paletted = Image.new("P", (16, 16), 0)
+    paletted.putpalette([255, 0, 0] * 256)
+    paletted.info["transparency"] = 0
+    assert dominant_palette(paletted) == [("#ffffff", 1.0)]
+
+
+def test_half_transparent_red_is_blended_onto_white():
+    palette = dominant_palette(Image.new("RGBA", (8, 8), (255, 0, 0, 128)))
+    assert palette == [("#ff7f7f", 1.0)]
+
+
+def gradient_16bit(width: int = 256, height: int = 8) -> np.ndarray:
+    return np.tile(np.linspace(0, 65535, width).round().astype(np.uint16), (height, 1))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "I;16B"])
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(mode):
+    values = gradient_16bit()
+    if mode == "I;16B":  # big-endian, as 16-bit TIFFs from some tools open
+        img = Image.frombytes(mode, values.shape[::-1], values.astype(">u2").tobytes())
+    else:
+        img = Image.fromarray(values).convert(mode)
+    assert img.mode == mode
+    assert brightness(img) == pytest.approx(0.5, abs=0.01)
+    hist = color_histogram(img, bins=2)
+    assert hist[0] == pytest.approx(0.5) and hist[-1] == pytest.approx(0.5)
+    mid_grey = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))  # 128 * 257
+    assert dominant_palette(mid_grey) == [("#808080", 1.0)]
