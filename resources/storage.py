@@ -26,6 +26,24 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 
 
+def write_atomically(path: Path, fill: Callable[[BinaryIO], object]) -> Path:
+    """Write `path` through `fill(file)`, all or nothing, with the usual mode for new files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a uniquely named sibling temp file and rename: a crash mid-write never leaves a
+    # torn file that a resumed run would mistake for a complete image, and concurrent writers
+    # of the same key never share a temp file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)
+            fill(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape the storage root or are ambiguous."""
     if not key or key.startswith("/") or "\\" in key:
@@ -84,21 +102,7 @@ class LocalStorage(AssetStorage):
         return Path(self.root).resolve() / check_key(key)
 
     def _write_atomically(self, key: str, fill: Callable[[BinaryIO], object]) -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a uniquely named sibling temp file and rename: a crash mid-write never leaves a
-        # torn file that a resumed run would mistake for a complete image, and concurrent writers
-        # of the same key never share a temp file.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), FILE_MODE)
-                fill(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path.as_uri()
+        return write_atomically(self._path(key), fill).as_uri()
 
     def write_bytes(self, key: str, data: bytes, content_type: str | None = None) -> str:
         return self._write_atomically(key, lambda fh: fh.write(data))

@@ -32,8 +32,3 @@ def contact_sheet(
     ]
     return dg.MetadataValue.md(contact_sheet_markdown(items))
 
-
-def seconds_since(started: float) -> float:
-    import time
-
-    return round(time.perf_counter() - started, 3)

@@ -23,7 +23,7 @@ from assetql_dagster.defs import run_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3 import S3Bucket, S3Connection, S3Object, s3_uri
-from resources.storage import FILE_MODE, AssetStorage
+from resources.storage import AssetStorage, write_atomically
 
 INBOX_ENV = "ASSETQL_INBOX"
 DEFAULT_INBOX = "inbox"
@@ -93,18 +93,8 @@ def _write_inbox_report(entry: Path, stamp: str | None, problems: list[Problem])
     report = inbox_report_path(entry)
     if stamp is not None and _reported_fingerprint(report) == stamp:
         return report
-    report.parent.mkdir(exist_ok=True)
-    body = json.dumps(inbox_rejection_report(entry, stamp, problems), indent=2)
-    fd, tmp = tempfile.mkstemp(dir=report.parent, prefix=f".{report.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), FILE_MODE)  # readable like any new file, not mkstemp's 0o600
-            fh.write(body)
-        os.replace(tmp, report)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return report
+    body = json.dumps(inbox_rejection_report(entry, stamp, problems), indent=2).encode()
+    return write_atomically(report, lambda fh: fh.write(body))
 
 
 def _reject_entry(

@@ -64,11 +64,15 @@ def zero_shot_probabilities(clip, embeddings: np.ndarray) -> dict[str, np.ndarra
     }
 
 
-def score_image(record: StoredImage, img: Image.Image, vec: np.ndarray, profile: StyleProfile, threshold: float) -> ImageScore:
-    if not profile.has_reference:
+def score_image(
+    record: StoredImage, img: Image.Image, vec: np.ndarray, reference: tuple[np.ndarray, np.ndarray] | None,
+    profile: StyleProfile, threshold: float,
+) -> ImageScore:
+    """`reference` is the profile's (embedding, histogram) as arrays, None without a reference."""
+    if reference is None:
         return ImageScore(record.image_id, record.file_name, UNSCORED, note=profile.reason)
-    cos = float(np.dot(vec, np.asarray(profile.embedding, dtype=np.float32)))
-    hist = histogram_similarity(color_histogram(img), np.asarray(profile.histogram))
+    cos = float(np.dot(vec, reference[0]))
+    hist = histogram_similarity(color_histogram(img), reference[1])
     score = style_score(cos, hist)
     return ImageScore(
         record.image_id,
@@ -98,11 +102,15 @@ def analyse(
     scores: list[ImageScore] = []
     from_pixels: list[list[Tag]] = []
     embeddings: list[np.ndarray] = []
+    reference = (
+        (np.asarray(profile.embedding, dtype=np.float32), np.asarray(profile.histogram))
+        if profile.has_reference else None
+    )
     for part, imgs in image_chunks(storage, images.stored):
         vectors = clip.embed_images(imgs)
         embeddings.append(vectors)
         for record, img, vec in zip(part, imgs, vectors):
-            scores.append(score_image(record, img, vec, profile, threshold))
+            scores.append(score_image(record, img, vec, reference, profile, threshold))
             from_pixels.append(pixel_tags(record, img, categories[record.image_id]))
     # Zero-shot after the pass, over all embeddings at once, so the label texts are encoded once.
     zero_shot = zero_shot_probabilities(clip, np.concatenate(embeddings)) if embeddings else {}

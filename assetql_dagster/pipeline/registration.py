@@ -10,7 +10,6 @@ record, so editing or deleting the original folder can never change a registered
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -27,7 +26,8 @@ from assetql_dagster.domain.batch_loader import (
     load_batch,
 )
 from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
-from assetql_dagster.domain.records import BatchInput, from_json, to_json
+from assetql_dagster.domain.records import BatchInput
+from assetql_dagster.pipeline.records import read_record_at, write_record
 from resources.storage import AssetStorage
 
 
@@ -88,7 +88,7 @@ def _snapshot(
         references=references,
         rows=source.rows,
     )
-    storage.write_text(marker, json.dumps(to_json(batch), ensure_ascii=False), "application/json")
+    write_record(storage, marker, batch)
     return Registration(key, source, created=True)
 
 
@@ -122,10 +122,9 @@ def copy_stored(storage: AssetStorage, prefix: str, folder: Path) -> None:
 
 def registered_batch(storage: AssetStorage, key: str) -> BatchInput:
     """The `BatchInput` that registration stored for partition `key`."""
-    marker = record_key(key, "source")
-    if not storage.exists(marker):
-        raise FileNotFoundError(
-            f"batch partition {key!r} has no registered source (expected {marker!r} in storage); "
-            "add batches with `assetql run PATH`, the inbox sensor or the S3 sensor"
-        )
-    return from_json(json.loads(storage.read_text(marker)))
+    return read_record_at(
+        storage,
+        record_key(key, "source"),
+        f"batch partition {key!r} has no registered source; "
+        "add batches with `assetql run PATH`, the inbox sensor or the S3 sensor",
+    )

@@ -23,6 +23,7 @@ from resources.storage import AssetStorage
 SHARD_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+PROGRESS_EVERY_S = 1.0
 COMPLETION_RATE = batch_check_spec(
     "completion_rate", "images", "Share of planned images that were generated and stored (default at least 95%)."
 )
@@ -63,7 +64,15 @@ def generate_shard(
     attempt = context.retry_number + 1
     name = f"shard {shard.index}"
 
+    last_report = [0.0]
+
     def progress(done: int, total: int) -> None:
+        # Each report is instance writes and a log line; micro-batches of a small model finish many
+        # times a second, so report at most every PROGRESS_EVERY_S, and always the shard's last.
+        now = time.monotonic()
+        if done < total and now - last_report[0] < PROGRESS_EVERY_S:
+            return
+        last_report[0] = now
         line = report_progress(context, str(shard.index), done, shard.planned)
         context.log.info(f"{batch} {name}: {done}/{total} images; batch: {line}")
 
