@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import threading
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from assetql_dagster.defs import run_tags
-from assetql_dagster.domain.batch_loader import BatchSource, load_batch
+from assetql_dagster.domain.batch_loader import BatchSource
 from assetql_dagster.domain.errors import BatchValidationError
 
 LOCAL_DAGSTER_HOME = ".dagster"
@@ -40,11 +41,17 @@ def print_ok(path: Path, source: BatchSource) -> None:
 
 
 def cmd_validate(path: Path) -> int:
+    from assetql_dagster.pipeline.planning import overlong_prompts
+    from assetql_dagster.pipeline.registration import check_batch
+    from resources.prompt_tokens import load_prompt_tokenizer
+
     try:
-        source = load_batch(path)
+        source = check_batch(path)
     except BatchValidationError as err:
         return print_problems(path, err)
     print_ok(path, source)
+    for warning in overlong_prompts(source, lambda: load_prompt_tokenizer(source.settings.model)):
+        print(f"  warning: {warning}")
     return 0
 
 
@@ -87,6 +94,8 @@ def execute(instance, key: str, tags: dict, in_process: bool, verbose: bool, ass
     level = "INFO" if verbose else "WARNING"
     run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
     selection = [dg.AssetKey(k) for k in asset_keys] if asset_keys else None
+    # Which process executes the run, for `fail_abandoned_runs` of a later command.
+    tags = {**tags, run_tags.HOST: socket.gethostname(), run_tags.PID: str(os.getpid())}
     with ProgressBar(instance, key):
         if in_process:
             return batch_job_definition().execute_in_process(
@@ -147,6 +156,53 @@ class ProgressBar:
             bar.close()
 
 
+def fail_abandoned_runs(instance) -> None:
+    """Marks failed the runs an `assetql` command on this host executed and left going, because its
+    process is gone (killed together with its step workers, which would have failed the run), and
+    says so in one line."""
+    import dagster as dg
+    from dagster._core.events import JobFailureData, RunFailureReason
+
+    host = socket.gethostname()
+    running = instance.get_runs(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags={run_tags.HOST: host})
+    )
+    abandoned = [run for run in running if is_abandoned(instance, run)]
+    for run in abandoned:
+        instance.report_run_failed(
+            run,
+            f"The assetql process that executed this run (pid {run.tags[run_tags.PID]} on {host}) is "
+            f"gone; assetql process {os.getpid()} marked the run failed.",
+            # Not a step failure: auto-retries for crashed runs still apply to it.
+            JobFailureData(error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION),
+        )
+    if abandoned:
+        ids = ", ".join(run.run_id for run in abandoned)
+        print(f"marked {len(abandoned)} run(s) failed whose assetql process on this host is gone: {ids}")
+
+
+def is_abandoned(instance, run) -> bool:
+    """Whether the process named in the run's tags started the run and no longer exists."""
+    import dagster as dg
+
+    pid = int(run.tags[run_tags.PID])
+    # A re-execution (from the UI, or a daemon's retry) copies its parent's tags but is executed by
+    # another process: only a run that the tagged process started is its to leave.
+    started = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
+    return bool(started) and started[0].event_log_entry.dagster_event.pid == pid and not process_exists(pid)
+
+
+def process_exists(pid: int) -> bool:
+    # A pid reused by another process since reads as alive: the run stays as it is until then.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # Another user's process.
+    return True
+
+
 def storage_resource(instance):
     """The code location's storage, with its config (e.g. secrets bound as EnvVars) resolved."""
     import dagster as dg
@@ -181,6 +237,7 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -
     from assetql_dagster.pipeline.registration import register_batch
 
     with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
         storage = storage_resource(instance)
         # Registration is the one validation: every problem is printed before anything runs.
         try:
@@ -205,6 +262,7 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: 
     if not key or "/" in key or "\\" in key or key in (".", ".."):
         return print_error(f"invalid batch key {key!r}: a batch key is one partition key, without '/', '\\' or '..'")
     with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
         storage = storage_resource(instance)
         try:
             failed = read_record(storage, key, "images").failed

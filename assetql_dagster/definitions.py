@@ -15,6 +15,7 @@ from assetql_dagster.defs.assets.prompts import prompts
 from assetql_dagster.defs.assets.style_profile import style_profile
 from assetql_dagster.defs.io_manager import record_io_manager
 from assetql_dagster.defs.jobs import batch_job
+from assetql_dagster.defs.registration import register_batch_job, registered_batch_sensor
 from assetql_dagster.defs.resources import resources_from_env
 from assetql_dagster.defs.schedules import schedules_from_env
 from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
@@ -34,13 +35,14 @@ def build_definitions() -> dg.Definitions:
     """The code location as configured by the environment."""
     return dg.Definitions(
         assets=[batch_input, style_profile, prompts, images, image_analysis, exports],
-        jobs=[batch_job],
-        sensors=[inbox_sensor, *drop_sensors()],
+        jobs=[batch_job, register_batch_job],
+        sensors=[inbox_sensor, registered_batch_sensor, *drop_sensors()],
         schedules=schedules_from_env(),
         resources=with_io_manager(resources_from_env()),
         # Model steps run in one warm worker per device (on the CPU when there is no GPU), which
         # imports the model libraries while the first CPU steps run and keeps loaded models between
-        # steps. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not.
+        # steps. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not, nor
+        # register_batch, which has no model steps.
         executor=gpu_executor.configured({"preload_modules": MODEL_MODULES}),
     )
 

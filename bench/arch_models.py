@@ -26,7 +26,7 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from resources.tiny_models import load_tiny_tokenizer, text_encoder_token_ids
+from resources.tiny_tokenizer import load_tiny_tokenizer, text_encoder_token_ids
 
 # Keys whose published values SD 1.5's and SDXL's UNets share.
 _UNET_COMMON = {

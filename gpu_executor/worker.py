@@ -3,8 +3,12 @@
 A worker is a spawned Python process that serves the steps of one run, one at a time and
 in-process, the way `dagster api execute_step` runs a single one. Whatever a step leaves at module
 level (a loaded model, an imported torch) is still there for the next step the worker runs.
+
+A worker outlives its orchestrator by moments only: if the orchestrator dies (even by SIGKILL),
+the worker marks the run failed, as nothing else would end it, and kills its own process group.
 """
 
+import functools
 import importlib
 import multiprocessing
 import multiprocessing.util
@@ -15,13 +19,16 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from multiprocessing.synchronize import Lock
 
 from dagster._cli.api import _execute_step_command_body
 from dagster._cli.utils import get_instance_for_cli
+from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.instance import DagsterInstance, InstanceRef
 from dagster._core.origin import JobPythonOrigin
+from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import deserialize_value, serialize_value
 from dagster._utils.interrupts import capture_interrupts
@@ -33,6 +40,11 @@ from gpu_executor.device_pool import CPU_DEVICE
 _SPAWN = multiprocessing.get_context("spawn")
 # How often the orchestrator's watcher checks the exit status of a worker that has gone quiet.
 _EXIT_POLL_S = 0.2
+# How long a worker whose orchestrator died may take to mark the run failed before it kills its
+# process group anyway: a locked or unreachable instance must not keep a model's memory held.
+_FAIL_ORPHANED_RUN_S = 2.0
+# The statuses of a run that its dead orchestrator can no longer end.
+_UNFINISHED = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
 
 
 @dataclass(frozen=True)
@@ -98,6 +110,7 @@ class StepWorker:
                 serialize_value(job_origin),
                 serialize_value(instance_ref),
                 list(preload_modules),
+                _orphaned_run_lock(),
             ),
             name=f"assetql-step-worker-{device or 'cpu-steps'}",
         )
@@ -251,12 +264,30 @@ def _signal_worker(pid: int, signum: int) -> None:
             continue
 
 
+@functools.cache
+def _orphaned_run_lock() -> Lock:
+    """One lock for all the workers an orchestrator starts. When it dies they all notice at once;
+    under the lock they check and fail the run one at a time, so the run is failed once."""
+    return _SPAWN.Lock()
+
+
+@dataclass
+class _Serving:
+    """What a worker's parent watch needs to fail the runs whose steps the worker was given."""
+
+    orphaned_run_lock: Lock
+    # Set once the worker has opened the instance.
+    instance: DagsterInstance | None = None
+    run_ids: set[str] = field(default_factory=set)
+
+
 def serve(
     conn: Connection,
     env: dict[str, str],
     job_origin_json: str,
     instance_ref_json: str,
     preload_modules: list[str],
+    orphaned_run_lock: Lock,
 ) -> None:
     """The worker process: load the code location, then run steps as they come until stopped."""
     # Before the code location (and torch with it) is imported: CUDA reads CUDA_VISIBLE_DEVICES
@@ -264,7 +295,8 @@ def serve(
     os.environ.update(env)
     # A process group of its own, so that stopping the worker also stops whatever its steps start.
     os.setsid()
-    _exit_with_parent()
+    serving = _Serving(orphaned_run_lock)
+    parent_watch = _exit_with_parent(serving)
     instance_ref = deserialize_value(instance_ref_json, InstanceRef)
     with ExitStack() as stack:
         try:
@@ -274,6 +306,7 @@ def serve(
             # The run's instance, which every step's args name: opened as `dagster api
             # execute_step` opens it (with the .env file beside it), but once for all the steps.
             instance = stack.enter_context(get_instance_for_cli(instance_ref=instance_ref))
+            serving.instance = instance
         except Exception as error:
             conn.send(Exiting(f"could not start ({_describe_error(error)})"))
             raise
@@ -281,29 +314,33 @@ def serve(
         # As in `dagster api execute_step`: SIGINT and SIGTERM interrupt a step only where Dagster
         # can handle it.
         stack.enter_context(capture_interrupts())
-        while True:
-            try:
+        try:
+            while True:
                 message = conn.recv()
-            except EOFError:
-                break  # The orchestrator is gone.
-            if isinstance(message, Stop):
-                break
-            error = None
-            try:
-                _run_step(deserialize_value(message.args_json, ExecuteStepArgs), instance)
-            except Exception as raised:
-                # A framework error, which Dagster has logged in full as an engine event; the
-                # health check reports it in a line, and the worker serves the next step.
-                error = _describe_error(raised)
-            cuda_error = _cuda_error()
-            if cuda_error is not None:
-                # A sticky CUDA error (an illegal memory access, say) fails every later CUDA call
-                # in this process, so the device's next step needs a fresh worker. Said before the
-                # step is reported finished, which frees the device.
-                conn.send(Exiting(f"quit as CUDA no longer worked in it ({cuda_error})"))
-            conn.send(StepFinished(message.number, error))
-            if cuda_error is not None:
-                break
+                if isinstance(message, Stop):
+                    break
+                args = deserialize_value(message.args_json, ExecuteStepArgs)
+                serving.run_ids.add(args.run_id)
+                error = None
+                try:
+                    _run_step(args, instance)
+                except Exception as raised:
+                    # A framework error, which Dagster has logged in full as an engine event; the
+                    # health check reports it in a line, and the worker serves the next step.
+                    error = _describe_error(raised)
+                cuda_error = _cuda_error()
+                if cuda_error is not None:
+                    # A sticky CUDA error (an illegal memory access, say) fails every later CUDA
+                    # call in this process, so the device's next step needs a fresh worker. Said
+                    # before the step is reported finished, which frees the device.
+                    conn.send(Exiting(f"quit as CUDA no longer worked in it ({cuda_error})"))
+                conn.send(StepFinished(message.number, error))
+                if cuda_error is not None:
+                    break
+        except (EOFError, BrokenPipeError):
+            # The orchestrator is gone. Exiting now could cut short the parent watch, which fails
+            # the run and then kills this process group: wait for it instead.
+            parent_watch.join()
     sys.stdout.flush()
     sys.stderr.flush()
     # Finalizers still run: they unlink the semaphores libraries made here (tqdm's lock, say), which
@@ -325,16 +362,59 @@ def _run_step(args: ExecuteStepArgs, instance: DagsterInstance) -> None:
         pass
 
 
-def _exit_with_parent() -> None:
-    """Kill the worker's process group as soon as the orchestrator has exited, however it died."""
+def _exit_with_parent(serving: _Serving) -> threading.Thread:
+    """Kill the worker's process group as soon as the orchestrator has exited, however it died;
+    first mark the run failed if the orchestrator left it going. Returns the watching thread."""
     parent = multiprocessing.parent_process()
 
     def watch() -> None:
         # The spawn pipe's other end closes when the orchestrator exits, crash or not.
         parent.join()
+        # An orchestrator that ends its run stops its workers first; one that died cannot end it.
+        reporter = threading.Thread(
+            target=_fail_orphaned_runs,
+            args=(serving, parent.pid),
+            name="fail-orphaned-runs",
+            daemon=True,
+        )
+        reporter.start()
+        reporter.join(_FAIL_ORPHANED_RUN_S)
         os.killpg(0, signal.SIGKILL)
 
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    watcher = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def _fail_orphaned_runs(serving: _Serving, parent_pid: int) -> None:
+    """Mark the runs the worker was given steps of failed, if still going; never raises."""
+    instance = serving.instance
+    if instance is None or not serving.run_ids:
+        return
+    message = (
+        f"The process that launched this run (pid {parent_pid}) died; step worker process "
+        f"{os.getpid()} marked the run failed and stopped."
+    )
+    try:
+        if not serving.orphaned_run_lock.acquire(timeout=_FAIL_ORPHANED_RUN_S):
+            return  # Another worker has held it all this time: it fails the run, or cannot.
+        try:
+            for run_id in list(serving.run_ids):
+                run = instance.get_run_by_id(run_id)
+                if run is not None and run.status in _UNFINISHED:
+                    # Not a step failure: auto-retries for crashed runs still apply to it.
+                    failure = JobFailureData(
+                        error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION
+                    )
+                    instance.report_run_failed(run, message, failure)
+        finally:
+            serving.orphaned_run_lock.release()
+    except Exception as error:
+        print(
+            f"step worker {os.getpid()}: could not mark the runs {sorted(serving.run_ids)} failed "
+            f"after their orchestrator (pid {parent_pid}) died: {_describe_error(error)}",
+            file=sys.stderr,
+        )
 
 
 def _cuda_error() -> str | None:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from resources.device import pick_device, pick_dtype
-from resources.models import TINY_MODEL, record_load
+from resources.models import TINY_MODEL, model_not_found_message, record_load
 from resources.tiny_models import build_tiny_sd_pipeline
 
 if TYPE_CHECKING:
@@ -162,10 +162,4 @@ def _from_pretrained(model: str, dtype: torch.dtype, models_dir: str | None) -> 
             model, dtype=dtype, cache_dir=models_dir, local_files_only=True
         )
     except OSError as e:
-        cache = f"models_dir {models_dir!r}" if models_dir else "the default Hugging Face cache"
-        download = f"hf download {model}" + (f" --cache-dir {models_dir}" if models_dir else "")
-        raise FileNotFoundError(
-            f"model {model!r} is neither a local directory holding a diffusers pipeline (model_index.json) "
-            f"nor a hub id downloaded to {cache}; download it first (`{download}`) or set the model to a "
-            f"local directory. Cause: {e}"
-        ) from e
+        raise FileNotFoundError(f"{model_not_found_message(model, models_dir)}. Cause: {e}") from e

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from resources.models import load_count
+from resources.models import load_count, missing_model
 
 if TYPE_CHECKING:
     from resources.diffusion import LoadedPipeline
+    from resources.prompt_tokens import PromptTokenizer
 
 
 class ImageGenerator(dg.ConfigurableResource):
@@ -34,7 +35,18 @@ class ImageGenerator(dg.ConfigurableResource):
 
         return load_pipeline(model, self.device, self.dtype, self.enable_compile, self.models_dir)
 
+    def prompt_tokenizer(self, model: str) -> PromptTokenizer:
+        """The tokenizer of `model`'s text encoder, without loading the model."""
+        from resources.prompt_tokens import load_prompt_tokenizer
+
+        return load_prompt_tokenizer(model, self.models_dir)
+
+    def missing_model(self, model: str) -> str | None:
+        """Why `model` cannot be loaded from what is on this machine, or None when it can."""
+        return missing_model(model, self.models_dir)
+
     @staticmethod
     def loads() -> int:
         """Diffusers pipelines this process has built so far."""
         return load_count("diffusers")
+

@@ -49,7 +49,7 @@ def check_key(key: str) -> str:
     if not key or key.startswith("/") or "\\" in key:
         raise ValueError(f"storage key {key!r} must be a non-empty relative POSIX path")
     # Split by hand: PurePosixPath would normalise "a/./b" and "a//b" to "a/b", which S3 does not.
-    if any(p in ("", ".", "..") for p in key.split("/")) or any(ord(c) < 32 for c in key):
+    if any(p in ("", ".", "..") for p in key.split("/")) or any(ord(c) < 32 or c == "\x7f" for c in key):
         raise ValueError(f"storage key {key!r} must not contain '.', '..' or control characters")
     return key
 

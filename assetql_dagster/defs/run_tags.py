@@ -10,6 +10,12 @@ EXPORTS = "assetql/exports"
 RETRY = "assetql/retry"
 # Updated while `images` runs: "done/total images · rate · ETA", readable in the UI's run list.
 PROGRESS = "assetql/progress"
+# The host and process id of the `assetql` command that executes the run: a later command on that
+# host marks the run failed if it is still going but that process is gone.
+HOST = "assetql/host"
+PID = "assetql/pid"
+# Set on a `register_batch` run: the partition it added, which `registered_batch_sensor` then runs.
+REGISTERED = "assetql/registered"
 
 
 def batch_run_tags(key: str, origin: str, **extra: str) -> dict[str, str]:

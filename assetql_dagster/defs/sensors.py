@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -31,6 +33,10 @@ DROP_BUCKET_ENV = "ASSETQL_DROP_BUCKET"
 DROP_PREFIX_ENV = "ASSETQL_DROP_PREFIX"
 DEFAULT_DROP_PREFIX = "drops/"
 REJECTED_DIR = "rejected"
+SETTLE_ENV = "ASSETQL_INBOX_SETTLE_S"
+DEFAULT_SETTLE_S = 20.0
+MAX_SETTLE_S = 30.0
+READY_SUFFIX = ".ready"
 
 
 def inbox_entries(inbox: Path) -> list[Path]:
@@ -46,6 +52,65 @@ def inbox_entries(inbox: Path) -> list[Path]:
         elif entry.is_file() and entry.suffix.lower() == ".csv":
             entries.append(entry)
     return entries
+
+
+def ready_marker(entry: Path) -> Path:
+    """The file a sender writes last to say an entry is complete: {folder}/.ready or {name}.csv.ready."""
+    return entry / READY_SUFFIX if entry.is_dir() else entry.with_name(entry.name + READY_SUFFIX)
+
+
+def _ctime(path: Path) -> float:
+    try:
+        return path.lstat().st_ctime
+    except FileNotFoundError:
+        return math.inf  # gone since it was listed: the entry is changing right now
+
+
+def change_times(entry: Path) -> tuple[float, float | None]:
+    """The newest st_ctime of the entry's files and sub-folders, and its ready marker's (None if absent).
+
+    ctime, unlike mtime, cannot be carried over by `cp -p` or `rsync -a`, so a copy that keeps old
+    mtimes still looks new. Links are not followed. The folder's own ctime is left out: writing
+    the marker moves it, and every file copied in gets a fresh ctime of its own anyway.
+    """
+    marker = ready_marker(entry)
+    if entry.is_dir():
+        paths = [Path(root) / name for root, dirs, files in os.walk(entry) for name in [*dirs, *files]]
+    else:
+        paths = [entry]
+    changed = max((_ctime(p) for p in paths if p != marker), default=_ctime(entry))
+    try:
+        return changed, marker.lstat().st_ctime
+    except FileNotFoundError:
+        return changed, None
+
+
+def settle_seconds_left(changed: float, ready: float | None, now: float, window: float) -> float:
+    """Seconds until an entry last changed at `changed` may be registered; 0 once it may.
+
+    It may once unchanged for `window` seconds, or once its ready marker is written (at `ready`)
+    no earlier than its last change: a marker left from an earlier drop does not vouch for a new
+    copy. A change time ahead of `now` (another machine's clock) counts as `now`.
+    """
+    if ready is not None and ready >= changed:
+        return 0.0
+    return max(0.0, window - max(0.0, now - changed))
+
+
+def settle_window() -> float:
+    """Seconds an inbox entry must stay unchanged before it is registered: $ASSETQL_INBOX_SETTLE_S."""
+    raw = os.environ.get(SETTLE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SETTLE_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_SETTLE_S:  # false for nan too
+        raise ValueError(
+            f"${SETTLE_ENV} must be a number of seconds from 0 to {MAX_SETTLE_S:g}, got {_short(repr(raw), 60)}"
+        )
+    return seconds
 
 
 def fingerprint(entry: Path) -> str:
@@ -112,21 +177,32 @@ def _reject_entry(
 
 @dg.sensor(job=batch_job, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
 def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> dg.SensorResult:
-    """Starts one run per new or changed batch dropped into the inbox folder.
+    """Starts one run per new content dropped into the inbox folder, once the drop has settled.
 
+    An entry still being copied waits until nothing in it changed for $ASSETQL_INBOX_SETTLE_S
+    seconds, or until its ready marker is written. Entries with the same content (the same
+    partition) start one run, keyed by that partition.
     A rejected entry gets a JSON report in {inbox}/rejected/ and never stops the other entries.
     An invalid batch is not re-read until it changes; an entry that failed for another reason
     (an unreadable file, a storage error) is retried on the next tick, its report written once.
     """
     inbox = Path(os.environ.get(INBOX_ENV, DEFAULT_INBOX)).resolve()
+    window = settle_window()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    current, run_requests, rejected = {}, [], []
+    current, run_requests, rejected, waiting = {}, [], [], []
+    requested: dict[str, Path] = {}  # partition key -> the entry whose run this tick requests
+    now = time.time()
     for entry in inbox_entries(inbox):
+        if str(entry) in seen:
+            current[str(entry)] = seen[str(entry)]  # the last version handled, until this one is
         stamp = None
         try:
+            left = settle_seconds_left(*change_times(entry), now=now, window=window)
+            if left > 0:
+                waiting.append(_wait(context, entry, left))
+                continue
             stamp = fingerprint(entry)
             if seen.get(str(entry)) == stamp:
-                current[str(entry)] = stamp
                 continue
             registration = register_batch(storage, entry)
         except BatchValidationError as err:
@@ -134,8 +210,6 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             rejected.append(_reject_entry(context, entry, stamp, err.problems, "invalid batch"))
             continue
         except Exception as err:  # one bad entry must not stop every other batch
-            if str(entry) in seen:
-                current[str(entry)] = seen[str(entry)]  # keep the last version handled; retry this one
             cause = type(err).__name__
             problem = Problem(file=entry.name, message=_short(f"could not register ({cause}): {err}"))
             rejected.append(_reject_entry(context, entry, stamp, [problem], cause))
@@ -146,15 +220,32 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
         except OSError as err:
             context.log.warning(_short(f"could not remove the old report of {entry}: {type(err).__name__}: {err}"))
         key = registration.key
+        if key in requested:
+            first = requested[key].name
+            context.log.info(_short(f"batch {entry.name} duplicates {first}: same partition {key}, one run"))
+            continue
+        requested[key] = entry
         run_requests.append(
             dg.RunRequest(
-                run_key=f"{entry}:{registration.source.content_hash}",
+                # Keyed by content, not path: Dagster then starts one run per content, however
+                # often it is dropped, as a folder or as a loose CSV.
+                run_key=f"inbox:{key}",
                 partition_key=key,
                 tags=run_tags.batch_run_tags(key, str(entry)),
             )
         )
         context.log.info(f"batch {entry.name} -> partition {key}")
-    return _sensor_result(context, run_requests, rejected, json.dumps(current, sort_keys=True))
+    return _sensor_result(context, run_requests, [*rejected, *waiting], json.dumps(current, sort_keys=True))
+
+
+def _wait(context: dg.SensorEvaluationContext, entry: Path, left: float) -> str:
+    """Log that `entry` waits for its drop to settle, and return the reason for the skip message."""
+    note = _short(
+        f"{entry.name}: waiting for the drop to settle, {math.ceil(left)} s left "
+        f"(or create {ready_marker(entry).relative_to(entry.parent)} once the copy is complete)"
+    )
+    context.log.info(note)
+    return note
 
 
 def _sensor_result(

@@ -52,8 +52,11 @@ class _Layout:
     root: Path  # the batch folder, resolved; no input may be read from outside it
 
 
-def load_batch(path: Path) -> BatchSource:
-    """Validate the batch at `path`, raising BatchValidationError listing every problem."""
+def load_batch(path: Path, missing_model: Callable[[str], str | None] | None = None) -> BatchSource:
+    """Validate the batch at `path`, raising BatchValidationError listing every problem.
+
+    `missing_model`, when given, says why the `model` setting names nothing loadable (or None).
+    """
     path = Path(path)
     layout = _layout(path)
     settings_problem = layout.settings_path and file_problem(layout.settings_path, layout.root, "a YAML file")
@@ -65,6 +68,10 @@ def load_batch(path: Path) -> BatchSource:
     rows = _read_rows(layout.csv_path, layout.root, settings, settings_file, problems)
     references, reference_problems = check_references(layout.references_dir, layout.root)
     problems += reference_problems
+    if missing_model is not None and not any(p.column == "model" for p in problems):
+        model_problem = missing_model(settings.model)
+        if model_problem:
+            problems.append(Problem(settings_file, model_problem, column="model"))
     name = settings.name or layout.default_name
     # A rejected `name` setting is already reported; do not also blame the folder name.
     invalid_name = identifier_error(name, "batch name")

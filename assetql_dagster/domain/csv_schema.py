@@ -177,6 +177,10 @@ def _quoting_problem(error: csv.Error, lines: list[str], line: int, file: str) -
     if opened is not None:
         message = f"unmatched quote: the quoted field starting on this row is never closed; {_QUOTE_TIP}"
         return Problem(file, message, opened)
+    if "field larger than field limit" in str(error):
+        # Quoting is fine here; the cell itself is too long to be a prompt part.
+        message = f"a cell is longer than the limit of {csv.field_size_limit():,} characters; shorten it"
+        return Problem(file, message, line)
     return Problem(file, f"cannot parse this record: {error}; {_QUOTE_TIP}", line)
 
 

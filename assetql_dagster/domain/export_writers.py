@@ -25,6 +25,8 @@ MANIFEST_COLUMNS = [
     "variation",
     "file_name",
     "prompt",
+    "model_prompt",
+    "prompt_tokens_dropped",
     "negative_prompt",
     "seed",
     "model",

@@ -50,6 +50,9 @@ class ImageJob:
     language: str
     extra: dict[str, str]
     row: int
+    # What the text encoder read, when the prompt was longer than it reads (else None).
+    model_prompt: str | None = None
+    prompt_tokens_dropped: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

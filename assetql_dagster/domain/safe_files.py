@@ -65,7 +65,7 @@ def name_component_problem(name: str) -> str | None:
     """Why `name` cannot be one component of a storage key, or None when it can.
 
     Mirrors `check_key` in the storage resource (which domain code cannot import): no "", "."
-    or "..", no control characters (ord < 32; DEL is rejected here too), no backslash and no "/"
+    or "..", no control characters (ord < 32, DEL), no backslash and no "/"
     (a component holds no separator).
     """
     if name in ("", ".", ".."):

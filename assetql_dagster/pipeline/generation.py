@@ -1,8 +1,10 @@
 """Generating planned images into storage: resumable, OOM-adaptive, failure-classifying.
 
-An image counts as done when both its PNG and its thumbnail are stored. Storage writes are atomic
-and names deterministic, so a re-run skips finished images and generates only the rest, and a
-crash can never leave a half-written image that looks finished.
+An image counts as done when both its PNG and its thumbnail are stored and decode. Storage writes
+are atomic and names deterministic, so a re-run skips finished images and generates only the rest,
+and a crash can never leave a half-written image that looks finished. A file damaged outside
+AssetQL (a copy or sync cut short, a full disk) does not count: its image is generated again and
+the file reported.
 
 Failures are sorted into two kinds. Transient ones (out of memory, timeouts, storage hiccups)
 propagate so the step's RetryPolicy retries the shard; on the last attempt they are recorded per
@@ -17,7 +19,10 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence
+
+from PIL import Image
 
 from assetql_dagster.domain.contact_sheet import thumbnail_bytes
 from assetql_dagster.domain.layout import raw_image_key, thumbnail_key
@@ -31,6 +36,11 @@ PERMANENT_ERRORS = (ValueError, TypeError, KeyError)
 # micro-batches of images wait to be written, so memory stays flat however big the batch is.
 WRITER_THREADS = 2
 PENDING_MICRO_BATCHES = 2
+# A resumed batch reads back every stored file once; a few reads at once hide storage latency (S3).
+CHECK_THREADS = 4
+# What Pillow raises for a file cut short (OSError, UnidentifiedImageError among them) or one whose
+# chunk or checksum is garbled (SyntaxError).
+DECODE_ERRORS = (OSError, SyntaxError)
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class GenerationReport:
     generated: list[StoredImage] = field(default_factory=list)
     skipped: list[StoredImage] = field(default_factory=list)
     failed: list[FailedRow] = field(default_factory=list)
+    # Keys of stored files that did not decode; their images were generated again with the rest.
+    corrupt: list[str] = field(default_factory=list)
     oom_backoffs: int = 0
     final_micro_batch: int = 0
     seconds_generating: float = 0.0
@@ -112,8 +124,38 @@ def failed_row(job: ImageJob, err: BaseException, attempts: int) -> FailedRow:
     )
 
 
-def is_stored(storage: AssetStorage, record: StoredImage) -> bool:
-    return storage.exists(record.raw_key) and storage.exists(record.thumb_key)
+def png_is_intact(data: bytes) -> bool:
+    # verify() checks every chunk's CRC up to IEND without inflating the pixels: cheap, and a file
+    # cut short misses IEND.
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except DECODE_ERRORS:
+        return False
+    return True
+
+
+def thumbnail_is_intact(data: bytes) -> bool:
+    # A JPEG carries no checksum for verify() to check, so the thumbnail is decoded in full; at
+    # 256 px that takes about a millisecond, and a cut-off one raises as it runs out of data.
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except DECODE_ERRORS:
+        return False
+    return True
+
+
+def check_stored(storage: AssetStorage, record: StoredImage) -> tuple[bool, list[str]]:
+    """Whether the image counts as stored (both files exist and decode), and which of its stored
+    files do not decode. Only files that exist are read."""
+    present = [
+        (key, intact)
+        for key, intact in ((record.raw_key, png_is_intact), (record.thumb_key, thumbnail_is_intact))
+        if storage.exists(key)
+    ]
+    corrupt = [key for key, intact in present if not intact(storage.read_bytes(key))]
+    return len(present) == 2 and not corrupt, corrupt
 
 
 def store_image(storage: AssetStorage, record: StoredImage, image) -> None:
@@ -135,13 +177,16 @@ def generate_images(
     progress: Callable[[int, int], None] = lambda done, total: None,
     on_oom: Callable[[], None] = lambda: None,
 ) -> GenerationReport:
-    """Generate every job not yet stored, writing each image as soon as its micro-batch returns."""
+    """Generate every job not yet stored intact, writing each image as soon as its micro-batch returns."""
     report = GenerationReport(final_micro_batch=micro_batch)
     by_id = {job.image_id: job for job in jobs}
+    records = [image_record(batch, job, render) for job in jobs]
     pending = []
-    for job in jobs:
-        record = image_record(batch, job, render)
-        (report.skipped if is_stored(storage, record) else pending).append(record)
+    with ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="assetql-check") as checkers:
+        checks = checkers.map(partial(check_stored, storage), records)
+        for record, (stored, corrupt) in zip(records, checks):
+            (report.skipped if stored else pending).append(record)
+            report.corrupt.extend(corrupt)
 
     with ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="assetql-writer") as writers:
         writing: deque[tuple[StoredImage, Future]] = deque()

@@ -44,6 +44,8 @@ def manifest_rows(batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: 
                 "variation": job.variation,
                 "file_name": image.file_name,
                 "prompt": job.prompt,
+                "model_prompt": job.prompt if job.model_prompt is None else job.model_prompt,
+                "prompt_tokens_dropped": job.prompt_tokens_dropped,
                 "negative_prompt": job.negative_prompt,
                 "seed": job.seed,
                 "model": settings.model,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from datetime import datetime
 
+from assetql_dagster.domain.batch_loader import BatchSource
 from assetql_dagster.domain.csv_schema import batch_template, build_prompt
+from assetql_dagster.domain.errors import Problem
 from assetql_dagster.domain.layout import image_seed
 from assetql_dagster.domain.naming import NameAllocator, image_identity, placeholder_values, render_name
 from assetql_dagster.domain.records import BatchInput, ImageJob, ImagePlan, Shard
+from resources.prompt_tokens import PromptTokenizer
+
+# No text encoder keeps fewer prompt tokens than this, and every token spans at least one
+# character: a prompt this short fits without asking a tokenizer (which takes seconds to load).
+MIN_ENCODER_TOKENS = 75
 
 
 def plan_images(batch: BatchInput) -> ImagePlan:
@@ -60,3 +69,36 @@ def shards(plan: ImagePlan, size: int) -> list[Shard]:
         Shard(index=i, offset=start, planned=len(plan.jobs), jobs=plan.jobs[start : start + size])
         for i, start in enumerate(range(0, len(plan.jobs), size))
     ]
+
+
+def fit_to_encoder(plan: ImagePlan, tokenizer: Callable[[], PromptTokenizer]) -> ImagePlan:
+    """`plan` with what the text encoder keeps of each prompt it cannot read whole."""
+    long = {job.prompt for job in plan.jobs if len(job.prompt) > MIN_ENCODER_TOKENS}
+    if not long:
+        return plan
+    fits = {prompt: tokenizer().fit(prompt) for prompt in long}
+    return ImagePlan(tuple(
+        dataclasses.replace(job, model_prompt=fits[job.prompt].kept, prompt_tokens_dropped=fits[job.prompt].dropped)
+        if job.prompt in fits and fits[job.prompt].dropped else job
+        for job in plan.jobs
+    ))
+
+
+def overlong_prompts(source: BatchSource, tokenizer: Callable[[], PromptTokenizer]) -> list[Problem]:
+    """A warning per row whose prompt is longer than the model's text encoder reads."""
+    template = batch_template(source.settings)
+    prompts = [(row, build_prompt(row, source.settings, template)) for row in source.rows]
+    warnings = []
+    for row, prompt in prompts:
+        if len(prompt) <= MIN_ENCODER_TOKENS:
+            continue
+        fit = tokenizer().fit(prompt)
+        if fit.dropped:
+            tail = prompt[len(fit.kept):] if prompt.lower().startswith(fit.kept.lower()) else ""
+            lost = f" (about {tail.strip()[:80]!r})" if tail.strip() else ""
+            message = (
+                f"variant {row.variant_id!r}: the prompt is {fit.dropped} token(s) longer than the model reads "
+                f"({tokenizer().limit}); its end is dropped{lost}. Shorten the template or the row's text"
+            )
+            warnings.append(Problem(source.csv_path.name, message, row.line))
+    return warnings

@@ -28,6 +28,7 @@ from assetql_dagster.domain.batch_loader import (
 from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
 from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.pipeline.records import read_record_at, write_record
+from resources.models import missing_model
 from resources.storage import AssetStorage
 
 
@@ -49,6 +50,7 @@ def register_batch(
     overrides: Mapping[str, object] | None = None,
     references: Path | None = None,
     partition_key: Callable[[BatchSource], str] = default_partition_key,
+    models_dir: str | None = None,
 ) -> Registration:
     """Validate `path` and snapshot it into storage; registering the same content again is a no-op.
 
@@ -58,11 +60,16 @@ def register_batch(
     path = Path(path)
     origin = origin or str(path.resolve())
     if overrides is None and references is None:
-        return _snapshot(storage, load_batch(path), origin, partition_key)
+        return _snapshot(storage, check_batch(path, models_dir), origin, partition_key)
     load_batch(path)  # problems are reported against the user's own files first
     with tempfile.TemporaryDirectory(prefix="assetql-derived-") as tmp:
         derived = derive_batch(path, Path(tmp), overrides or {}, references)
-        return _snapshot(storage, load_batch(derived), origin, partition_key)
+        return _snapshot(storage, check_batch(derived, models_dir), origin, partition_key)
+
+
+def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
+    """`load_batch`, also checking that the batch's model is on this machine (in `models_dir`)."""
+    return load_batch(path, missing_model=lambda model: missing_model(model, models_dir))
 
 
 def _snapshot(
@@ -125,6 +132,6 @@ def registered_batch(storage: AssetStorage, key: str) -> BatchInput:
     return read_record_at(
         storage,
         record_key(key, "source"),
-        f"batch partition {key!r} has no registered source; "
-        "add batches with `assetql run PATH`, the inbox sensor or the S3 sensor",
+        f"batch partition {key!r} has no registered source; register the batch first: launch the "
+        "register_batch job from the Launchpad, `assetql run PATH`, or drop it into the inbox / S3",
     )

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.utils import make_new_run_id
 from PIL import Image
 
 from assetql_dagster.cli import main
@@ -42,6 +44,27 @@ def test_validate_prints_every_problem_and_exits_non_zero(batch_factory, capsys)
     assert "batch.csv, row 3, column 'variant_id'" in err and "duplicate" in err
 
 
+def test_validate_rejects_a_model_that_is_not_on_this_machine(batch_factory, capsys):
+    folder = batch_factory(rows=2)
+    settings = (folder / "batch.yaml").read_text()
+    (folder / "batch.yaml").write_text(settings.replace("model: tiny", "model: no-org/no-such-model"))
+    assert main(["validate", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "batch.yaml, column 'model': model 'no-org/no-such-model' is neither 'tiny'" in err
+    assert "hf download no-org/no-such-model" in err
+
+
+def test_validate_warns_about_a_prompt_longer_than_the_text_encoder_reads(batch_factory, capsys):
+    folder = batch_factory(rows=3)
+    lines = (folder / "batch.csv").read_text().splitlines()
+    lines[2] = lines[2].replace("a curved scimitar", "a curved scimitar" + " with glowing golden runes" * 12, 1)
+    (folder / "batch.csv").write_text("\n".join(lines) + "\n")
+    assert main(["validate", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out
+    assert "warning: batch.csv, row 3: variant 'sword-02': the prompt is " in out
+
+
 def test_validate_accepts_the_sample_batch(capsys):
     assert main(["validate", str(ROOT / "examples" / "fantasy-items")]) == 0
     assert "12 rows × 2 variation(s)" in capsys.readouterr().out
@@ -67,6 +90,8 @@ def test_run_resumes_after_sigkill_without_regenerating_finished_images(tmp_path
     rerun = assetql("run", str(folder), "--in-process", env=env)
     out, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out
+    # Killed with its whole process group, the first run was left going; the re-run failed it first.
+    assert "marked 1 run(s) failed whose assetql process on this host is gone" in out
     # The progress bar counts the images already stored before the kill too, and ends at the total.
     assert "images: 100%" in out and "48/48" in out
     pngs = stored_pngs(data)
@@ -80,6 +105,110 @@ def test_run_resumes_after_sigkill_without_regenerating_finished_images(tmp_path
     for p in pngs:
         with Image.open(p) as img:
             img.verify()
+
+
+def step_workers(pid: int) -> set[int]:
+    """The live processes that `pid` started with multiprocessing's spawn: its step workers."""
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            # The fields after the parenthesised command name: state, then the parent's pid.
+            state, ppid = (proc / "stat").read_text().rpartition(")")[2].split()[:2]
+            spawned = b"spawn_main" in (proc / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # Exited meanwhile.
+        if int(ppid) == pid and state != "Z" and spawned:
+            found.add(int(proc.name))
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """Whether `pid` is a live process; a zombie nobody has reaped yet counts as gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_killing_the_run_process_alone_stops_its_workers_and_fails_the_run(tmp_path, batch_factory):
+    folder = batch_factory(rows=12, variations=4)
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text() + "width: 128\nheight: 128\n")
+    data, home = tmp_path / "data", tmp_path / "home"
+    env = {"DAGSTER_HOME": str(home), "ASSETQL_DATA_DIR": str(data)}
+
+    proc = assetql("run", str(folder), env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(stored_pngs(data)) < 2:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "no images appeared"
+            time.sleep(0.05)
+        workers = step_workers(proc.pid)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    # Only the command's own process: the workers are left to notice.
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert workers, "the run's step workers were not found"
+
+    deadline = time.monotonic() + 10
+    while any(is_running(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers still running: {[p for p in workers if is_running(p)]}"
+        time.sleep(0.05)
+    images = len(stored_pngs(data))
+    assert images < 48, "the kill must land mid-generation"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        failures = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    [failure] = failures
+    assert f"The process that launched this run (pid {proc.pid}) died" in failure.event_log_entry.dagster_event.message
+
+
+def test_a_run_left_going_by_a_killed_command_on_this_host_is_marked_failed_at_the_next_start(
+    tmp_path, monkeypatch, capsys
+):
+    from dagster._core.events import DagsterEvent
+
+    from assetql_dagster.defs import run_tags
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(exited.stdout), os.getpid()
+
+    def started_run(instance, tag_pid: int, started_by: int, host: str) -> str:
+        run = instance.add_run(dg.DagsterRun(job_name="batch_job", run_id=make_new_run_id(),
+                                             tags={run_tags.HOST: host, run_tags.PID: str(tag_pid)}))
+        start = DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="batch_job", pid=started_by)
+        instance.report_dagster_event(start, run.run_id)
+        return run.run_id
+
+    home.mkdir()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        here = socket.gethostname()
+        abandoned = started_run(instance, dead_pid, dead_pid, here)
+        running = started_run(instance, live_pid, live_pid, here)
+        # A re-execution carries the tags of the run it re-executes, but another process executes it.
+        reexecution = started_run(instance, dead_pid, live_pid, here)
+        elsewhere = started_run(instance, dead_pid, dead_pid, "another-host")
+
+    assert main(["retry-failed", "no-such-batch", "--data-dir", str(tmp_path / "data")]) == 1
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        status = {run_id: instance.get_run_by_id(run_id).status for run_id in (abandoned, running, reexecution, elsewhere)}
+        [failure] = instance.get_records_for_run(abandoned, of_type=dg.DagsterEventType.RUN_FAILURE).records
+    assert status == {
+        abandoned: dg.DagsterRunStatus.FAILURE,
+        running: dg.DagsterRunStatus.STARTED,
+        reexecution: dg.DagsterRunStatus.STARTED,
+        elsewhere: dg.DagsterRunStatus.STARTED,
+    }
+    assert f"(pid {dead_pid} on {socket.gethostname()}) is gone" in failure.event_log_entry.dagster_event.message
+    assert capsys.readouterr().out.splitlines() == [
+        f"marked 1 run(s) failed whose assetql process on this host is gone: {abandoned}"
+    ]
 
 
 def test_two_runs_of_one_partition_at_once_leave_one_object_per_image(tmp_path, batch_factory):

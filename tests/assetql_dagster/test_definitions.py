@@ -91,6 +91,8 @@ def test_batch_runs_end_to_end_on_tiny_models(tmp_path, batch_factory):
     first = manifest[0]
     assert first["batch"] == key and first["model"] == "tiny" and first["seed"].isdigit()
     assert "painterly fantasy style" in first["prompt"]
+    # The sample's prompts fit the text encoder: it read them whole.
+    assert (first["model_prompt"], first["prompt_tokens_dropped"]) == (first["prompt"], "0")
     assert first["negative_prompt"] == "blurry, text, watermark"
     assert json.loads(first["extra"])["material"] == "steel"
     assert len(manifest_json["images"]) == 8

@@ -289,26 +289,30 @@ def test_preload_modules_must_be_module_names(jobs, instance):
         execute(jobs.crashing_job, instance, ["0"], {}, preload_modules=["torch; rm"])
 
 
-def test_workers_exit_when_the_orchestrator_dies(jobs, tmp_path):
+def test_workers_fail_the_run_and_exit_when_the_orchestrator_dies(jobs, tmp_path):
     run_config = {
         "ops": {"hang": {"config": {"out_dir": str(tmp_path)}}},
         "execution": {"config": {"devices": ["0"]}},
     }
+    home = tmp_path / "home"
+    home.mkdir()
     orchestrator = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import json, sys, dagster as dg, gpu_executor_test_jobs as jobs\n"
-            "with dg.instance_for_test() as instance:\n"
+            "with dg.instance_for_test(temp_dir=sys.argv[2]) as instance:\n"
             "    dg.execute_job(dg.reconstructable(jobs.hanging_job), instance=instance,\n"
             "                   run_config=json.loads(sys.argv[1]))\n",
             json.dumps(run_config),
+            str(home),
         ]
     )
     try:
         hang_record = tmp_path / "hang.json"
         deadline = time.monotonic() + 30
         while not hang_record.exists() and time.monotonic() < deadline:
+            assert orchestrator.poll() is None, "the orchestrator exited before the step started"
             time.sleep(0.1)
         worker_pid = json.loads(hang_record.read_text())["pid"]
     finally:
@@ -319,6 +323,15 @@ def test_workers_exit_when_the_orchestrator_dies(jobs, tmp_path):
     while is_running(worker_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not is_running(worker_pid)
+    # Nothing else would end the run: the worker marked it failed before it went.
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        [run] = instance.get_runs()
+        failures = events_of(instance, run.run_id, dg.DagsterEventType.RUN_FAILURE)
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    assert [e.message for e in failures] == [
+        f"The process that launched this run (pid {orchestrator.pid}) died; step worker process "
+        f"{worker_pid} marked the run failed and stopped."
+    ]
 
 
 def test_gpu_limit_follows_pool_size_and_keeps_other_limits():

@@ -158,3 +158,24 @@ def test_pick_dtype_rejects_unknown_dtypes():
 def test_requesting_cuda_without_cuda_is_a_clear_error(requested):
     with pytest.raises(ValueError, match=rf"device '{requested}' was requested but CUDA is not available"):
         ImageGenerator(device=requested).load("tiny")
+
+
+def test_missing_model_looks_at_files_only(tmp_path):
+    cache = tmp_path / "hub-cache"
+    snapshot = cache / "models--org--cached" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text("{}")
+    (cache / "models--org--cached" / "refs").mkdir()
+    (cache / "models--org--cached" / "refs" / "main").write_text("abc123")
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "model_index.json").write_text("{}")
+    generator = ImageGenerator(models_dir=str(cache))
+
+    assert [generator.missing_model(m) for m in ("tiny", "org/cached", str(saved))] == [None, None, None]
+    assert "holds no model_index.json" in generator.missing_model(str(tmp_path))
+    for model in ("org/not-downloaded", "a/b/c", "no such thing"):
+        message = generator.missing_model(model)
+        assert message.startswith(f"model {model!r} is neither 'tiny'")
+        assert f"hf download {model} --cache-dir {cache}" in message
+    assert len(generator.missing_model("x" * 100_000)) < 800

@@ -8,7 +8,7 @@ import resources.storage as storage_module
 from resources.storage import LocalStorage, check_key
 
 
-@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a/./b", "a//b", "..", "a\\b", "a/\x00b", "a/"])
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a/./b", "a//b", "..", "a\\b", "a/\x00b", "a/b\x7f", "a/"])
 def test_keys_that_escape_or_are_ambiguous_are_rejected(key):
     with pytest.raises(ValueError, match="storage key"):
         check_key(key)

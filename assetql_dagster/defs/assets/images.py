@@ -48,8 +48,8 @@ def generate_shard(
     generator: ImageGenerator,
     shard: Shard,
     batch_input: BatchInput,
-) -> ShardResult:
-    """Generates one shard's images that are not stored yet; returns what is stored and what failed."""
+) -> dg.Output[ShardResult]:
+    """Generates one shard's images that are not stored intact yet; returns what is stored and what failed."""
     started = time.perf_counter()
     batch, settings = batch_input.batch, batch_input.settings
     loads = generator.loads()
@@ -90,8 +90,13 @@ def generate_shard(
     )
     if report.oom_backoffs:
         context.log.warning(f"out of memory: micro-batch reduced from {micro} to {report.final_micro_batch}")
+    if report.corrupt:
+        context.log.warning(
+            f"{batch} {name}: {len(report.corrupt)} stored file(s) did not decode, so their images were "
+            f"generated again: {', '.join(report.corrupt)}"
+        )
     stored = {r.image_id: r for r in report.skipped + report.generated}
-    return ShardResult(
+    result = ShardResult(
         index=shard.index,
         planned=shard.planned,
         stored=tuple(stored[j.image_id] for j in shard.jobs if j.image_id in stored),
@@ -106,6 +111,7 @@ def generate_shard(
         seconds=time.perf_counter() - started,
         model_loads=generator.loads() - loads,
     )
+    return dg.Output(result, metadata={"corrupt_files": len(report.corrupt)})
 
 
 @dg.op(out={"result": dg.Out(ImageSet), "completion_rate": dg.Out(dg.Nothing, is_required=False)})

@@ -3,20 +3,38 @@ import dagster as dg
 from assetql_dagster.defs.metadata import markdown_table
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.records import BatchInput, ImagePlan
-from assetql_dagster.pipeline.planning import plan_images
+from assetql_dagster.pipeline.planning import fit_to_encoder, plan_images
+from resources.generator import ImageGenerator
 
 PREVIEW_ROWS = 10
 
 
 @dg.asset(partitions_def=batches_partitions, group_name="batch")
-def prompts(batch_input: BatchInput) -> dg.Output[ImagePlan]:
+def prompts(
+    context: dg.AssetExecutionContext, batch_input: BatchInput, generator: ImageGenerator
+) -> dg.Output[ImagePlan]:
     """Rendered prompt, seed and file name for every image of the batch."""
-    plan = plan_images(batch_input)
+    # Only the tokenizer loads here (and only for long prompts): the manifest records what the
+    # text encoder actually read.
+    model = batch_input.settings.model
+    plan = fit_to_encoder(plan_images(batch_input), lambda: generator.prompt_tokenizer(model))
+    cut = {j.variant_id: j.prompt_tokens_dropped for j in plan.jobs if j.prompt_tokens_dropped}
+    if cut:
+        listed = ", ".join(f"{variant} ({dropped})" for variant, dropped in list(cut.items())[:PREVIEW_ROWS])
+        context.log.warning(
+            f"{len(cut)} prompt(s) are longer than the text encoder reads; tokens dropped per variant: {listed}. "
+            "The manifest's model_prompt column holds what the model read."
+        )
     preview = markdown_table(
         ["file", "variant_id", "variation", "seed", "prompt"],
         [[j.file_name, j.variant_id, j.variation, j.seed, j.prompt] for j in plan.jobs[:PREVIEW_ROWS]],
     )
     return dg.Output(
         plan,
-        metadata={"images_planned": len(plan.jobs), "rows": len(batch_input.rows), "preview": preview},
+        metadata={
+            "images_planned": len(plan.jobs),
+            "rows": len(batch_input.rows),
+            "prompts_truncated": len(cut),
+            "preview": preview,
+        },
     )

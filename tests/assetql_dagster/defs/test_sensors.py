@@ -1,12 +1,29 @@
 import json
+import os
 
 import dagster as dg
 import pytest
 
 from assetql_dagster.defs import sensors
 from assetql_dagster.defs.partitions import batches_partitions
-from assetql_dagster.defs.sensors import INBOX_ENV, inbox_entries, inbox_sensor
+from assetql_dagster.defs.sensors import (
+    INBOX_ENV,
+    SETTLE_ENV,
+    change_times,
+    inbox_entries,
+    inbox_sensor,
+    settle_seconds_left,
+)
+from assetql_dagster.pipeline.registration import registered_batch
 from resources.storage import LocalStorage
+
+CSV = "variant_id,prompt\nshoe-01,a red running shoe\nshoe-02,a leather boot\n"
+
+
+@pytest.fixture(autouse=True)
+def no_settle_window(monkeypatch):
+    """Register entries at once; the settle tests set their own window."""
+    monkeypatch.setenv(SETTLE_ENV, "0")
 
 
 def evaluate(instance, storage, cursor=None):
@@ -33,7 +50,7 @@ def test_new_batch_adds_its_partition_and_requests_exactly_one_run(inbox):
         request = first.run_requests[0]
         key = request.partition_key
         assert key.startswith("demo-") and instance.get_dynamic_partitions(batches_partitions.name) == [key]
-        assert request.run_key.startswith(str(folder))
+        assert request.run_key == f"inbox:{key}"
         assert storage.exists(f"batches/{key}/source.json")
 
         again = evaluate(instance, storage, cursor=first.cursor)
@@ -86,7 +103,7 @@ def test_a_poisoned_entry_does_not_block_the_valid_batch_beside_it(inbox, batch_
     with dg.instance_for_test() as instance:
         result = evaluate(instance, storage)
         assert [r.partition_key.startswith("demo-") for r in result.run_requests] == [True]
-        assert result.run_requests[0].run_key.startswith(str(folder))
+        assert result.run_requests[0].run_key == f"inbox:{result.run_requests[0].partition_key}"
         report = json.loads((folder.parent / "rejected" / "poisoned.json").read_text())
         assert report["entry"] == str(poisoned) and "OSError" in report["errors"][0]["message"]
         assert len(report["errors"][0]["message"]) <= sensors.MAX_LOGGED_CHARS
@@ -155,3 +172,115 @@ def test_a_rejected_loose_csv_is_reported_under_its_file_name(tmp_path, monkeypa
         result = evaluate(instance, LocalStorage(root=str(tmp_path / "data")))
     assert result.run_requests == []
     assert (inbox / "rejected" / "items.csv.json").is_file()
+
+
+def test_an_entry_settles_after_the_window_or_once_its_marker_follows_its_last_change():
+    assert settle_seconds_left(changed=100.0, ready=None, now=105.0, window=20.0) == 15.0
+    assert settle_seconds_left(changed=100.0, ready=None, now=120.0, window=20.0) == 0.0
+    assert settle_seconds_left(changed=100.0, ready=101.0, now=100.5, window=20.0) == 0.0
+    # A marker older than the last change was left by an earlier drop: the new copy still waits.
+    assert settle_seconds_left(changed=100.0, ready=90.0, now=105.0, window=20.0) == 15.0
+    # A change stamped ahead of this clock waits the whole window, not longer.
+    assert settle_seconds_left(changed=200.0, ready=None, now=105.0, window=20.0) == 20.0
+    assert settle_seconds_left(changed=200.0, ready=None, now=105.0, window=0.0) == 0.0
+
+
+def test_a_copy_that_keeps_old_mtimes_still_counts_as_changed_now(tmp_path):
+    folder = tmp_path / "shoes"
+    (folder / "references").mkdir(parents=True)
+    (folder / "batch.csv").write_text(CSV)
+    (folder / "references" / "style.png").write_bytes(b"png")
+    for path in [folder / "batch.csv", folder / "references" / "style.png", folder / "references"]:
+        os.utime(path, (0, 0))  # what `cp -p` and `rsync -a` do
+    changed, ready = change_times(folder)
+    newest_ctime = max(p.lstat().st_ctime for p in [folder / "batch.csv", folder / "references" / "style.png"])
+    assert changed >= newest_ctime > 1e9 and ready is None
+
+    (folder / ".ready").touch()
+    changed_after, ready = change_times(folder)
+    assert changed_after == changed and ready >= changed
+
+
+def test_a_half_copied_folder_waits_then_starts_one_run_with_its_final_content(tmp_path, monkeypatch):
+    inbox, storage = tmp_path / "inbox", LocalStorage(root=str(tmp_path / "data"))
+    folder = inbox / "shoes"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv(INBOX_ENV, str(inbox))
+    monkeypatch.setenv(SETTLE_ENV, "20")
+    (folder / "batch.csv").write_text(CSV)
+    with dg.instance_for_test() as instance:
+        first = evaluate(instance, storage)
+        assert first.run_requests == [] and first.dynamic_partitions_requests == []
+        reason = first.skip_reason.skip_message
+        assert reason.startswith("shoes: waiting for the drop to settle") and " s left" in reason
+        assert 0 < int(reason.split("settle, ")[1].split(" s left")[0]) <= 20
+        assert json.loads(first.cursor) == {} and storage.list_keys("batches") == []
+
+        (folder / "batch.yaml").write_text("seed: 7\n")  # the rest of the copy, seconds later
+        second = evaluate(instance, storage, cursor=first.cursor)
+        assert second.run_requests == [] and "shoes: waiting" in second.skip_reason.skip_message
+
+        monkeypatch.setenv(SETTLE_ENV, "0")  # as if the window had passed
+        settled = evaluate(instance, storage, cursor=second.cursor)
+        assert len(settled.run_requests) == 1
+        key = settled.run_requests[0].partition_key
+        assert registered_batch(storage, key).settings.seed == 7
+        assert instance.get_dynamic_partitions(batches_partitions.name) == [key]
+        assert list(json.loads(settled.cursor)) == [str(folder)]
+        assert evaluate(instance, storage, cursor=settled.cursor).run_requests == []
+
+
+def test_a_ready_marker_registers_at_once_even_with_a_long_window(tmp_path, monkeypatch):
+    inbox, storage = tmp_path / "inbox", LocalStorage(root=str(tmp_path / "data"))
+    (inbox / "boots").mkdir(parents=True)
+    (inbox / "boots" / "batch.csv").write_text(CSV)
+    (inbox / "hats.csv").write_text(CSV.replace("shoe", "hat"))
+    (inbox / "waiting.csv").write_text(CSV.replace("shoe", "sock"))
+    monkeypatch.setenv(INBOX_ENV, str(inbox))
+    monkeypatch.setenv(SETTLE_ENV, "30")
+    (inbox / "boots" / ".ready").touch()
+    (inbox / "hats.csv.ready").touch()
+    assert inbox_entries(inbox) == [inbox / "boots", inbox / "hats.csv", inbox / "waiting.csv"]
+    with dg.instance_for_test() as instance:
+        result = evaluate(instance, storage)
+    assert sorted(r.partition_key.rsplit("-", 1)[0] for r in result.run_requests) == ["boots", "hats"]
+    assert set(json.loads(result.cursor)) == {str(inbox / "boots"), str(inbox / "hats.csv")}
+
+
+def test_a_folder_and_a_loose_csv_with_the_same_bytes_start_one_run(tmp_path, monkeypatch, capfd):
+    inbox, storage = tmp_path / "inbox", LocalStorage(root=str(tmp_path / "data"))
+    (inbox / "shoes").mkdir(parents=True)
+    (inbox / "shoes" / "batch.csv").write_text(CSV)
+    (inbox / "shoes.csv").write_text(CSV)
+    monkeypatch.setenv(INBOX_ENV, str(inbox))
+    with dg.instance_for_test() as instance:
+        first = evaluate(instance, storage)
+        assert len(first.run_requests) == 1
+        key = first.run_requests[0].partition_key
+        assert key.startswith("shoes-") and first.run_requests[0].run_key == f"inbox:{key}"
+        assert set(json.loads(first.cursor)) == {str(inbox / "shoes"), str(inbox / "shoes.csv")}
+        assert f"batch shoes.csv duplicates shoes: same partition {key}" in capfd.readouterr().err
+
+        # Dropped again later under the same name: the same run key, which Dagster runs only once.
+        (inbox / "shoes.csv").unlink()
+        (inbox / "shoes" / "batch.csv").unlink()
+        (inbox / "shoes" / "batch.csv").write_text(CSV)
+        again = evaluate(instance, storage, cursor=first.cursor)
+        assert [r.run_key for r in again.run_requests] == [f"inbox:{key}"]
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "31", "nan", "inf", "9" * 500])
+def test_an_invalid_settle_window_is_a_clear_error(inbox, monkeypatch, value):
+    monkeypatch.setenv(SETTLE_ENV, value)
+    with dg.instance_for_test() as instance, pytest.raises(ValueError) as raised:
+        evaluate(instance, inbox[1])
+    message = str(raised.value)
+    assert message.startswith(f"${SETTLE_ENV} must be a number of seconds from 0 to 30, got '")
+    assert value[:20] in message and len(message) < 200
+
+
+def test_the_settle_window_defaults_to_20_seconds(monkeypatch):
+    monkeypatch.delenv(SETTLE_ENV)
+    assert sensors.settle_window() == 20.0
+    monkeypatch.setenv(SETTLE_ENV, " 7.5 ")
+    assert sensors.settle_window() == 7.5

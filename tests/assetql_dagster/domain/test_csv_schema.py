@@ -94,6 +94,13 @@ def test_text_after_closing_quote_is_reported_and_parsing_continues(tmp_path):
     assert "cannot parse this record" in problems[0].message
 
 
+def test_a_cell_over_the_field_limit_is_called_too_long_not_badly_quoted(tmp_path):
+    path = write_csv(tmp_path, 'variant_id,prompt\na1,"' + "a" * 200_000 + '"\na2,fine\n')
+    [problem] = problems_of(path)
+    assert where([problem]) == [("batch.csv", 2, None)]
+    assert problem.message == "a cell is longer than the limit of 131,072 characters; shorten it"
+
+
 @pytest.mark.parametrize("content", ["", "\n\n", " , \n"])
 def test_empty_file(tmp_path, content):
     [problem] = problems_of(write_csv(tmp_path, content))

@@ -7,7 +7,11 @@ from assetql_dagster.domain.palette import (
     color_histogram,
     contrast,
     dominant_palette,
+    downscaled,
     histogram_similarity,
+    lab_palette,
+    lab_to_hex,
+    luma_histogram,
     mean_histogram,
     palette_of_images,
 )
@@ -167,3 +171,39 @@ def test_16_bit_images_are_scaled_to_8_bits_not_clipped(mode):
     assert hist[0] == pytest.approx(0.5) and hist[-1] == pytest.approx(0.5)
     mid_grey = Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16))  # 128 * 257
     assert dominant_palette(mid_grey) == [("#808080", 1.0)]
+
+
+def test_lab_palette_gives_cielab_centres_and_shares():
+    (red_lab, red_share), (blue_lab, blue_share) = lab_palette([two_colour_image(48, 32, 12)])
+    # CIELAB (D65) of sRGB red and blue.
+    assert red_lab == pytest.approx((53.24, 80.09, 67.20), abs=0.01)
+    assert blue_lab == pytest.approx((32.30, 79.19, -107.86), abs=0.01)
+    assert (red_share, blue_share) == (pytest.approx(0.75), pytest.approx(0.25))
+    assert (lab_to_hex(red_lab), lab_to_hex(blue_lab)) == (hex_of(RED), hex_of(BLUE))
+
+
+def test_cluster_centres_are_means_in_cielab():
+    half = Image.new("L", (10, 10), 0)
+    half.paste(255, (0, 0, 5, 10))
+    # Black and white in one cluster average to L* 50, the grey that looks halfway (#777777),
+    # not to the sRGB average #808080, which looks lighter than halfway.
+    assert dominant_palette(half, k=1) == [("#777777", 1.0)]
+
+
+def test_lab_to_hex_clips_out_of_gamut_colours():
+    assert lab_to_hex((50.0, 200.0, 0.0)).startswith("#ff")
+    assert lab_to_hex((100.0, 0.0, 0.0)) == "#ffffff"
+
+
+def test_luma_histogram_counts_levels_into_equal_bins():
+    half = Image.new("L", (10, 10), 0)
+    half.paste(255, (0, 0, 5, 10))
+    hist = luma_histogram(half, bins=4)
+    assert hist.tolist() == [0.5, 0.0, 0.0, 0.5]
+    assert luma_histogram(noise_image(6)).shape == (16,)
+
+
+def test_downscaled_keeps_aspect_and_never_enlarges():
+    assert downscaled(Image.new("RGB", (400, 100)), 64, Image.Resampling.BOX).size == (64, 16)
+    small = Image.new("RGB", (20, 10))
+    assert downscaled(small, 64, Image.Resampling.BOX) is small

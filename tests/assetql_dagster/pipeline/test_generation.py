@@ -75,6 +75,27 @@ def test_rerun_skips_images_already_stored(storage):
     assert len(report.skipped) == 3 and len(report.generated) == 2
 
 
+def test_rerun_regenerates_and_reports_images_whose_stored_files_do_not_decode(storage):
+    generate_images(storage, "b", planned(5), FakeModel(), RENDER, micro_batch=4)
+    cut_png, cut_thumb = "raw/b/img-1.png", "thumbnails/b/img-3_thumb.jpg"
+    for key in (cut_png, cut_thumb):
+        data = storage.read_bytes(key)
+        storage.write_bytes(key, data[: len(data) // 2])
+
+    model = FakeModel()
+    report = generate_images(storage, "b", planned(5), model, RENDER, micro_batch=4)
+
+    assert model.calls == [["img-1", "img-3"]]
+    assert [r.image_id for r in report.generated] == ["img-1", "img-3"]
+    assert [r.image_id for r in report.skipped] == ["img-0", "img-2", "img-4"]
+    assert report.corrupt == [cut_png, cut_thumb]
+    for key in (cut_png, cut_thumb):
+        with Image.open(storage.local_path(key)) as img:
+            img.load()
+    # Replaced, they count as stored again.
+    assert generate_images(storage, "b", planned(5), FakeModel(), RENDER, micro_batch=4).corrupt == []
+
+
 def test_out_of_memory_halves_the_micro_batch_and_retries_the_same_images(storage):
     model = FakeModel(max_batch_before_oom=2)
     freed = []

@@ -1,6 +1,8 @@
 import boto3
+import pytest
 import yaml
 
+from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.pipeline.registration import register_batch, registered_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from resources.s3 import S3Bucket
@@ -29,6 +31,16 @@ def test_overrides_and_references_are_part_of_the_snapshot(tmp_path, batch_facto
     again = register_batch(storage, folder, overrides={"seed": 9, "name": "winter"}, references=other,
                            partition_key=lambda s: f"custom-{s.content_hash[:6]}")
     assert (again.key, again.created) == (registration.key, False)
+
+
+def test_a_model_missing_from_this_machine_is_rejected_before_anything_is_stored(tmp_path, batch_factory):
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    folder = batch_factory(rows=2)
+    with pytest.raises(BatchValidationError) as raised:
+        register_batch(storage, folder, overrides={"model": str(tmp_path / "no-model")})
+    [problem] = raised.value.problems
+    assert (problem.file, problem.column) == ("batch.yaml", "model")
+    assert storage.list_keys("batches") == []
 
 
 def test_plain_registration_keys_by_name_and_hash(tmp_path, batch_factory):

@@ -1,8 +1,11 @@
 import json
+import logging
+import shutil
 import zipfile
 from collections import Counter
 
 import dagster as dg
+from PIL import Image
 
 from harness.batch_runs import materialize_partition
 
@@ -99,11 +102,15 @@ def test_permanent_failures_are_not_retried(tmp_path, batch_factory):
     assert [(f.variant_id, f.attempts, f.kind) for f in read_record(storage, key, "images").failed] == [("sword-01", 1, "permanent")]
 
 
-def test_missing_model_fails_the_shard_at_once(tmp_path, batch_factory):
+def test_a_model_gone_since_registration_fails_the_shard_at_once(tmp_path, batch_factory):
     folder = batch_factory(rows=2)
-    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text().replace("model: tiny", f"model: {tmp_path / 'nope'}"))
+    model = tmp_path / "gone"
+    model.mkdir()
+    (model / "model_index.json").write_text("{}")
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text().replace("model: tiny", f"model: {model}"))
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
+    shutil.rmtree(model)  # registration checked it; removing it afterwards leaves only the run to notice
     result, events, _ = materialize(storage, key, ImageGenerator())
     assert not result.success
     assert "STEP_UP_FOR_RETRY" not in events
@@ -157,3 +164,39 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
     # Results are one click away: the export's files as links (file URIs on local storage).
     assert exports["zip"].value == storage.uri(f"exports/{key}/{key}.zip")
     assert exports["gallery"].value == storage.uri(f"exports/{key}/gallery.html")
+
+
+def test_a_stored_image_that_does_not_decode_is_generated_again_and_reported(tmp_path, batch_factory):
+    from assetql_dagster.definitions import defs, with_io_manager
+    from assetql_dagster.defs.partitions import batches_partitions
+    from resources.clip import ClipEmbedder
+
+    folder = batch_factory(rows=2)
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    resources = with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder()})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(batches_partitions.name, [key])
+
+        def run(*assets):
+            selection = [dg.AssetKey(a) for a in assets]
+            result = dg.materialize(list(defs.assets), partition_key=key, instance=instance, resources=resources,
+                                    selection=selection)
+            [shard_output] = [e for e in result.all_events
+                              if e.is_successful_output and "generate_shard" in (e.step_key or "")]
+            return result, shard_output.step_output_data.metadata["corrupt_files"].value
+
+        run("batch_input", "prompts", "images")
+        [cut, intact] = [r.raw_key for r in read_record(storage, key, "images").stored]
+        storage.local_path(cut).write_bytes(storage.read_bytes(cut)[:-20])
+        intact_mtime = storage.local_path(intact).stat().st_mtime_ns
+
+        result, corrupt_files = run("images")
+        warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    meta = result.asset_materializations_for_node("images")[0].metadata
+    assert corrupt_files == 1
+    assert meta["generated"].value == 1 and meta["already_stored"].value == 1
+    assert any(f"did not decode, so their images were generated again: {cut}" in w for w in warnings), warnings
+    assert storage.local_path(intact).stat().st_mtime_ns == intact_mtime
+    with Image.open(storage.local_path(cut)) as img:
+        img.verify()
