@@ -1,9 +1,12 @@
-"""`assetql validate PATH`, `assetql run PATH` and `assetql retry-failed KEY` on the local embedded instance."""
+"""`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY` and `assetql style ...`
+(style profiles) on the local embedded instance."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -282,6 +285,130 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: 
         return report(execute(instance, key, tags, in_process, verbose, downstream), key, storage)
 
 
+# At most 9 digits: anything longer is out of range anyway, and is refused before int() reads it.
+LOCK_RE = re.compile(r"([^=]+)=(-?[0-9]{1,9})")
+
+
+def parse_locks(values: list[str]) -> dict[str, int]:
+    """`--lock palette=80` options as {parameter: weight}; names and ranges are checked by the profile."""
+    locks: dict[str, int] = {}
+    for value in values:
+        match = LOCK_RE.fullmatch(value)
+        if not match:
+            raise ValueError(f"--lock {value[:80]!r} must be PARAMETER=WEIGHT with a whole number, e.g. palette=80")
+        if match[1] in locks:
+            raise ValueError(f"--lock {match[1][:80]!r} is given twice")
+        locks[match[1]] = int(match[2])
+    return locks
+
+
+def describe_profile(spec) -> list[str]:
+    """Human lines for `style show`: the version, then one line per field."""
+    locks = ", ".join(f"{name}={weight}" for name, weight in spec.locks.items()) or "none"
+    threshold = "the batch's own style_threshold" if spec.threshold is None else f"{spec.threshold:g}"
+    lines = [f"{spec.ref} (created {spec.created_at})", "  references:"]
+    lines += [f"    {ref.file_name}  sha256 {ref.sha256[:12]}  {ref.key}" for ref in spec.references]
+    lines += [f"  locks: {locks}", f"  threshold: {threshold}", f"  preset: {spec.preset or 'none'}"]
+    if spec.notes:
+        lines.append(f"  notes: {spec.notes}")
+    return lines
+
+
+def style_create(storage, args) -> int:
+    from assetql_dagster.pipeline.profiles import create_profile, version_prefix
+
+    spec = create_profile(
+        storage, args.name, args.refs, parse_locks(args.lock), args.threshold, args.notes, args.preset
+    )
+    where = storage.uri(version_prefix(spec.name, spec.version).rstrip("/"))
+    print(f"created style profile {spec.ref} with {len(spec.references)} reference(s) in {where}")
+    return 0
+
+
+def style_list(storage, args) -> int:
+    from assetql_dagster.domain.style_refs import preset_names
+    from assetql_dagster.pipeline.profiles import PROFILES_PREFIX, list_profiles
+
+    profiles = list_profiles(storage)
+    if not profiles:
+        print(f"no style profiles in {storage.uri(PROFILES_PREFIX.rstrip('/'))}")
+    for spec in profiles:
+        locks = ", ".join(f"{name}={weight}" for name, weight in spec.locks.items()) or "no locks"
+        preset = f", preset:{spec.preset}" if spec.preset else ""
+        print(f"{spec.ref:24} {len(spec.references)} reference(s), {locks}{preset}, created {spec.created_at}")
+    print(f"presets: {preset_names()}")
+    return 0
+
+
+def style_show(storage, args) -> int:
+    from assetql_dagster.domain.profiles import parse_ref
+    from assetql_dagster.domain.style_refs import PRESETS
+    from assetql_dagster.pipeline.profiles import get_profile
+
+    ref = parse_ref(args.ref)
+    if ref.preset:
+        preset = PRESETS[ref.name]
+        record = {"preset": ref.name, "modifiers": preset.modifiers, "negative_prompt": preset.negative_prompt}
+        lines = [f"{ref} (built-in preset)", f"  modifiers: {preset.modifiers}",
+                 f"  negative prompt: {preset.negative_prompt}"]
+    else:
+        spec = get_profile(storage, ref)
+        record, lines = spec.to_dict(), describe_profile(spec)
+    print(json.dumps(record, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
+def style_diff(storage, args) -> int:
+    from assetql_dagster.domain.profiles import diff_profiles
+    from assetql_dagster.pipeline.profiles import get_profile
+
+    a, b = get_profile(storage, args.a), get_profile(storage, args.b)
+    changes = diff_profiles(a, b)
+    print("\n".join(changes) if changes else f"{a.ref} and {b.ref} do not differ")
+    return 0
+
+
+STYLE_COMMANDS = {"create": style_create, "list": style_list, "show": style_show, "diff": style_diff}
+
+
+def cmd_style(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        storage = storage_resource(instance)
+        try:
+            return STYLE_COMMANDS[args.style_command](storage, args)
+        except BatchValidationError as err:  # only `create` checks files, those of --refs
+            return print_problems(args.refs, err)
+        except (ValueError, LookupError, FileExistsError) as err:
+            return print_error(str(err))
+
+
+def add_style_parser(sub) -> None:
+    from assetql_dagster.domain.style_refs import PRESETS
+
+    style = sub.add_parser("style", help="create, list, show and compare style profiles")
+    commands = style.add_subparsers(dest="style_command", required=True)
+    create = commands.add_parser("create", help="store a folder of reference images as the next version of a profile")
+    create.add_argument("name", help="profile name (letters, digits, '.', '_', '-')")
+    create.add_argument("--refs", type=Path, required=True, help="folder of 1-5 reference images")
+    create.add_argument("--lock", action="append", default=[], metavar="PARAMETER=WEIGHT",
+                        help="lock a style parameter, 0-100 (e.g. palette=80); repeatable")
+    create.add_argument("--threshold", type=float, help="style score (0-1) an image needs to pass")
+    create.add_argument("--notes", default="", help="free text kept with the version")
+    create.add_argument("--preset", choices=sorted(PRESETS), help="a built-in preset that comes with the profile")
+    commands.add_parser("list", help="the latest version of every profile, and the presets")
+    show = commands.add_parser("show", help="one profile version (NAME: the latest) or preset")
+    show.add_argument("ref", metavar="NAME[@N]|preset:NAME")
+    show.add_argument("--json", action="store_true", help="print the record as JSON")
+    diff = commands.add_parser("diff", help="what changed between two profile versions")
+    diff.add_argument("a", metavar="NAME[@N]")
+    diff.add_argument("b", metavar="NAME[@N]")
+    for command in commands.choices.values():
+        command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assetql", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -295,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
         command.add_argument("--in-process", action="store_true", help="run every step in this process")
         command.add_argument("--verbose", "-v", action="store_true", help="print every step's log lines")
+    add_style_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "style":
+        return cmd_style(args)
     if args.command == "validate":
         return cmd_validate(args.path)
     if args.command == "retry-failed":

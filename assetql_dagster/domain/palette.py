@@ -174,16 +174,6 @@ def luma_histogram(img: Image.Image, bins: int = 16) -> np.ndarray:
     return counts / counts.sum()
 
 
-def color_histogram(img: Image.Image, bins: int = 8) -> np.ndarray:
-    """Joint RGB histogram with `bins` levels per channel, flattened to bins**3 and summing to 1."""
-    check_int("bins", bins, 1, 256)
-    check_has_pixels(img)
-    levels = np.asarray(to_rgb(img), dtype=np.int64).reshape(-1, 3) * bins // 256
-    index = (levels[:, 0] * bins + levels[:, 1]) * bins + levels[:, 2]
-    counts = np.bincount(index, minlength=bins**3).astype(np.float64)
-    return counts / counts.sum()
-
-
 def mean_histogram(hists: Iterable[np.ndarray]) -> np.ndarray:
     """Element-wise mean of histograms of the same shape (still sums to 1 if each input does)."""
     stacked = list(hists)

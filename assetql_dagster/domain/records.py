@@ -15,6 +15,7 @@ from typing import Any
 
 from assetql_dagster.domain.csv_schema import BatchRow
 from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.domain.style_parameters import StyleParameters
 from assetql_dagster.domain.tagging import Tag
 
 RECORD_FORMAT = 1
@@ -80,7 +81,10 @@ class StyleProfile:
     palette: tuple[PaletteColor, ...] = ()
     brightness: float = 0.0
     contrast: float = 0.0
-    histogram: tuple[float, ...] = ()
+    # Palette, lighting, composition and texture of the references together, scored per image.
+    parameters: StyleParameters | None = None
+    # The combined style score of every pair of references, which the pass threshold is relative to.
+    reference_similarities: tuple[float, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +156,11 @@ class ImageScore:
     verdict: str
     style_score: float | None = None
     clip_similarity: float | None = None
-    color_similarity: float | None = None
+    palette_score: float | None = None
+    lighting_score: float | None = None
+    composition_score: float | None = None
+    texture_score: float | None = None
+    embedding_score: float | None = None
     note: str = ""
 
 

@@ -1,20 +1,13 @@
-"""Style score: how closely a generated image follows the batch's style reference images.
+"""Style score: how closely a generated image follows the batch's style profile.
 
-The score is a weighted blend, in [0, 1], of two similarities (weights in STYLE_WEIGHTS):
+Each of PARAMETERS is scored in [0, 1]: palette, lighting, composition and texture by
+`style_parameters.parameter_scores`, and the embedding as the CLIP cosine similarity to the
+references' mean embedding mapped from [-1, 1] to [0, 1]. The style score is their weighted mean
+(`combined_style_score`), with weights that follow the batch's locks (`parameter_weights`).
 
-- "clip" (0.7): cosine similarity between the CLIP image embedding of the image and that of
-  the references, mapped from [-1, 1] to [0, 1]. CLIP captures semantic style (medium,
-  rendering, subject treatment), which is most of what a reviewer judges as "on style".
-- "color" (0.3): intersection of the image's RGB histogram with the references' mean
-  histogram. CLIP embeddings are largely colour-invariant, so the histogram catches palette
-  drift (a right-looking image in the wrong colours) that CLIP alone would let pass.
-
-An image scoring at least the batch threshold passes; anything else, including an image with
-no score because the batch has no style reference, goes to human review.
-
-The style consistency engine scores each of PARAMETERS separately (`style_parameters.parameter_scores`
-and the embedding similarity) and combines them with lock-aware weights (`parameter_weights`,
-`combined_style_score`), against a threshold relative to the references (`relative_threshold`).
+An image scoring at least the pass threshold passes; anything else, including an image with no
+score because the batch has no style reference, goes to human review. The threshold is relative to
+how alike the references are to each other (`relative_threshold`).
 """
 
 from __future__ import annotations
@@ -26,15 +19,14 @@ from numbers import Integral, Real
 
 from assetql_dagster.domain.validation import check_unit
 
-STYLE_WEIGHTS: dict[str, float] = {"clip": 0.7, "color": 0.3}
 PASS = "pass"
 REVIEW = "review"
 VERDICTS = (PASS, REVIEW)
 
 PARAMETERS = ("palette", "lighting", "composition", "texture", "embedding")
 # Weight of a parameter before locks. The embedding counts twice: it carries the medium, rendering
-# and subject treatment that are most of what a reviewer judges as "on style" (as "clip" does in
-# STYLE_WEIGHTS), where each measured parameter covers one narrower aspect.
+# and subject treatment that are most of what a reviewer judges as "on style", where each measured
+# parameter covers one narrower aspect.
 BASE_WEIGHTS: dict[str, float] = {
     "palette": 1.0,
     "lighting": 1.0,
@@ -48,31 +40,11 @@ LOCK_MAX = 100
 LOCK_WEIGHT_PER_POINT = 1.0 / 25.0
 
 
-def _check_weights(weights: Mapping[str, float]) -> None:
-    if set(weights) != set(STYLE_WEIGHTS):
-        raise ValueError(
-            f"style weights must have exactly the keys {sorted(STYLE_WEIGHTS)}, got {sorted(weights)}"
-        )
-    for key, value in weights.items():
-        check_unit(f"style weight {key!r}", value)
-    total = math.fsum(weights.values())
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ValueError(f"style weights must sum to 1, got {dict(weights)} summing to {total:g}")
-
-
 def clip_similarity_to_unit(cos: float) -> float:
     """Map a cosine similarity in [-1, 1] to [0, 1] as (cos + 1) / 2, clipped."""
     if isinstance(cos, bool) or not isinstance(cos, Real) or not math.isfinite(cos):
         raise ValueError(f"cosine similarity must be a finite number, got {cos!r}")
     return min(1.0, max(0.0, (cos + 1.0) / 2.0))
-
-
-def style_score(clip_cos: float, hist_sim: float, weights: Mapping[str, float] = STYLE_WEIGHTS) -> float:
-    """Weighted style score in [0, 1] from a CLIP cosine similarity and a histogram similarity."""
-    _check_weights(weights)
-    check_unit("histogram similarity", hist_sim)
-    score = weights["clip"] * clip_similarity_to_unit(clip_cos) + weights["color"] * hist_sim
-    return min(1.0, max(0.0, score))
 
 
 def verdict(score: float | None, threshold: float) -> str:

@@ -28,6 +28,8 @@ from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS, DEFAULT_PATTERN
+from assetql_dagster.domain.scoring import LOCK_MAX, PARAMETERS, parameter_weights
+from assetql_dagster.domain.style_refs import style_error
 
 _Check = Callable[[object], str | None]
 
@@ -144,6 +146,16 @@ def _micro_batch(value: object) -> str | None:
     return f"must be 'auto' or an integer from 1 to 64, got {_quote(value)}"
 
 
+def _locks(value: object) -> str | None:
+    if not isinstance(value, Mapping):
+        return f"must be a mapping of style parameter to weight 0-{LOCK_MAX}, e.g. {{palette: 80}}, got {_quote(value)}"
+    try:
+        parameter_weights(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def _shown(default: object) -> str:
     """How README.md shows a default value: text and lists in code style, "" for empty text."""
     if default == "":
@@ -189,6 +201,16 @@ class BatchSettings:
         '{{if category == "character"}}, full body shot{{endif}}\'. '
         "When omitted, the CSV 'prompt' column is the prompt.",
         "prompt template; without it the `prompt` column is used",
+        readme_default="none",
+    )
+    style: str | list[str] | None = _setting(
+        None,
+        lambda v: style_error(v, identifier_error),
+        "Style profile and/or preset: 'brand-x' (the profile's latest version when the batch is "
+        "registered), 'brand-x@2', 'preset:watercolor', or a list of at most one profile and one "
+        "preset. Registration pins the profile version and uses its references, locks and threshold.",
+        "style profile `name` / `name@N` and/or `preset:<name>` (a list of one of each), "
+        "see [Style profiles](#style-profiles)",
         readme_default="none",
     )
     negative_prompt: str = _setting(
@@ -244,6 +266,31 @@ class BatchSettings:
     style_threshold: float = _setting(
         0.85, _UNIT, "Style score, 0 to 1, at or above which an image passes (else it needs review).",
         "style score at or above which an image passes (else: review)",
+    )
+    locks: tuple[tuple[str, int], ...] = _setting(
+        (),
+        _locks,
+        f"Style parameters held toward the references, each with a weight 0 to {LOCK_MAX}, e.g. "
+        f"{{palette: 80, lighting: 50}}; parameters: {', '.join(PARAMETERS)}. A lock raises the "
+        "parameter's share of the style score and, for the palette, pulls every image's colours toward "
+        "the references' palette with that strength.",
+        f"`{{parameter: weight}}` (weights 0–{LOCK_MAX}) among {', '.join(f'`{p}`' for p in PARAMETERS)}; "
+        "see [Style locks and the regeneration loop](#style-locks-and-the-regeneration-loop)",
+        readme_default="none",
+    )
+    max_attempts: int = _setting(
+        3,
+        _integer(1, 10),
+        "Generations per image at most, 1 to 10, counting the first: an image below the style "
+        "threshold is regenerated (new seed, then stronger style) until it passes or this is reached.",
+        "generations per image at most, counting the first (1 turns regeneration off)",
+    )
+    regeneration_budget: float = _setting(
+        0.3,
+        _UNIT,
+        "Extra images the regeneration loop may generate for the whole batch, as a fraction 0 to 1 "
+        "of the planned images.",
+        "extra generations for the batch, as a fraction of its planned images",
     )
     min_pass_rate: float = _setting(
         0.85, _UNIT, "Share of images, 0 to 1, that must pass the style threshold for the batch check to pass.",
@@ -302,6 +349,13 @@ class BatchSettings:
         for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "exports", tuple(self.exports))
+        locks = self.locks.items() if isinstance(self.locks, Mapping) else self.locks
+        object.__setattr__(self, "locks", tuple(sorted((str(name), int(weight)) for name, weight in locks)))
+
+    @property
+    def lock_weights(self) -> dict[str, int]:
+        """The locks as {parameter: weight 0-100}."""
+        return dict(self.locks)
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> BatchSettings:

@@ -12,13 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from assetql_dagster.domain.palette import (
-    brightness,
-    color_histogram,
-    contrast,
-    dominant_palette,
-    histogram_similarity,
-)
+from assetql_dagster.domain.palette import brightness, contrast, dominant_palette
 from assetql_dagster.domain.records import (
     ImageJob,
     ImageScore,
@@ -29,7 +23,9 @@ from assetql_dagster.domain.records import (
     StyleProfile,
     TagSet,
 )
-from assetql_dagster.domain.scoring import STYLE_WEIGHTS, style_score, verdict
+from assetql_dagster.domain.scoring import parameter_weights, relative_threshold, verdict
+from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.domain.style_parameters import extract_parameters
 from assetql_dagster.domain.tagging import (
     Tag,
     ZERO_SHOT_VOCABULARY,
@@ -41,6 +37,7 @@ from assetql_dagster.domain.tagging import (
     zero_shot_prompt,
     zero_shot_tags,
 )
+from assetql_dagster.pipeline.style import style_scores
 from resources.storage import AssetStorage
 
 UNSCORED = "unscored"
@@ -65,22 +62,21 @@ def zero_shot_probabilities(clip, embeddings: np.ndarray) -> dict[str, np.ndarra
 
 
 def score_image(
-    record: StoredImage, img: Image.Image, vec: np.ndarray, reference: tuple[np.ndarray, np.ndarray] | None,
-    profile: StyleProfile, threshold: float,
+    record: StoredImage, img: Image.Image, vec: np.ndarray, reference: np.ndarray | None,
+    profile: StyleProfile, weights: dict[str, float], threshold: float,
 ) -> ImageScore:
-    """`reference` is the profile's (embedding, histogram) as arrays, None without a reference."""
+    """`reference` is the profile's embedding as an array, None without a reference."""
     if reference is None:
         return ImageScore(record.image_id, record.file_name, UNSCORED, note=profile.reason)
-    cos = float(np.dot(vec, reference[0]))
-    hist = histogram_similarity(color_histogram(img), reference[1])
-    score = style_score(cos, hist)
+    cos = float(np.dot(vec, reference))
+    score, parts = style_scores(extract_parameters(img), profile.parameters, cos, weights)
     return ImageScore(
         record.image_id,
         record.file_name,
         verdict(score, threshold),
         style_score=round(score, 4),
         clip_similarity=round(cos, 4),
-        color_similarity=round(hist, 4),
+        **{f"{name}_score": round(value, 4) for name, value in parts.items()},
     )
 
 
@@ -95,22 +91,26 @@ def pixel_tags(record: StoredImage, img: Image.Image, category: str) -> list[Tag
 
 
 def analyse(
-    storage: AssetStorage, images: ImageSet, jobs: Sequence[ImageJob], profile: StyleProfile, threshold: float, clip
+    storage: AssetStorage, images: ImageSet, jobs: Sequence[ImageJob], profile: StyleProfile,
+    settings: BatchSettings, clip,
 ) -> tuple[ScoreSet, TagSet]:
-    """Every stored image scored against `profile` and tagged, reading and embedding each once."""
+    """Every stored image scored against `profile` and tagged, reading and embedding each once.
+
+    The weights follow the batch's locks and the pass threshold is relative to how alike the
+    references are (see `relative_threshold`).
+    """
+    weights = parameter_weights(settings.lock_weights)
+    threshold = relative_threshold(profile.reference_similarities, settings.style_threshold)
     categories = {j.image_id: j.category for j in jobs}
     scores: list[ImageScore] = []
     from_pixels: list[list[Tag]] = []
     embeddings: list[np.ndarray] = []
-    reference = (
-        (np.asarray(profile.embedding, dtype=np.float32), np.asarray(profile.histogram))
-        if profile.has_reference else None
-    )
+    reference = np.asarray(profile.embedding, dtype=np.float32) if profile.has_reference else None
     for part, imgs in image_chunks(storage, images.stored):
         vectors = clip.embed_images(imgs)
         embeddings.append(vectors)
         for record, img, vec in zip(part, imgs, vectors):
-            scores.append(score_image(record, img, vec, reference, profile, threshold))
+            scores.append(score_image(record, img, vec, reference, profile, weights, threshold))
             from_pixels.append(pixel_tags(record, img, categories[record.image_id]))
     # Zero-shot after the pass, over all embeddings at once, so the label texts are encoded once.
     zero_shot = zero_shot_probabilities(clip, np.concatenate(embeddings)) if embeddings else {}
@@ -120,4 +120,4 @@ def analyse(
             kind: list(zip(ZERO_SHOT_VOCABULARY[kind], (float(p) for p in probs[i]))) for kind, probs in zero_shot.items()
         }
         tags.append(ImageTags(record.image_id, record.file_name, tuple(merge_tags(own, zero_shot_tags(labelled)))))
-    return ScoreSet(threshold, dict(STYLE_WEIGHTS), tuple(scores)), TagSet(tuple(tags))
+    return ScoreSet(round(threshold, 4), weights, tuple(scores)), TagSet(tuple(tags))

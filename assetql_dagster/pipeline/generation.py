@@ -26,7 +26,9 @@ from PIL import Image
 
 from assetql_dagster.domain.contact_sheet import thumbnail_bytes
 from assetql_dagster.domain.layout import raw_image_key, thumbnail_key
-from assetql_dagster.domain.records import FailedRow, ImageJob, StoredImage
+from assetql_dagster.domain.color_transfer import transfer_palette
+from assetql_dagster.domain.records import FailedRow, ImageJob, StoredImage, StyleProfile
+from assetql_dagster.domain.style_parameters import Palette
 from resources.storage import AssetStorage
 
 CPU_MICRO_BATCH = 4
@@ -72,11 +74,27 @@ def micro_batch_size(requested: int | str, device_type: str, width: int, height:
     return max(1, min(64, GPU_PIXELS_PER_MICRO_BATCH // (width * height)))
 
 
-def job_generator(pipe, render: RenderSettings) -> Callable[[list[ImageJob]], list]:
+@dataclass(frozen=True)
+class PaletteHold:
+    """The profile palette decoded images are pulled toward, and how hard (0 to 1: the lock / 100)."""
+
+    palette: Palette
+    strength: float
+
+
+def palette_hold(profile: StyleProfile, palette_lock: int, boost: float = 0.0) -> PaletteHold | None:
+    """The palette pull for a batch's palette lock (plus `boost`, how far the loop steps it up)."""
+    strength = min(1.0, palette_lock / 100 + boost)
+    if not profile.has_reference or profile.parameters is None or strength <= 0:
+        return None
+    return PaletteHold(profile.parameters.palette, strength)
+
+
+def job_generator(pipe, render: RenderSettings, hold: PaletteHold | None = None) -> Callable[[list[ImageJob]], list]:
     """`generate` for `generate_images`: a loaded pipeline called on a micro-batch of planned jobs."""
 
     def generate(chunk: list[ImageJob]) -> list:
-        return pipe.generate(
+        images = pipe.generate(
             [j.prompt for j in chunk],
             [j.negative_prompt for j in chunk],
             [j.seed for j in chunk],
@@ -85,6 +103,10 @@ def job_generator(pipe, render: RenderSettings) -> Callable[[list[ImageJob]], li
             render.steps,
             render.guidance_scale,
         )
+        if hold is None:
+            return images
+        # After decoding, deterministically: a palette lock holds colours that no prompt can.
+        return [transfer_palette(img, hold.palette, hold.strength) for img in images]
 
     return generate
 

@@ -23,6 +23,7 @@ from assetql_dagster.domain.layout import export_key
 from assetql_dagster.domain.links import links_rows, parse_expiry
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
+from assetql_dagster.domain.scoring import PARAMETERS
 from resources.storage import AssetStorage
 
 LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
@@ -55,7 +56,7 @@ def manifest_rows(batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: 
                 "guidance_scale": settings.guidance_scale,
                 "style_score": score.style_score,
                 "clip_similarity": score.clip_similarity,
-                "color_similarity": score.color_similarity,
+                **{f"{name}_score": getattr(score, f"{name}_score") for name in PARAMETERS},
                 "verdict": score.verdict,
                 "tags": [f"{t.label}:{t.confidence:.2f}" for t in tagged[image.image_id]],
                 "category": job.category,

@@ -5,6 +5,10 @@ references are checked — copies its files into storage under `batches/{key}/so
 references under `style-references/{key}/`, and only then writes the typed `BatchInput` record
 `batches/{key}/source.json`, which marks the registration complete. Every stage starts from that
 record, so editing or deleting the original folder can never change a registered batch.
+
+A batch whose `style` names a style profile is registered as derived from it (`resolve_style`): its
+batch.yaml pins the profile version then in use (`brand-x` becomes `brand-x@2`) and its references
+are that version's, so creating later versions never changes a registered batch either.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from assetql_dagster.domain.batch_loader import (
 )
 from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
 from assetql_dagster.domain.records import BatchInput
+from assetql_dagster.pipeline.profiles import copy_profile_references, resolve_style
 from assetql_dagster.pipeline.records import read_record_at, write_record
 from resources.models import missing_model
 from resources.storage import AssetStorage
@@ -55,16 +60,30 @@ def register_batch(
     """Validate `path` and snapshot it into storage; registering the same content again is a no-op.
 
     `overrides` replace settings of the batch's batch.yaml and `references` replaces its
-    references folder; the snapshot then holds the derived batch.
+    references folder; a `style` setting is resolved against the stored style profiles. The
+    snapshot then holds the derived batch.
     """
     path = Path(path)
     origin = origin or str(path.resolve())
     if overrides is None and references is None:
-        return _snapshot(storage, check_batch(path, models_dir), origin, partition_key)
-    load_batch(path)  # problems are reported against the user's own files first
+        source = check_batch(path, models_dir)
+        if source.settings.style is None:
+            return _snapshot(storage, source, origin, partition_key)
+    else:
+        load_batch(path)  # problems are reported against the user's own files first
     with tempfile.TemporaryDirectory(prefix="assetql-derived-") as tmp:
-        derived = derive_batch(path, Path(tmp), overrides or {}, references)
-        return _snapshot(storage, check_batch(derived, models_dir), origin, partition_key)
+        if overrides is not None or references is not None:
+            path = derive_batch(path, Path(tmp) / "given", overrides or {}, references)
+            source = check_batch(path, models_dir)
+        if source.settings.style is not None:
+            style = resolve_style(storage, source)
+            profile_references = None
+            if style.profile is not None:
+                profile_references = Path(tmp) / "profile-references"
+                copy_profile_references(storage, style.profile, profile_references)
+            path = derive_batch(path, Path(tmp) / "styled", style.settings, profile_references)
+            source = check_batch(path, models_dir)
+        return _snapshot(storage, source, origin, partition_key)
 
 
 def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:

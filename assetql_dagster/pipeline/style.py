@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from itertools import combinations
 
 import numpy as np
 from PIL import Image
 
-from assetql_dagster.domain.palette import brightness, color_histogram, contrast, mean_histogram, palette_of_images
+from assetql_dagster.domain.palette import brightness, contrast, palette_of_images
 from assetql_dagster.domain.records import PaletteColor, StyleProfile
+from assetql_dagster.domain.scoring import clip_similarity_to_unit, combined_style_score
+from assetql_dagster.domain.style_parameters import StyleParameters, extract_parameters, parameter_scores, profile_parameters
 from resources.storage import AssetStorage
 
 NO_REFERENCE = "no style reference"
@@ -18,12 +22,29 @@ def load_references(storage: AssetStorage, keys: tuple[str, ...]) -> list[Image.
     return [Image.open(io.BytesIO(storage.read_bytes(key))).convert("RGB") for key in keys]
 
 
-def build_profile(references: tuple[str, ...], images: list[Image.Image], clip, clip_model: str) -> StyleProfile:
-    """CLIP embedding (mean of the references', unit length), k-means palette, brightness, contrast, histogram."""
+def style_scores(
+    image: StyleParameters, profile: StyleParameters, cosine: float, weights: Mapping[str, float]
+) -> tuple[float, dict[str, float]]:
+    """The combined style score and the score of each parameter, the embedding's from its cosine."""
+    scores = {**parameter_scores(image, profile), "embedding": clip_similarity_to_unit(cosine)}
+    return combined_style_score(scores, weights), scores
+
+
+def build_profile(
+    references: tuple[str, ...], images: list[Image.Image], clip, clip_model: str, weights: Mapping[str, float]
+) -> StyleProfile:
+    """CLIP embedding (mean of the references', unit length), style parameters, palette, brightness,
+    contrast, and how alike the references are to each other (scored with `weights`)."""
     if not images:
         return StyleProfile(has_reference=False, reason=NO_REFERENCE)
-    embedding = clip.embed_images(images).mean(axis=0)
+    vectors = clip.embed_images(images)
+    embedding = vectors.mean(axis=0)
     embedding = embedding / np.linalg.norm(embedding)
+    each = [extract_parameters(img) for img in images]
+    pairs = [
+        style_scores(each[i], each[j], float(np.dot(vectors[i], vectors[j])), weights)[0]
+        for i, j in combinations(range(len(images)), 2)
+    ]
     return StyleProfile(
         has_reference=True,
         references=references,
@@ -32,5 +53,6 @@ def build_profile(references: tuple[str, ...], images: list[Image.Image], clip, 
         palette=tuple(PaletteColor(h, round(s, 4)) for h, s in palette_of_images(images)),
         brightness=round(float(np.mean([brightness(r) for r in images])), 4),
         contrast=round(float(np.mean([contrast(r) for r in images])), 4),
-        histogram=tuple(float(v) for v in mean_histogram([color_histogram(r) for r in images]).round(6)),
+        parameters=profile_parameters(images),
+        reference_similarities=tuple(round(p, 4) for p in pairs),
     )

@@ -1,5 +1,6 @@
 """The `assetql` command, run as a real separate process where crashes and concurrency matter."""
 
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,9 @@ import pytest
 from dagster._core.utils import make_new_run_id
 from PIL import Image
 
+from assetql_dagster import cli
 from assetql_dagster.cli import main
+from resources.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,3 +239,114 @@ def test_retry_failed_on_an_unknown_or_invalid_key_prints_one_line_and_exits_1(k
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("assetql: error:"), captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+REFS = ROOT / "examples" / "fantasy-items" / "references"
+
+
+@pytest.fixture
+def style_cli(tmp_path, monkeypatch):
+    """`assetql style ...` in this process, on a fresh local instance and storage under tmp_path.
+
+    The code location reads its storage root once, when its definitions are first imported, so in
+    one test process the storage is given directly; `test_style_commands_use_the_run_storage`
+    checks the real wiring in separate processes.
+    """
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ASSETQL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(cli, "storage_resource", lambda instance: LocalStorage(root=str(tmp_path / "data")))
+    return lambda *args: main(["style", *args, "--data-dir", str(tmp_path / "data")])
+
+
+def test_style_commands_use_the_run_storage(tmp_path):
+    data, env = tmp_path / "data", {"DAGSTER_HOME": str(tmp_path / "home")}
+    create = assetql("style", "create", "brand-x", "--refs", str(REFS), "--data-dir", str(data), env=env)
+    out, _ = create.communicate(timeout=120)
+    assert create.returncode == 0, out
+    assert (data / "style-profiles" / "brand-x" / "v1" / "references" / "style-1.png").is_file()
+    show = assetql("style", "show", "brand-x", "--json", "--data-dir", str(data), env=env)
+    out, _ = show.communicate(timeout=120)
+    assert show.returncode == 0, out
+    assert json.loads(out)["references"][0]["key"] == "style-profiles/brand-x/v1/references/style-1.png"
+
+
+def test_style_create_list_show_and_diff(tmp_path, style_cli, capsys):
+    assert style_cli("create", "brand-x", "--refs", str(REFS), "--lock", "palette=80", "--lock", "lighting=50",
+                     "--threshold", "0.85", "--notes", "spring launch") == 0
+    assert "created style profile brand-x@1 with 2 reference(s) in file://" in capsys.readouterr().out
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "style-1.png").write_bytes((REFS / "style-1.png").read_bytes())
+    assert style_cli("create", "brand-x", "--refs", str(one), "--preset", "watercolor") == 0
+    assert (tmp_path / "data" / "style-profiles" / "brand-x" / "v2" / "profile.json").is_file()
+    capsys.readouterr()
+
+    assert style_cli("list") == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith("brand-x@2") and "1 reference(s), no locks, preset:watercolor" in listed[0]
+    assert listed[1] == ("presets: preset:cartoon, preset:watercolor, preset:realistic, preset:anime, "
+                         "preset:storybook, preset:3d_render")
+
+    assert style_cli("show", "brand-x@1", "--json") == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["name"], record["version"], record["threshold"], record["notes"]) == ("brand-x", 1, 0.85, "spring launch")
+    assert record["locks"] == {"palette": 80, "lighting": 50}
+    assert [r["key"] for r in record["references"]] == [
+        "style-profiles/brand-x/v1/references/style-1.png", "style-profiles/brand-x/v1/references/style-2.png"]
+
+    assert style_cli("show", "brand-x") == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("brand-x@2 (created ") and "  preset: watercolor" in shown and "  locks: none" in shown
+
+    assert style_cli("show", "preset:watercolor", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "preset": "watercolor", "modifiers": "watercolor painting, soft washes, paper texture",
+        "negative_prompt": "photo, 3d render"}
+
+    assert style_cli("diff", "brand-x@1", "brand-x@2") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"reference removed: style-2.png (sha256 {record['references'][1]['sha256'][:12]})",
+        "lock lighting: 50 -> none",
+        "lock palette: 80 -> none",
+        "threshold: 0.85 -> the batch's own",
+        "preset: none -> watercolor",
+        "notes: 'spring launch' -> ''",
+    ]
+    assert style_cli("diff", "brand-x@2", "brand-x") == 0
+    assert capsys.readouterr().out == "brand-x@2 and brand-x@2 do not differ\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("show", "brand-y"), "no style profile 'brand-y' in storage; existing profiles: none"),
+        (("show", "brand-x@0"), "version '0' of profile 'brand-x' must be a whole number from 1"),
+        (("show", "preset:oil"), "unknown preset 'oil'; expected one of preset:cartoon"),
+        (("diff", "brand-x", "preset:anime"), "no style profile 'brand-x' in storage"),
+        (("create", "brand-x", "--refs", "/no/such/refs"), "reference folder '/no/such/refs' does not exist"),
+        (("create", "brand-x", "--refs", str(REFS), "--lock", "palette"), "--lock 'palette' must be PARAMETER=WEIGHT"),
+        (("create", "brand-x", "--refs", str(REFS), "--lock", "shine=3"), "unknown parameter(s) ['shine'] in locks"),
+        (("create", "brand-x", "--refs", str(REFS), "--threshold", "2"), "threshold must be a number in [0, 1], got 2.0"),
+        (("create", "bad name", "--refs", str(REFS)), "profile name 'bad name' must be 1-64 letters"),
+    ],
+)
+def test_style_errors_print_one_line_and_exit_1(style_cli, capsys, args, message):
+    assert style_cli(*args) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("assetql: error: "), captured.err
+    assert message in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_style_create_lists_every_problem_of_the_reference_folder(tmp_path, style_cli, capsys):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / "notes.txt").write_text("not an image")
+    (refs / "broken.png").write_bytes(b"not a png")
+    assert style_cli("create", "brand-x", "--refs", str(refs)) == 1
+    err = capsys.readouterr().err
+    assert f"{refs}: 2 problem(s)" in err
+    assert "refs/notes.txt: unsupported file type '.txt'" in err
+    assert "refs/broken.png: cannot be read as an image" in err
+    assert not (tmp_path / "data" / "style-profiles").exists()

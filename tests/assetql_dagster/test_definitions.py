@@ -48,7 +48,7 @@ def test_asset_graph_is_the_batch_pipeline():
     # Lineage is the data flow: each asset's parents are the records it takes as parameters.
     assert parents["style_profile"] == {"batch_input"}
     assert parents["prompts"] == {"batch_input"}
-    assert parents["images"] == {"batch_input", "prompts"}
+    assert parents["images"] == {"batch_input", "prompts", "style_profile"}
     assert parents["scores"] == {"batch_input", "images", "style_profile"}
     assert parents["tags"] == {"images", "prompts"}
     assert parents["exports"] == {"batch_input", "prompts", "images", "scores", "tags", "style_profile"}

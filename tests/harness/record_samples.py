@@ -1,5 +1,7 @@
 """One filled-in instance of every stage record type, for round-trip tests."""
 
+from PIL import Image
+
 from assetql_dagster.domain.csv_schema import BatchRow
 from assetql_dagster.domain.records import (
     BatchInput,
@@ -18,7 +20,9 @@ from assetql_dagster.domain.records import (
     StyleProfile,
     TagSet,
 )
+from assetql_dagster.domain.scoring import parameter_weights
 from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.domain.style_parameters import profile_parameters
 from assetql_dagster.domain.tagging import Tag
 
 JOB = ImageJob("demo_sword_1", "demo_sword_1.png", "sword-01", 1, 123, "a sword, ünïcode", "blurry", "weapon",
@@ -35,12 +39,14 @@ SAMPLES = [
     ),
     ImagePlan((JOB,)),
     StyleProfile(True, ("style-references/b/a.png",), "", "tiny", (0.5, -0.25), (PaletteColor("#aabbcc", 0.5),),
-                 0.4, 0.2, (0.1, 0.9)),
+                 0.4, 0.2, parameters=profile_parameters([Image.new("RGB", (16, 8), (200, 60, 40))]),
+                 reference_similarities=(0.81, 0.77, 0.9)),
     StyleProfile(False, reason="no style reference"),
     Shard(0, 0, 1, (JOB,)),
     ShardResult(0, 2, (IMAGE,), (FAILED,), 1, 0, 1, "cpu", 4, 2, 0.5, 0.75, 1),
     ImageSet(2, (IMAGE,), (FAILED,)),
-    ScoreSet(0.85, {"clip": 0.7, "color": 0.3}, (ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9, 0.8, 0.95),
+    ScoreSet(0.85, parameter_weights({"palette": 80}),
+             (ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9, 0.8, 0.95, 0.7, 0.6, 0.5, 0.85),
                                                  ImageScore("x", "x.png", "unscored", note="no style reference"))),
     TagSet((ImageTags("demo_sword_1", "demo_sword_1.png", (Tag("red", "color", 0.5), Tag("weapon", "category", 1.0))),)),
     ExportSummary(1, 1, ("zip",), {"zip": "file:///data/exports/b/b.zip"}, zip_bytes=10, links=1, links_local=True,

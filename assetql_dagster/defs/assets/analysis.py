@@ -24,7 +24,8 @@ STYLE_PASS_RATE = batch_check_spec(
     outs={
         "scores": dg.AssetOut(
             dagster_type=ScoreSet,
-            description="Style score per image: CLIP similarity and colour-histogram similarity to the style profile.",
+            description="Style score per image: palette, lighting, composition, texture and embedding scores "
+            "against the style profile, combined with weights that follow the batch's locks.",
             group_name="batch",
             kinds={"pytorch"},
         ),
@@ -56,9 +57,8 @@ def image_analysis(
     style_profile: StyleProfile,
 ):
     """Scores and tags of every stored image, from one read and one CLIP pass per image."""
-    threshold = batch_input.settings.style_threshold
     loads = clip.loads()
-    scores, tags = analyse(storage, images, prompts.jobs, style_profile, threshold, clip.load())
+    scores, tags = analyse(storage, images, prompts.jobs, style_profile, batch_input.settings, clip.load())
     model_loads = clip.loads() - loads
     yield dg.Output(scores, "scores", metadata=score_metadata(storage, images, scores, style_profile, model_loads))
     counts = Counter(t.label for image in tags.images for t in image.tags)

@@ -14,8 +14,14 @@ from assetql_dagster.defs.metadata import contact_sheet, markdown_table
 from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.defs.progress import report_progress
 from assetql_dagster.defs.quality import flag_failed_check
-from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult
-from assetql_dagster.pipeline.generation import RenderSettings, generate_images, job_generator, micro_batch_size
+from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult, StyleProfile
+from assetql_dagster.pipeline.generation import (
+    RenderSettings,
+    generate_images,
+    job_generator,
+    micro_batch_size,
+    palette_hold,
+)
 from assetql_dagster.pipeline.planning import shards
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
@@ -48,6 +54,7 @@ def generate_shard(
     generator: ImageGenerator,
     shard: Shard,
     batch_input: BatchInput,
+    style_profile: StyleProfile,
 ) -> dg.Output[ShardResult]:
     """Generates one shard's images that are not stored intact yet; returns what is stored and what failed."""
     started = time.perf_counter()
@@ -80,7 +87,7 @@ def generate_shard(
         storage,
         batch,
         shard.jobs,
-        job_generator(pipe, render),
+        job_generator(pipe, render, palette_hold(style_profile, settings.lock_weights.get("palette", 0))),
         render,
         micro,
         attempt=attempt,
@@ -174,8 +181,10 @@ def completion_check(images: ImageSet, minimum: float) -> dg.AssetCheckResult:
     kinds={"pytorch"},
     check_specs=[COMPLETION_RATE],
 )
-def images(prompts: ImagePlan, batch_input: BatchInput):
+def images(prompts: ImagePlan, batch_input: BatchInput, style_profile: StyleProfile):
     """Generated PNGs and thumbnails, one per row × variation, produced shard by shard."""
-    results = image_shards(prompts, batch_input).map(lambda shard: generate_shard(shard, batch_input)).collect()
+    results = image_shards(prompts, batch_input).map(
+        lambda shard: generate_shard(shard, batch_input, style_profile)
+    ).collect()
     stored, completion = collect_images(results, batch_input)
     return {"result": stored, "images_completion_rate": completion}

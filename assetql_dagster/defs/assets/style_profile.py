@@ -4,6 +4,7 @@ from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
 from assetql_dagster.domain.records import BatchInput, StyleProfile
+from assetql_dagster.domain.scoring import parameter_weights
 from assetql_dagster.pipeline.style import build_profile, load_references
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
@@ -19,14 +20,15 @@ from resources.storage import AssetStorage
 def style_profile(
     context: dg.AssetExecutionContext, batch_input: BatchInput, storage: AssetStorage, clip: ClipEmbedder
 ) -> dg.Output[StyleProfile]:
-    """CLIP embedding, palette, brightness and contrast of the batch's style references."""
+    """Embedding, palette, lighting, composition and texture of the batch's style references."""
     refs = load_references(storage, batch_input.references)
     if not refs:
         context.log.warning(f"batch {batch_input.batch} has no style reference: images will be unscored")
-        profile = build_profile((), [], None, clip.model_name)
+        profile = build_profile((), [], None, clip.model_name, {})
         return dg.Output(profile, metadata={"has_reference": False, "reason": profile.reason, "model_loads": 0})
     loads = clip.loads()
-    profile = build_profile(batch_input.references, refs, clip.load(), clip.model_name)
+    weights = parameter_weights(batch_input.settings.lock_weights)
+    profile = build_profile(batch_input.references, refs, clip.load(), clip.model_name, weights)
     return dg.Output(
         profile,
         metadata={
@@ -35,6 +37,11 @@ def style_profile(
             "palette": " ".join(f"`{p.hex}` {p.share:.0%}" for p in profile.palette),
             "brightness": profile.brightness,
             "contrast": profile.contrast,
+            "colour_temperature_k": round(profile.parameters.lighting.kelvin),
+            "reference_similarity": (
+                round(sum(profile.reference_similarities) / len(profile.reference_similarities), 4)
+                if profile.reference_similarities else "one reference: threshold is absolute"
+            ),
             "model_loads": clip.loads() - loads,
             "references_preview": dg.MetadataValue.md(
                 contact_sheet_markdown([(k.rsplit("/", 1)[-1], r) for k, r in zip(batch_input.references, refs)])

@@ -85,6 +85,7 @@ def test_valid_values_are_kept():
         "name": "spring-2025",
         "description": "Spring campaign",
         "template": "{prompt}, {style|flat}",
+        "style": ["brand-x@2", "preset:watercolor"],
         "negative_prompt": "blurry",
         "modifiers": "pastel colors",
         "model": "org/model",
@@ -98,6 +99,9 @@ def test_valid_values_are_kept():
         "style_threshold": 1,
         "min_pass_rate": 0.5,
         "min_completion_rate": 0,
+        "locks": {"texture": 0, "palette": 100},
+        "max_attempts": 10,
+        "regeneration_budget": 1,
         "naming_pattern": "{sku}-{seq}-{color_scheme}",
         "shard_size": 500,
         "micro_batch": 64,
@@ -105,9 +109,18 @@ def test_valid_values_are_kept():
         "link_expiry": "36h",
     }
     settings = parse_settings(data, "batch.yaml")
-    floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0}
-    assert settings.to_dict() == {**data, **floats, "exports": ("zip", "links")}
+    floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0, "regeneration_budget": 1.0}
+    locks = (("palette", 100), ("texture", 0))
+    assert settings.to_dict() == {**data, **floats, "exports": ("zip", "links"), "locks": locks}
     assert isinstance(settings.guidance_scale, float)
+
+
+def test_locks_are_kept_sorted_and_survive_a_snapshot():
+    settings = parse_settings({"locks": {"palette": 80, "lighting": 50}}, "batch.yaml")
+    assert settings.locks == (("lighting", 50), ("palette", 80))
+    assert settings.lock_weights == {"lighting": 50, "palette": 80}
+    assert BatchSettings.from_snapshot(settings.to_dict()) == settings
+    assert (settings.max_attempts, settings.regeneration_budget) == (3, 0.3)
 
 
 def test_modifiers_list_is_comma_joined():
@@ -146,6 +159,12 @@ def test_modifiers_list_is_comma_joined():
         ("style_threshold", 1.01, "from 0 to 1"),
         ("min_pass_rate", 1.5, "from 0 to 1"),
         ("min_completion_rate", -0.01, "from 0 to 1"),
+        ("locks", ["palette"], "must be a mapping of style parameter to weight 0-100"),
+        ("locks", {"palete": 50}, "unknown parameter(s) ['palete'] in locks"),
+        ("locks", {"palette": 101}, "lock for 'palette' must be an integer from 0 to 100, got 101"),
+        ("locks", {"palette": "high"}, "must be an integer from 0 to 100"),
+        ("max_attempts", 0, "from 1 to 10"),
+        ("regeneration_budget", 1.5, "from 0 to 1"),
         ("naming_pattern", "", "non-empty"),
         ("naming_pattern", None, "non-empty"),
         ("shard_size", 501, "from 1 to 500"),

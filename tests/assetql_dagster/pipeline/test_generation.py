@@ -6,9 +6,12 @@ from assetql_dagster.pipeline.generation import (
     generate_images,
     is_out_of_memory,
     is_permanent,
+    job_generator,
     micro_batch_size,
+    palette_hold,
 )
-from assetql_dagster.domain.records import ImageJob
+from assetql_dagster.domain.records import ImageJob, StyleProfile
+from assetql_dagster.domain.style_parameters import extract_parameters, palette_score, profile_parameters
 from resources.storage import LocalStorage
 
 RENDER = RenderSettings(width=16, height=16, steps=1, guidance_scale=1.0)
@@ -146,3 +149,24 @@ def test_micro_batch_auto_fills_a_gpu_but_not_a_cpu():
     assert micro_batch_size("auto", "cuda", 512, 512) == 32
     assert micro_batch_size("auto", "cuda", 1024, 1024) == 8
     assert micro_batch_size(3, "cuda", 1024, 1024) == 3
+
+
+def test_a_palette_lock_pulls_generated_images_toward_the_profile_palette_more_the_higher_it_is():
+    from resources.diffusion import load_pipeline
+
+    references = [Image.new("RGB", (32, 32), (200, 40, 30)), Image.new("RGB", (32, 32), (30, 60, 180))]
+    profile = StyleProfile(True, ("a.png", "b.png"), parameters=profile_parameters(references))
+    pipe = load_pipeline("tiny", device="cpu")
+    render = RenderSettings(width=64, height=64, steps=2, guidance_scale=1.0)
+    jobs = planned(2)
+
+    assert palette_hold(profile, 0) is None
+    assert palette_hold(StyleProfile(False, reason="no style reference"), 100) is None
+    assert palette_hold(profile, 60, boost=0.25).strength == pytest.approx(0.85)
+
+    def palette_scores(lock: int) -> list[float]:
+        images = job_generator(pipe, render, palette_hold(profile, lock))(jobs)
+        return [palette_score(extract_parameters(img).palette, profile.parameters.palette) for img in images]
+
+    unlocked, half, full = palette_scores(0), palette_scores(50), palette_scores(100)
+    assert all(a < b < c for a, b, c in zip(unlocked, half, full))

@@ -186,7 +186,7 @@ def test_a_stored_image_that_does_not_decode_is_generated_again_and_reported(tmp
                               if e.is_successful_output and "generate_shard" in (e.step_key or "")]
             return result, shard_output.step_output_data.metadata["corrupt_files"].value
 
-        run("batch_input", "prompts", "images")
+        run("batch_input", "style_profile", "prompts", "images")
         [cut, intact] = [r.raw_key for r in read_record(storage, key, "images").stored]
         storage.local_path(cut).write_bytes(storage.read_bytes(cut)[:-20])
         intact_mtime = storage.local_path(intact).stat().st_mtime_ns
