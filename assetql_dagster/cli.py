@@ -280,7 +280,7 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: 
         print(f"batch {key}: re-running {len(failed)} failed image(s): {rows}")
         # Stored images are skipped by generation, so re-materializing from `images` down
         # regenerates exactly the failed rows and rebuilds scores, tags and exports around them.
-        downstream = ["images", "scores", "tags", "exports"]
+        downstream = ["images", "scores", "curated_images", "tags", "exports"]
         tags = run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"})
         return report(execute(instance, key, tags, in_process, verbose, downstream), key, storage)
 

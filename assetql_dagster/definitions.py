@@ -7,8 +7,9 @@ drop sensor and `ASSETQL_CAMPAIGNS` the campaign schedules (see README, "Product
 
 import dagster as dg
 
-from assetql_dagster.defs.assets.analysis import image_analysis
+from assetql_dagster.defs.assets.analysis import scores, tags
 from assetql_dagster.defs.assets.batch_input import batch_input
+from assetql_dagster.defs.assets.curation import curated_images
 from assetql_dagster.defs.assets.exports import exports
 from assetql_dagster.defs.assets.images import images
 from assetql_dagster.defs.assets.prompts import prompts
@@ -34,7 +35,7 @@ def with_io_manager(resources: dict) -> dict:
 def build_definitions() -> dg.Definitions:
     """The code location as configured by the environment."""
     return dg.Definitions(
-        assets=[batch_input, style_profile, prompts, images, image_analysis, exports],
+        assets=[batch_input, style_profile, prompts, images, scores, curated_images, tags, exports],
         jobs=[batch_job, register_batch_job],
         sensors=[inbox_sensor, registered_batch_sensor, *drop_sensors()],
         schedules=schedules_from_env(),

@@ -20,13 +20,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Stage as printed -> the step (or steps, `images.*`) that computes it; scores and tags share one step.
+# Stage as printed -> the step (or steps, `images.*`) that computes it.
 STAGES = {
     "batch_input": "batch_input",
     "style_profile": "style_profile",
     "prompts": "prompts",
     "images": "images",
-    "scores+tags": "image_analysis",
+    "scores": "scores",
+    "curated_images": "curated_images",
+    "tags": "tags",
     "exports": "exports",
 }
 SUBJECTS = ["sword", "shield", "potion", "helmet", "gem", "coin", "chest", "bow", "staff", "ring"]

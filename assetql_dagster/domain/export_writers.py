@@ -42,6 +42,8 @@ MANIFEST_COLUMNS = [
     "embedding_score",
     "clip_similarity",
     "verdict",
+    "version",
+    "attempts",
     "tags",
     "category",
     "sku",

@@ -1,5 +1,6 @@
 """Storage keys for everything a batch produces, following the bucket layout of the design:
-`raw/`, `thumbnails/`, `exports/`, `style-references/`, plus `batches/` for per-stage records."""
+`raw/`, `thumbnails/`, `exports/`, `style-references/`, plus `batches/` for per-stage records and
+`versions/` for every generation of an image the style loop made."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def raw_image_key(batch: str, stem: str) -> str:
 
 def thumbnail_key(batch: str, stem: str) -> str:
     return f"thumbnails/{batch}/{stem}_thumb.jpg"
+
+
+def version_key(batch: str, stem: str, version: int) -> str:
+    return f"versions/{batch}/{stem}/v{version}.png"
+
+
+def version_thumbnail_key(batch: str, stem: str, version: int) -> str:
+    return f"versions/{batch}/{stem}/v{version}_thumb.jpg"
 
 
 def reference_key(batch: str, name: str) -> str:

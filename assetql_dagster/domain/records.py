@@ -162,6 +162,9 @@ class ImageScore:
     texture_score: float | None = None
     embedding_score: float | None = None
     note: str = ""
+    # Which of the image's versions this is, and how many generations it has had (the style loop).
+    version: int = 1
+    attempts: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +172,55 @@ class ScoreSet:
     threshold: float
     weights: dict[str, float]
     images: tuple[ImageScore, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageVersion:
+    """One generation of an image, kept under versions/ whether or not it is the current one."""
+
+    version: int
+    seed: int
+    prompt: str
+    style_boost: float
+    key: str
+    thumb_key: str
+    score: ImageScore
+    reason: str  # initial, auto-regenerate, manual or rollback
+    created_at: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageHistory:
+    """Every version of an image and which one is current (its files are the image's own keys)."""
+
+    image_id: str
+    current: int
+    versions: tuple[ImageVersion, ...]
+    # A person chose the current version (rollback, manual regeneration): the loop leaves it alone.
+    pinned: bool = False
+
+    @property
+    def current_version(self) -> ImageVersion:
+        return next(v for v in self.versions if v.version == self.current)
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionSet:
+    """The version histories of a batch's images that have more than their first generation."""
+
+    images: tuple[ImageHistory, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Curation:
+    """The batch after the style loop: its current images, their scores, and what the loop did."""
+
+    images: ImageSet
+    scores: ScoreSet
+    pass_rate_before: float
+    regenerated: int
+    budget: int
+    seconds_generating: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +251,10 @@ class ExportSummary:
 
 RECORD_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (BatchInput, ImagePlan, StyleProfile, Shard, ShardResult, ImageSet, ScoreSet, TagSet, ExportSummary)
+    for cls in (
+        BatchInput, ImagePlan, StyleProfile, Shard, ShardResult, ImageSet, ScoreSet, VersionSet, Curation, TagSet,
+        ExportSummary,
+    )
 }
 
 

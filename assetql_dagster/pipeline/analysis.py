@@ -1,13 +1,14 @@
-"""Scores and tags of a batch's images in one pass: each image is read once and goes through CLIP once.
+"""Scores and tags of a batch's images.
 
-The style score compares every image with the style profile; the tags describe it (colours, mood,
-composition, category, CLIP zero-shot labels). Both use the same embedding.
+The style score compares every image with the style profile (and the style loop scores every new
+version the same way); the tags describe the current images (colours, mood, composition,
+category, CLIP zero-shot labels).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -90,28 +91,41 @@ def pixel_tags(record: StoredImage, img: Image.Image, category: str) -> list[Tag
     ]
 
 
-def analyse(
-    storage: AssetStorage, images: ImageSet, jobs: Sequence[ImageJob], profile: StyleProfile,
-    settings: BatchSettings, clip,
-) -> tuple[ScoreSet, TagSet]:
-    """Every stored image scored against `profile` and tagged, reading and embedding each once.
+def scorer(profile: StyleProfile, settings: BatchSettings, clip) -> tuple[float, Callable[..., list[ImageScore]]]:
+    """The batch's pass threshold, and a function scoring (records, decoded images) against `profile`.
 
-    The weights follow the batch's locks and the pass threshold is relative to how alike the
-    references are (see `relative_threshold`).
+    The weights follow the batch's locks and the threshold is relative to how alike the references
+    are (see `relative_threshold`).
     """
     weights = parameter_weights(settings.lock_weights)
     threshold = relative_threshold(profile.reference_similarities, settings.style_threshold)
+    reference = np.asarray(profile.embedding, dtype=np.float32) if profile.has_reference else None
+
+    def score(records: Sequence[StoredImage], imgs: list[Image.Image]) -> list[ImageScore]:
+        vectors = clip.embed_images(imgs) if reference is not None else [None] * len(imgs)
+        return [
+            score_image(record, img, vec, reference, profile, weights, threshold)
+            for record, img, vec in zip(records, imgs, vectors)
+        ]
+
+    return threshold, score
+
+
+def score_images(storage: AssetStorage, images: ImageSet, profile: StyleProfile, settings: BatchSettings, clip) -> ScoreSet:
+    """Every stored image scored against `profile`."""
+    threshold, score = scorer(profile, settings, clip)
+    scores = [s for part, imgs in image_chunks(storage, images.stored) for s in score(part, imgs)]
+    return ScoreSet(round(threshold, 4), parameter_weights(settings.lock_weights), tuple(scores))
+
+
+def tag_images(storage: AssetStorage, images: ImageSet, jobs: Sequence[ImageJob], clip) -> TagSet:
+    """At least five tags per stored image: colours, mood, composition, category, CLIP labels."""
     categories = {j.image_id: j.category for j in jobs}
-    scores: list[ImageScore] = []
     from_pixels: list[list[Tag]] = []
     embeddings: list[np.ndarray] = []
-    reference = np.asarray(profile.embedding, dtype=np.float32) if profile.has_reference else None
     for part, imgs in image_chunks(storage, images.stored):
-        vectors = clip.embed_images(imgs)
-        embeddings.append(vectors)
-        for record, img, vec in zip(part, imgs, vectors):
-            scores.append(score_image(record, img, vec, reference, profile, weights, threshold))
-            from_pixels.append(pixel_tags(record, img, categories[record.image_id]))
+        embeddings.append(clip.embed_images(imgs))
+        from_pixels += [pixel_tags(record, img, categories[record.image_id]) for record, img in zip(part, imgs)]
     # Zero-shot after the pass, over all embeddings at once, so the label texts are encoded once.
     zero_shot = zero_shot_probabilities(clip, np.concatenate(embeddings)) if embeddings else {}
     tags = []
@@ -120,4 +134,4 @@ def analyse(
             kind: list(zip(ZERO_SHOT_VOCABULARY[kind], (float(p) for p in probs[i]))) for kind, probs in zero_shot.items()
         }
         tags.append(ImageTags(record.image_id, record.file_name, tuple(merge_tags(own, zero_shot_tags(labelled)))))
-    return ScoreSet(round(threshold, 4), weights, tuple(scores)), TagSet(tuple(tags))
+    return TagSet(tuple(tags))

@@ -28,6 +28,7 @@ from assetql_dagster.domain.contact_sheet import thumbnail_bytes
 from assetql_dagster.domain.layout import raw_image_key, thumbnail_key
 from assetql_dagster.domain.color_transfer import transfer_palette
 from assetql_dagster.domain.records import FailedRow, ImageJob, StoredImage, StyleProfile
+from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.domain.style_parameters import Palette
 from resources.storage import AssetStorage
 
@@ -63,6 +64,12 @@ class GenerationReport:
     oom_backoffs: int = 0
     final_micro_batch: int = 0
     seconds_generating: float = 0.0
+
+
+def render_settings(settings: BatchSettings, pipe) -> RenderSettings:
+    """The batch's render settings, its size defaulting to the loaded model's native size."""
+    width, height = settings.width or pipe.native_size[0], settings.height or pipe.native_size[1]
+    return RenderSettings(width, height, settings.steps, settings.guidance_scale)
 
 
 def micro_batch_size(requested: int | str, device_type: str, width: int, height: int) -> int:

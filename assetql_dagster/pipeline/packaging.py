@@ -58,6 +58,8 @@ def manifest_rows(batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: 
                 "clip_similarity": score.clip_similarity,
                 **{f"{name}_score": getattr(score, f"{name}_score") for name in PARAMETERS},
                 "verdict": score.verdict,
+                "version": score.version,
+                "attempts": score.attempts,
                 "tags": [f"{t.label}:{t.confidence:.2f}" for t in tagged[image.image_id]],
                 "category": job.category,
                 "sku": job.sku,

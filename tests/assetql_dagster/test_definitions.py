@@ -18,7 +18,7 @@ from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
-STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"]
+STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports"]
 
 
 def run_batch(tmp_path, folder):
@@ -50,8 +50,9 @@ def test_asset_graph_is_the_batch_pipeline():
     assert parents["prompts"] == {"batch_input"}
     assert parents["images"] == {"batch_input", "prompts", "style_profile"}
     assert parents["scores"] == {"batch_input", "images", "style_profile"}
-    assert parents["tags"] == {"images", "prompts"}
-    assert parents["exports"] == {"batch_input", "prompts", "images", "scores", "tags", "style_profile"}
+    assert parents["curated_images"] == {"batch_input", "prompts", "images", "scores", "style_profile"}
+    assert parents["tags"] == {"curated_images", "prompts"}
+    assert parents["exports"] == {"batch_input", "prompts", "curated_images", "tags", "style_profile"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def == batches_partitions
 

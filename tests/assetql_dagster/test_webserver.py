@@ -88,7 +88,9 @@ def test_webserver_serves_the_asset_graph_and_the_batch_partition(webserver):
         time.sleep(2)
     assert "errors" not in data, data
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-    assert set(by_key) == {"batch_input", "style_profile", "prompts", "images", "scores", "tags", "exports"}
+    assert set(by_key) == {
+        "batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports"
+    }
     assert {"/".join(d["path"]) for d in by_key["scores"]["dependencyKeys"]} == {"batch_input", "images", "style_profile"}
     for node in by_key.values():
         assert node["partitionDefinition"]["name"] == "batches"

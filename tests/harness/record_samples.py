@@ -5,13 +5,16 @@ from PIL import Image
 from assetql_dagster.domain.csv_schema import BatchRow
 from assetql_dagster.domain.records import (
     BatchInput,
+    Curation,
     ExportSummary,
     FailedRow,
+    ImageHistory,
     ImageJob,
     ImagePlan,
     ImageScore,
     ImageSet,
     ImageTags,
+    ImageVersion,
     PaletteColor,
     ScoreSet,
     Shard,
@@ -19,6 +22,7 @@ from assetql_dagster.domain.records import (
     StoredImage,
     StyleProfile,
     TagSet,
+    VersionSet,
 )
 from assetql_dagster.domain.scoring import parameter_weights
 from assetql_dagster.domain.settings import BatchSettings
@@ -48,6 +52,17 @@ SAMPLES = [
     ScoreSet(0.85, parameter_weights({"palette": 80}),
              (ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9, 0.8, 0.95, 0.7, 0.6, 0.5, 0.85),
                                                  ImageScore("x", "x.png", "unscored", note="no style reference"))),
+    VersionSet((ImageHistory("demo_sword_1", 2, (
+        ImageVersion(1, 123, "a sword", 0.0, "versions/b/demo_sword_1/v1.png", "versions/b/demo_sword_1/v1_thumb.jpg",
+                     ImageScore("demo_sword_1", "demo_sword_1.png", "review", 0.5), "initial", "2026-11-25T10:00:00Z"),
+        ImageVersion(2, 456, "a sword", 0.25, "versions/b/demo_sword_1/v2.png", "versions/b/demo_sword_1/v2_thumb.jpg",
+                     ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9, version=2, attempts=2),
+                     "auto-regenerate", "2026-11-25T10:01:00Z"),
+    ), pinned=True),)),
+    Curation(ImageSet(2, (IMAGE,), (FAILED,)),
+             ScoreSet(0.7, parameter_weights({}), (ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9,
+                                                             version=2, attempts=2),)),
+             pass_rate_before=0.0, regenerated=1, budget=3, seconds_generating=0.25),
     TagSet((ImageTags("demo_sword_1", "demo_sword_1.png", (Tag("red", "color", 0.5), Tag("weapon", "category", 1.0))),)),
     ExportSummary(1, 1, ("zip",), {"zip": "file:///data/exports/b/b.zip"}, zip_bytes=10, links=1, links_local=True,
                   link_expiry_s=3600),

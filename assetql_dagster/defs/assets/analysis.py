@@ -1,4 +1,5 @@
-"""`scores` and `tags`: two assets computed in one step, so every image is read and embedded once."""
+"""`scores` (of every image's first generation, which the style loop starts from) and `tags` (of the
+images the loop leaves current)."""
 
 from collections import Counter
 
@@ -7,71 +8,49 @@ import numpy as np
 
 from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
-from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
-from assetql_dagster.defs.quality import flag_failed_check
-from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
+from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.domain.records import BatchInput, Curation, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
 from assetql_dagster.domain.scoring import pass_rate
-from assetql_dagster.pipeline.analysis import UNSCORED, analyse
+from assetql_dagster.pipeline.analysis import score_images, tag_images
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 
-STYLE_PASS_RATE = batch_check_spec(
-    "style_pass_rate", "scores", "Share of images whose style score meets the batch threshold (default at least 85%)."
-)
 
-
-@dg.multi_asset(
-    outs={
-        "scores": dg.AssetOut(
-            dagster_type=ScoreSet,
-            description="Style score per image: palette, lighting, composition, texture and embedding scores "
-            "against the style profile, combined with weights that follow the batch's locks.",
-            group_name="batch",
-            kinds={"pytorch"},
-        ),
-        "tags": dg.AssetOut(
-            dagster_type=TagSet,
-            description="At least five tags per image, each with a confidence: colours, mood, composition, "
-            "category, CLIP labels.",
-            group_name="batch",
-            kinds={"pytorch"},
-        ),
-    },
-    # What each record is computed from, so the UI's lineage is the data flow.
-    internal_asset_deps={
-        "scores": {dg.AssetKey(k) for k in ("batch_input", "images", "style_profile")},
-        "tags": {dg.AssetKey(k) for k in ("images", "prompts")},
-    },
-    check_specs=[STYLE_PASS_RATE],
+@dg.asset(
     partitions_def=batches_partitions,
+    group_name="batch",
+    kinds={"pytorch"},
     op_tags=GPU_OP_TAGS,
     pool=GPU_POOL,
 )
-def image_analysis(
-    context: dg.AssetExecutionContext,
-    storage: AssetStorage,
-    clip: ClipEmbedder,
-    batch_input: BatchInput,
-    prompts: ImagePlan,
-    images: ImageSet,
-    style_profile: StyleProfile,
-):
-    """Scores and tags of every stored image, from one read and one CLIP pass per image."""
+def scores(
+    storage: AssetStorage, clip: ClipEmbedder, batch_input: BatchInput, images: ImageSet, style_profile: StyleProfile
+) -> dg.Output[ScoreSet]:
+    """Style scores of the first generation of every image: per parameter and combined."""
     loads = clip.loads()
-    scores, tags = analyse(storage, images, prompts.jobs, style_profile, batch_input.settings, clip.load())
-    model_loads = clip.loads() - loads
-    yield dg.Output(scores, "scores", metadata=score_metadata(storage, images, scores, style_profile, model_loads))
-    counts = Counter(t.label for image in tags.images for t in image.tags)
-    yield dg.Output(
-        tags,
-        "tags",
+    result = score_images(storage, images, style_profile, batch_input.settings, clip.load())
+    return dg.Output(result, metadata=score_metadata(storage, images, result, style_profile, clip.loads() - loads))
+
+
+@dg.asset(
+    partitions_def=batches_partitions,
+    group_name="batch",
+    kinds={"pytorch"},
+    op_tags=GPU_OP_TAGS,
+    pool=GPU_POOL,
+)
+def tags(storage: AssetStorage, clip: ClipEmbedder, prompts: ImagePlan, curated_images: Curation) -> dg.Output[TagSet]:
+    """At least five tags per current image, each with a confidence: colours, mood, composition, category, CLIP labels."""
+    result = tag_images(storage, curated_images.images, prompts.jobs, clip.load())
+    counts = Counter(t.label for image in result.images for t in image.tags)
+    return dg.Output(
+        result,
         metadata={
-            "images": len(tags.images),
-            "min_tags_per_image": min((len(r.tags) for r in tags.images), default=0),
+            "images": len(result.images),
+            "min_tags_per_image": min((len(r.tags) for r in result.images), default=0),
             "top_tags": markdown_table(["tag", "images"], counts.most_common(15)),
         },
     )
-    yield flag_failed_check(context, pass_rate_check(scores, batch_input.settings.min_pass_rate))
 
 
 def score_metadata(storage: AssetStorage, images: ImageSet, scores: ScoreSet, profile: StyleProfile, model_loads: int) -> dict:
@@ -96,22 +75,3 @@ def score_metadata(storage: AssetStorage, images: ImageSet, scores: ScoreSet, pr
     }
     metadata["contact_sheet"] = contact_sheet(storage, images.stored, captions)
     return metadata
-
-
-def pass_rate_check(scores: ScoreSet, minimum: float) -> dg.AssetCheckResult:
-    verdicts = [s.verdict for s in scores.images]
-    common = {"check_name": STYLE_PASS_RATE.name, "asset_key": STYLE_PASS_RATE.asset_key, "severity": dg.AssetCheckSeverity.WARN}
-    if verdicts and all(v == UNSCORED for v in verdicts):
-        return dg.AssetCheckResult(
-            passed=True,
-            description="no style reference: style pass rate not applicable",
-            metadata={"images": len(verdicts)},
-            **common,
-        )
-    rate = pass_rate(verdicts)
-    return dg.AssetCheckResult(
-        passed=rate >= minimum,
-        description=f"{rate:.1%} of images pass the style threshold (minimum {minimum:.0%})",
-        metadata={"pass_rate": rate, "minimum": minimum, "review": verdicts.count("review")},
-        **common,
-    )

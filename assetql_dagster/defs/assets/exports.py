@@ -5,7 +5,7 @@ import dagster as dg
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.layout import export_key
 from assetql_dagster.domain.links import parse_expiry
-from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
+from assetql_dagster.domain.records import BatchInput, Curation, ExportSummary, ImagePlan, StyleProfile, TagSet
 from assetql_dagster.pipeline.packaging import package
 from resources.storage import AssetStorage
 
@@ -16,14 +16,15 @@ def exports(
     storage: AssetStorage,
     batch_input: BatchInput,
     prompts: ImagePlan,
-    images: ImageSet,
-    scores: ScoreSet,
+    curated_images: Curation,
     tags: TagSet,
     style_profile: StyleProfile,
 ) -> dg.Output[ExportSummary]:
     """The batch's package: ZIP of images with manifest CSV/JSON and an HTML gallery, plus links."""
     batch = batch_input.batch
-    summary, columns = package(storage, batch_input, prompts, images, scores, tags, style_profile)
+    summary, columns = package(
+        storage, batch_input, prompts, curated_images.images, curated_images.scores, tags, style_profile
+    )
     context.log.info(f"{batch}: exported {', '.join(summary.exports)} under {export_key(batch, '')}")
     if summary.failed_rows:
         context.log.warning(

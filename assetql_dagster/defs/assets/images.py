@@ -16,11 +16,11 @@ from assetql_dagster.defs.progress import report_progress
 from assetql_dagster.defs.quality import flag_failed_check
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult, StyleProfile
 from assetql_dagster.pipeline.generation import (
-    RenderSettings,
     generate_images,
     job_generator,
     micro_batch_size,
     palette_hold,
+    render_settings,
 )
 from assetql_dagster.pipeline.planning import shards
 from resources.generator import ImageGenerator
@@ -65,9 +65,8 @@ def generate_shard(
     except (FileNotFoundError, ValueError) as err:
         # A model that is missing or misconfigured will be just as missing on the next attempt.
         raise dg.Failure(description=f"cannot load model {settings.model!r}: {err}", allow_retries=False) from err
-    width, height = settings.width or pipe.native_size[0], settings.height or pipe.native_size[1]
-    render = RenderSettings(width, height, settings.steps, settings.guidance_scale)
-    micro = micro_batch_size(settings.micro_batch, pipe.device.type, width, height)
+    render = render_settings(settings, pipe)
+    micro = micro_batch_size(settings.micro_batch, pipe.device.type, render.width, render.height)
     attempt = context.retry_number + 1
     name = f"shard {shard.index}"
 

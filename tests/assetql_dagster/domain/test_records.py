@@ -4,7 +4,7 @@ import pytest
 
 from harness.record_samples import SAMPLES
 
-from assetql_dagster.domain.records import RECORD_TYPES, from_json, to_json
+from assetql_dagster.domain.records import RECORD_TYPES, TagSet, from_json, to_json
 from assetql_dagster.domain.tagging import Tag
 
 
@@ -19,7 +19,7 @@ def test_records_survive_json_with_their_types(record):
 
 def test_loading_trusts_what_registration_validated():
     # Tag checks its confidence when built; a stored record is restored without checking again.
-    document = to_json(SAMPLES[8])
+    document = to_json(next(s for s in SAMPLES if isinstance(s, TagSet)))
     document["value"]["images"][0]["tags"][0]["confidence"] = 2.0
     assert from_json(document).images[0].tags[0].confidence == 2.0
     with pytest.raises(ValueError, match="confidence"):

@@ -83,7 +83,7 @@ def test_rows_failing_after_all_retries_are_reported_and_the_rest_exported(tmp_p
 
     # The one-command re-run generates only the failed row and re-exports the whole batch.
     images_before = {r.raw_key: storage.local_path(r.raw_key).stat().st_mtime_ns for r in read_record(storage, key, "images").stored}
-    result, _, meta = materialize(storage, key, ImageGenerator(), selection=[dg.AssetKey(k) for k in ("images", "scores", "tags", "exports")])
+    result, _, meta = materialize(storage, key, ImageGenerator(), selection=[dg.AssetKey(k) for k in ("images", "scores", "curated_images", "tags", "exports")])
     assert result.success
     assert meta[0].metadata["generated"].value == 1 and meta[0].metadata["already_stored"].value == 2
     assert read_record(storage, key, "images").failed == ()
