@@ -156,6 +156,24 @@ def _locks(value: object) -> str | None:
     return None
 
 
+LORA_SCALE_MAX = 2.0
+
+
+def _loras(value: object) -> str | None:
+    expected = f"must be a list of {{path: ..., scale: 0 to {LORA_SCALE_MAX:g}}} entries"
+    if not isinstance(value, (list, tuple)):
+        return f"{expected}, got {_quote(value)}"
+    for index, entry in enumerate(value, start=1):
+        if isinstance(entry, (list, tuple)) and len(entry) == 2:
+            entry = {"path": entry[0], "scale": entry[1]}  # the stored (path, scale) form
+        if not isinstance(entry, Mapping) or set(entry) - {"path", "scale"} or "path" not in entry:
+            return f"{expected}; entry {index} is {_quote(entry)}"
+        problem = _text(entry["path"], allow_empty=False) or _number(0, LORA_SCALE_MAX)(entry.get("scale", 1.0))
+        if problem:
+            return f"entry {index}: {'path' if _text(entry['path'], allow_empty=False) else 'scale'} {problem}"
+    return None
+
+
 def _shown(default: object) -> str:
     """How README.md shows a default value: text and lists in code style, "" for empty text."""
     if default == "":
@@ -267,6 +285,32 @@ class BatchSettings:
         0.85, _UNIT, "Style score, 0 to 1, at or above which an image passes (else it needs review).",
         "style score at or above which an image passes (else: review)",
     )
+    ip_adapter: str | None = _setting(
+        None,
+        lambda v: _text(v, optional=True, allow_empty=False),
+        "IP-Adapter conditioning every image on the batch's style references: a folder holding "
+        "ip_adapter.safetensors (or .bin) and image_encoder/, or a cached hub id such as "
+        "h94/IP-Adapter/models/ip-adapter_sd15.safetensors. Applied with InstantStyle's style-only "
+        "block scales, so the references give style, not content.",
+        "IP-Adapter on the style references (folder with `ip_adapter.safetensors` + `image_encoder/`, "
+        "or a cached hub id)",
+        readme_default="none",
+    )
+    style_strength: float = _setting(
+        0.6,
+        _UNIT,
+        "IP-Adapter scale, 0 to 1: how strongly the references' style conditions each image (the "
+        "regeneration loop steps it up for images that drift).",
+        "IP-Adapter scale, 0–1 (stepped up by the regeneration loop)",
+    )
+    lora: tuple[tuple[str, float], ...] = _setting(
+        (),
+        _loras,
+        f"Brand LoRAs applied to every image: a list of {{path, scale}} (scale 0 to {LORA_SCALE_MAX:g}, "
+        "default 1); path is a .safetensors file or a folder holding one.",
+        f"brand LoRAs, a list of `{{path, scale}}` (scale 0–{LORA_SCALE_MAX:g}); `.safetensors` file or folder",
+        readme_default="none",
+    )
     locks: tuple[tuple[str, int], ...] = _setting(
         (),
         _locks,
@@ -351,6 +395,8 @@ class BatchSettings:
         object.__setattr__(self, "exports", tuple(self.exports))
         locks = self.locks.items() if isinstance(self.locks, Mapping) else self.locks
         object.__setattr__(self, "locks", tuple(sorted((str(name), int(weight)) for name, weight in locks)))
+        loras = [(e["path"], e.get("scale", 1.0)) if isinstance(e, Mapping) else e for e in self.lora]
+        object.__setattr__(self, "lora", tuple((str(path), float(scale)) for path, scale in loras))
 
     @property
     def lock_weights(self) -> dict[str, int]:

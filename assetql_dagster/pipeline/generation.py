@@ -97,8 +97,26 @@ def palette_hold(profile: StyleProfile, palette_lock: int, boost: float = 0.0) -
     return PaletteHold(profile.parameters.palette, strength)
 
 
-def job_generator(pipe, render: RenderSettings, hold: PaletteHold | None = None) -> Callable[[list[ImageJob]], list]:
+@dataclass(frozen=True)
+class AdapterStyle:
+    """The style references an IP-Adapter conditions every image on, and its scale (0 to 1)."""
+
+    references: tuple[Image.Image, ...]
+    scale: float
+
+
+def adapter_style(pipe, references: Sequence[Image.Image], strength: float, boost: float = 0.0) -> AdapterStyle | None:
+    """IP-Adapter conditioning for a pipeline loaded with one (else None), stepped up by `boost`."""
+    if getattr(pipe, "ip_adapter", None) is None or not references:
+        return None
+    return AdapterStyle(tuple(references), min(1.0, strength + boost))
+
+
+def job_generator(
+    pipe, render: RenderSettings, hold: PaletteHold | None = None, adapter: AdapterStyle | None = None
+) -> Callable[[list[ImageJob]], list]:
     """`generate` for `generate_images`: a loaded pipeline called on a micro-batch of planned jobs."""
+    style = {} if adapter is None else {"style_images": list(adapter.references), "style_scale": adapter.scale}
 
     def generate(chunk: list[ImageJob]) -> list:
         images = pipe.generate(
@@ -109,6 +127,7 @@ def job_generator(pipe, render: RenderSettings, hold: PaletteHold | None = None)
             render.height,
             render.steps,
             render.guidance_scale,
+            **style,
         )
         if hold is None:
             return images

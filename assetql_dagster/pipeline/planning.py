@@ -19,8 +19,9 @@ from resources.prompt_tokens import PromptTokenizer
 MIN_ENCODER_TOKENS = 75
 
 
-def plan_images(batch: BatchInput) -> ImagePlan:
-    """Every image of `batch`, each with its seed and collision-free file stem."""
+def plan_images(batch: BatchInput, style: str = "") -> ImagePlan:
+    """Every image of `batch`, each with its seed and collision-free file stem; `style` (the locked
+    parameters' weighted modifiers) is appended to every prompt."""
     settings = batch.settings
     template = batch_template(settings)
     # Names carry the registration time, not the run time, so a retried or resumed run
@@ -30,6 +31,7 @@ def plan_images(batch: BatchInput) -> ImagePlan:
     jobs: list[ImageJob] = []
     for row in batch.rows:
         prompt = build_prompt(row, settings, template)
+        prompt = f"{prompt}, {style}" if style else prompt
         for variation in range(1, settings.variations + 1):
             seed = image_seed(settings.seed, row.variant_id, variation)
             values = placeholder_values(

@@ -29,11 +29,12 @@ from assetql_dagster.domain.batch_loader import (
     BatchSource,
     load_batch,
 )
+from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
 from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.pipeline.profiles import copy_profile_references, resolve_style
 from assetql_dagster.pipeline.records import read_record_at, write_record
-from resources.models import missing_model
+from resources.models import missing_adapter, missing_model
 from resources.storage import AssetStorage
 
 
@@ -87,8 +88,19 @@ def register_batch(
 
 
 def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
-    """`load_batch`, also checking that the batch's model is on this machine (in `models_dir`)."""
-    return load_batch(path, missing_model=lambda model: missing_model(model, models_dir))
+    """`load_batch`, also checking that the batch's model and adapters are on this machine (in `models_dir`)."""
+    source = load_batch(path, missing_model=lambda model: missing_model(model, models_dir))
+    settings, file = source.settings, source.settings_path.name if source.settings_path else SETTINGS_NAME
+    adapters = [("ip_adapter", settings.ip_adapter, "ip_adapter")] if settings.ip_adapter else []
+    adapters += [("lora", lora, "lora") for lora, _ in settings.lora]
+    problems = [
+        Problem(file, message, column=column)
+        for column, adapter, kind in adapters
+        if (message := missing_adapter(adapter, kind, models_dir))
+    ]
+    if problems:
+        raise BatchValidationError(problems)
+    return source
 
 
 def _snapshot(

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from assetql_dagster.domain.palette import brightness, contrast, palette_of_images
-from assetql_dagster.domain.records import PaletteColor, StyleProfile
+from assetql_dagster.domain.records import BatchInput, PaletteColor, StyleProfile
 from assetql_dagster.domain.scoring import clip_similarity_to_unit, combined_style_score
 from assetql_dagster.domain.style_parameters import StyleParameters, extract_parameters, parameter_scores, profile_parameters
 from resources.storage import AssetStorage
@@ -20,6 +20,11 @@ NO_REFERENCE = "no style reference"
 
 def load_references(storage: AssetStorage, keys: tuple[str, ...]) -> list[Image.Image]:
     return [Image.open(io.BytesIO(storage.read_bytes(key))).convert("RGB") for key in keys]
+
+
+def ip_adapter_references(storage: AssetStorage, batch: BatchInput) -> list[Image.Image]:
+    """The references an IP-Adapter conditions on: the batch's, when it configures one (else none)."""
+    return load_references(storage, batch.references) if batch.settings.ip_adapter else []
 
 
 def style_scores(

@@ -47,7 +47,7 @@ def test_asset_graph_is_the_batch_pipeline():
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
     # Lineage is the data flow: each asset's parents are the records it takes as parameters.
     assert parents["style_profile"] == {"batch_input"}
-    assert parents["prompts"] == {"batch_input"}
+    assert parents["prompts"] == {"batch_input", "style_profile"}
     assert parents["images"] == {"batch_input", "prompts", "style_profile"}
     assert parents["scores"] == {"batch_input", "images", "style_profile"}
     assert parents["curated_images"] == {"batch_input", "prompts", "images", "scores", "style_profile"}

@@ -13,7 +13,13 @@ from assetql_dagster.defs.quality import flag_failed_check
 from assetql_dagster.domain.records import BatchInput, Curation, ImageJob, ImagePlan, ImageSet, ScoreSet, StyleProfile
 from assetql_dagster.domain.scoring import PASS, pass_rate
 from assetql_dagster.pipeline.analysis import UNSCORED, scorer
-from assetql_dagster.pipeline.generation import job_generator, micro_batch_size, palette_hold, render_settings
+from assetql_dagster.pipeline.generation import (
+    adapter_style,
+    job_generator,
+    micro_batch_size,
+    palette_hold,
+    render_settings,
+)
 from assetql_dagster.pipeline.regeneration import (
     final_scores,
     load_histories,
@@ -21,6 +27,7 @@ from assetql_dagster.pipeline.regeneration import (
     run_loop,
     save_histories,
 )
+from assetql_dagster.pipeline.style import ip_adapter_references
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
@@ -60,14 +67,20 @@ def curated_images(
     below = [s for s in scores.images if s.verdict != PASS and s.style_score is not None]
     report = None
     if below and settings.max_attempts > 1 and budget > 0:
-        pipe = generator.load(settings.model)
+        pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
+        references = ip_adapter_references(storage, batch_input)
         render = render_settings(settings, pipe)
         micro = micro_batch_size(settings.micro_batch, pipe.device.type, render.width, render.height)
         _, score = scorer(style_profile, settings, clip.load())
         palette_lock = settings.lock_weights.get("palette", 0)
 
         def generate(jobs: list[ImageJob], boost: float) -> list:
-            run = job_generator(pipe, render, palette_hold(style_profile, palette_lock, boost))
+            run = job_generator(
+                pipe,
+                render,
+                palette_hold(style_profile, palette_lock, boost),
+                adapter_style(pipe, references, settings.style_strength, boost),
+            )
             return [img for start in range(0, len(jobs), micro) for img in run(jobs[start : start + micro])]
 
         started = time.perf_counter()

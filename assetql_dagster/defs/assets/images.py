@@ -16,6 +16,7 @@ from assetql_dagster.defs.progress import report_progress
 from assetql_dagster.defs.quality import flag_failed_check
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult, StyleProfile
 from assetql_dagster.pipeline.generation import (
+    adapter_style,
     generate_images,
     job_generator,
     micro_batch_size,
@@ -23,6 +24,7 @@ from assetql_dagster.pipeline.generation import (
     render_settings,
 )
 from assetql_dagster.pipeline.planning import shards
+from assetql_dagster.pipeline.style import ip_adapter_references
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
 
@@ -61,7 +63,7 @@ def generate_shard(
     batch, settings = batch_input.batch, batch_input.settings
     loads = generator.loads()
     try:
-        pipe = generator.load(settings.model)
+        pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
     except (FileNotFoundError, ValueError) as err:
         # A model that is missing or misconfigured will be just as missing on the next attempt.
         raise dg.Failure(description=f"cannot load model {settings.model!r}: {err}", allow_retries=False) from err
@@ -86,7 +88,12 @@ def generate_shard(
         storage,
         batch,
         shard.jobs,
-        job_generator(pipe, render, palette_hold(style_profile, settings.lock_weights.get("palette", 0))),
+        job_generator(
+            pipe,
+            render,
+            palette_hold(style_profile, settings.lock_weights.get("palette", 0)),
+            adapter_style(pipe, ip_adapter_references(storage, batch_input), settings.style_strength),
+        ),
         render,
         micro,
         attempt=attempt,

@@ -100,6 +100,9 @@ def test_valid_values_are_kept():
         "min_pass_rate": 0.5,
         "min_completion_rate": 0,
         "locks": {"texture": 0, "palette": 100},
+        "ip_adapter": "h94/IP-Adapter/models/ip-adapter_sd15.safetensors",
+        "style_strength": 0.5,
+        "lora": [["brand.safetensors", 0.75]],
         "max_attempts": 10,
         "regeneration_budget": 1,
         "naming_pattern": "{sku}-{seq}-{color_scheme}",
@@ -111,7 +114,8 @@ def test_valid_values_are_kept():
     settings = parse_settings(data, "batch.yaml")
     floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0, "regeneration_budget": 1.0}
     locks = (("palette", 100), ("texture", 0))
-    assert settings.to_dict() == {**data, **floats, "exports": ("zip", "links"), "locks": locks}
+    stored = {"exports": ("zip", "links"), "locks": locks, "lora": (("brand.safetensors", 0.75),)}
+    assert settings.to_dict() == {**data, **floats, **stored}
     assert isinstance(settings.guidance_scale, float)
 
 
@@ -164,6 +168,11 @@ def test_modifiers_list_is_comma_joined():
         ("locks", {"palette": 101}, "lock for 'palette' must be an integer from 0 to 100, got 101"),
         ("locks", {"palette": "high"}, "must be an integer from 0 to 100"),
         ("max_attempts", 0, "from 1 to 10"),
+        ("ip_adapter", "", "non-empty text"),
+        ("style_strength", 1.5, "from 0 to 1"),
+        ("lora", "brand.safetensors", "must be a list of {path: ..., scale: 0 to 2} entries"),
+        ("lora", [{"path": "a.safetensors", "scale": 3}], "entry 1: scale must be a number from 0 to 2, got 3"),
+        ("lora", [{"file": "a.safetensors"}], "entry 1 is {'file': 'a.safetensors'}"),
         ("regeneration_budget", 1.5, "from 0 to 1"),
         ("naming_pattern", "", "non-empty"),
         ("naming_pattern", None, "non-empty"),

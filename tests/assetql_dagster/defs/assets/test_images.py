@@ -39,8 +39,8 @@ class FlakyGenerator(ImageGenerator):
     fail_variants: list[str] = []
     error: str = "transient"
 
-    def load(self, model: str):
-        return FlakyPipeline(super().load(model), self.fail_variants, self.error)
+    def load(self, model: str, ip_adapter=None, loras=()):
+        return FlakyPipeline(super().load(model, ip_adapter, loras), self.fail_variants, self.error)
 
 
 def materialize(storage, key, generator, selection=None):
