@@ -1,5 +1,6 @@
-"""`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY` and `assetql style ...`
-(style profiles) on the local embedded instance."""
+"""`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
+(style profiles) and an image's versions (`versions`, `rollback`, `regenerate`, `more`) on the local
+embedded instance."""
 
 from __future__ import annotations
 
@@ -285,6 +286,220 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: 
         return report(execute(instance, key, tags, in_process, verbose, downstream), key, storage)
 
 
+# What a changed image needs rebuilt: the batch's curated images (their scores), tags and package.
+REEXPORT = ["curated_images", "tags", "exports"]
+# Everything but the style profile, which added variations leave as it is.
+MORE_ASSETS = ["batch_input", "prompts", "images", "scores", "curated_images", "tags", "exports"]
+ACTIVE_RUN_STATUSES = ("QUEUED", "STARTING", "STARTED")
+
+
+def key_problem(key: str) -> str | None:
+    # A partition key is one path segment; "a/b" or ".." would read another folder's records.
+    if not key or "/" in key or "\\" in key or key in (".", "..") or any(ord(c) < 32 for c in key):
+        return f"invalid batch key {key!r}: a batch key is one partition key, without '/', '\\' or '..'"
+    return None
+
+
+def refuse_while_running(instance, key: str) -> None:
+    """ValueError naming the runs of batch `key` that are queued or going: changing its versions
+    or its input meanwhile would race with them."""
+    import dagster as dg
+
+    statuses = [dg.DagsterRunStatus[name] for name in ACTIVE_RUN_STATUSES]
+    running = [run.run_id for run in instance.get_runs(dg.RunsFilter(tags={run_tags.BATCH: key}, statuses=statuses))]
+    if running:
+        raise ValueError(f"batch {key} has run(s) queued or going: {', '.join(running)}; try again when they end")
+
+
+def ensure_partition(instance, key: str) -> None:
+    """Adds the batch's partition where this instance lacks it (storage registered through another)."""
+    from assetql_dagster.defs.partitions import batches_partitions
+
+    if not instance.has_dynamic_partition(batches_partitions.name, key):
+        instance.add_dynamic_partitions(batches_partitions.name, [key])
+
+
+def model_resources(instance):
+    """The code location's image generator and CLIP resources, configured as its runs get them."""
+    import dagster as dg
+
+    from assetql_dagster.definitions import defs
+
+    wanted = {"generator": defs.resources["generator"], "clip": defs.resources["clip"]}
+    with dg.build_resources(wanted, instance=instance) as resources:
+        return resources.generator, resources.clip
+
+
+def describe_versions(document: dict) -> list[str]:
+    """Human lines for `assetql versions`: the image, then one line per version (`*` marks the current)."""
+    manual = document["manual_regenerations"]
+    threshold = "none" if document["threshold"] is None else f"{document['threshold']:.4f}"
+    lines = [
+        f"{document['file_name']} — batch {document['batch']}, variant {document['variant_id']} "
+        f"#{document['variation']}",
+        f"  current v{document['current']}{' (pinned)' if document['pinned'] else ''}, threshold {threshold}, "
+        f"manual regenerations {manual['used']} of {manual['max']}",
+    ]
+    planned = document["versions"][0]["prompt"]
+    for v in document["versions"]:
+        score = "unscored" if v["style_score"] is None else f"{v['style_score']:.4f}"
+        parts = " ".join(f"{name} {value:.2f}" for name, value in v["scores"].items() if value is not None)
+        lines.append(
+            f"{'*' if v['current'] else ' '} v{v['version']:<3} {v['reason']:<16} seed {v['seed']:<10} "
+            f"boost {v['style_boost']:+.2f}  score {score} {v['verdict']:<7} {parts}  {v['created_at'] or '-'}"
+        )
+        if v["prompt"] != planned:
+            lines.append(f"        prompt: {v['prompt']}")
+    lines.append(f"  prompt: {planned}")
+    return lines
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.versions import compare_page, find_image, version_document
+
+    if problem := key_problem(args.batch):
+        return print_error(problem)
+    with dg.DagsterInstance.get() as instance:
+        storage = storage_resource(instance)
+        try:
+            ref = find_image(storage, args.batch, args.variant, args.variation)
+        except LookupError as err:
+            return print_error(str(err))
+        document = version_document(storage, ref)
+        if args.html is not None:
+            try:
+                args.html.write_text(compare_page(storage, document), encoding="utf-8")
+            except OSError as err:
+                return print_error(f"cannot write {args.html}: {err.strerror or err}")
+            print(f"wrote the version comparison of {ref.job.file_name} to {args.html}", file=sys.stderr)
+        print(json.dumps(document, indent=2, ensure_ascii=False) if args.json else "\n".join(describe_versions(document)))
+        return 0
+
+
+def change_versions(args: argparse.Namespace, change) -> int:
+    """Runs `change(instance, storage, ref)` on the image `args` names (it returns what to print),
+    then re-exports the batch; a failed lookup or check is one line and changes nothing."""
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.versions import find_image
+
+    if problem := key_problem(args.batch):
+        return print_error(problem)
+    with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
+        storage = storage_resource(instance)
+        try:
+            refuse_while_running(instance, args.batch)
+            ref = find_image(storage, args.batch, args.variant, args.variation)
+            message = change(instance, storage, ref)
+        except (LookupError, ValueError, FileNotFoundError) as err:
+            return print_error(str(err))
+        print(message)
+        ensure_partition(instance, ref.key)
+        tags = run_tags.batch_run_tags(ref.key, ref.key)
+        return report(execute(instance, ref.key, tags, args.in_process, args.verbose, REEXPORT), ref.key, storage)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from assetql_dagster.pipeline.versions import rollback
+
+    def change(instance, storage, ref) -> str:
+        updated = rollback(storage, ref, args.to)
+        return (
+            f"{ref.job.file_name}: v{updated.current} is current and pinned (the style loop leaves it); "
+            f"re-exporting batch {ref.key}"
+        )
+
+    return change_versions(args, change)
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    from assetql_dagster.pipeline.records import read_record
+    from assetql_dagster.pipeline.regeneration import load_histories, manual_count
+    from assetql_dagster.pipeline.versions import check_regeneration, loop_functions, regenerate
+
+    def change(instance, storage, ref) -> str:
+        # Every check before the models load, which takes a while.
+        history = load_histories(storage, ref.key).get(ref.job.image_id)
+        check_regeneration(ref, history, args.seed, args.prompt, args.style_strength)
+        profile = read_record(storage, ref.key, "style_profile")
+        generator, clip = model_resources(instance)
+        try:
+            generate, score = loop_functions(storage, ref.batch, profile, generator, clip)
+        except (FileNotFoundError, ValueError) as err:
+            raise ValueError(f"cannot load model {ref.batch.settings.model!r}: {err}") from err
+        updated = regenerate(storage, ref, generate, score, args.seed, args.prompt, args.style_strength)
+        new = updated.current_version
+        score_text = "unscored" if new.score.style_score is None else f"style score {new.score.style_score:.4f}"
+        return (
+            f"{ref.job.file_name}: v{new.version} generated (seed {new.seed}, {score_text}, {new.score.verdict}), "
+            f"current and pinned; manual regeneration {manual_count(updated)} of "
+            f"{ref.batch.settings.max_manual_regenerations}; re-exporting batch {ref.key}"
+        )
+
+    return change_versions(args, change)
+
+
+def cmd_more(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.versions import extend_batch, open_batch
+
+    if problem := key_problem(args.batch):
+        return print_error(problem)
+    with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
+        storage = storage_resource(instance)
+        key = args.batch
+        try:
+            refuse_while_running(instance, key)
+            before = open_batch(storage, key).settings.variations
+            batch, frozen = extend_batch(storage, key, args.variations)
+        except (LookupError, ValueError) as err:
+            return print_error(str(err))
+        added = len(batch.rows) * args.variations
+        print(
+            f"batch {key}: {before} -> {batch.settings.variations} variation(s) per row, {added} new image(s); "
+            f"existing images keep their files and names"
+            + (f" ({len(frozen)} left out of the style loop from now on)" if frozen else "")
+        )
+        ensure_partition(instance, key)
+        tags = run_tags.batch_run_tags(key, key)
+        return report(execute(instance, key, tags, args.in_process, args.verbose, MORE_ASSETS), key, storage)
+
+
+def add_versions_parsers(sub) -> list:
+    """`versions`, `rollback`, `regenerate` and `more`; returns those that run the batch's assets."""
+    def image_arguments(command) -> None:
+        command.add_argument("batch", help="the batch's partition key")
+        command.add_argument("variant", help="the image's variant_id")
+        command.add_argument("--variation", type=int, default=1, help="the image's variation (default 1)")
+
+    versions = sub.add_parser("versions", help="list an image's versions (every generation kept)")
+    image_arguments(versions)
+    versions.add_argument("--json", action="store_true", help="print the versions as JSON")
+    versions.add_argument("--html", type=Path, metavar="OUT.html", help="also write a page comparing the versions")
+    rollback = sub.add_parser("rollback", help="make an earlier version of an image current, then re-export")
+    image_arguments(rollback)
+    rollback.add_argument("--to", type=int, required=True, metavar="V", help="the version to make current")
+    regenerate = sub.add_parser("regenerate", help="generate one more version of an image by hand, then re-export")
+    image_arguments(regenerate)
+    regenerate.add_argument("--seed", type=int, help="seed (default: a fresh one derived from the planned seed)")
+    regenerate.add_argument("--prompt", help="prompt (default: the planned one)")
+    regenerate.add_argument("--style-strength", type=float, metavar="X",
+                            help="palette pull toward the references, 0-1 (default: the batch's palette lock / 100)")
+    more = sub.add_parser("more", help="add variations per row to a batch, generating only the new images")
+    more.add_argument("batch", help="the batch's partition key")
+    more.add_argument("--variations", type=int, required=True, metavar="N", help="variations to add per row")
+    versions.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+    return [rollback, regenerate, more]
+
+
 # At most 9 digits: anything longer is out of range anyway, and is refused before int() reads it.
 LOCK_RE = re.compile(r"([^=]+)=(-?[0-9]{1,9})")
 
@@ -409,6 +624,9 @@ def add_style_parser(sub) -> None:
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
 
 
+VERSION_COMMANDS = {"versions": cmd_versions, "rollback": cmd_rollback, "regenerate": cmd_regenerate, "more": cmd_more}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assetql", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -418,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("path", type=Path)
     retry = sub.add_parser("retry-failed", help="re-generate only the failed rows of a batch, then re-export")
     retry.add_argument("batch", help="the batch's partition key")
-    for command in (run, retry):
+    for command in (run, retry, *add_versions_parsers(sub)):
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
         command.add_argument("--in-process", action="store_true", help="run every step in this process")
         command.add_argument("--verbose", "-v", action="store_true", help="print every step's log lines")
@@ -426,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "style":
         return cmd_style(args)
+    if args.command in VERSION_COMMANDS:
+        return VERSION_COMMANDS[args.command](args)
     if args.command == "validate":
         return cmd_validate(args.path)
     if args.command == "retry-failed":

@@ -15,6 +15,15 @@ from os import PathLike
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from assetql_dagster.domain.style_report import (
+    MAX_STYLE_CV,
+    Drift,
+    StyleReport,
+    distribution_svg,
+    drift_text,
+    percent,
+)
+
 # What an export can contain: the ZIP package (images, manifests and gallery inside), the standalone
 # manifest CSV/JSON, the standalone gallery page, and the links manifest.
 EXPORT_FORMATS = ("zip", "manifest", "gallery", "links")
@@ -194,6 +203,17 @@ figcaption{font-size:.85rem;margin-top:.4rem;overflow-wrap:anywhere}
 .tags{list-style:none;padding:0;margin:.3rem 0;display:flex;flex-wrap:wrap;gap:.2rem}
 .tags li{background:#eee;border-radius:3px;padding:0 .3rem}
 .prompt{color:#555;margin:.3rem 0 0}
+.version{color:#555;font-size:.8rem}
+.report{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.6rem .9rem;margin:.5rem 0 1rem}
+.report h2{font-size:1.1rem;margin:0 0 .4rem}
+.report .summary{margin:.3rem 0 .6rem}
+.report .stat.over{border-color:#b71c1c;color:#b71c1c}
+.report-body{display:flex;flex-wrap:wrap;gap:1.5rem;align-items:flex-start}
+.attempts{border-collapse:collapse;font-size:.85rem}
+.attempts caption{text-align:left;font-weight:600;margin-bottom:.2rem}
+.attempts td,.attempts th{padding:.1rem .5rem;text-align:left}
+.attempts .bar{display:inline-block;height:.7rem;background:#90caf9;vertical-align:middle}
+.plot svg{max-width:100%;height:auto}
 """
 _BADGE_CLASSES = {"pass": "badge-pass", "review": "badge-review"}
 # Tags the gallery shows: below this confidence a CLIP label is more noise than description (the
@@ -231,6 +251,17 @@ def _shown_tag(label: str) -> bool:
         return True
 
 
+def _version_text(row: Mapping[str, Any]) -> str:
+    """"v2 · 3 attempts": which version of the image is exported and how many generations it had."""
+    version, attempts = row.get("version"), row.get("attempts")
+    parts = []
+    if isinstance(version, int) and not isinstance(version, bool):
+        parts.append(f"v{version}")
+    if isinstance(attempts, int) and not isinstance(attempts, bool):
+        parts.append(f"{attempts} attempt" + ("" if attempts == 1 else "s"))
+    return " · ".join(parts)
+
+
 def _figure(row: Mapping[str, Any], href: str, src: str, rank: int) -> str:
     e = html.escape
     name = _cell_text(row.get("file_name"))
@@ -239,13 +270,15 @@ def _figure(row: Mapping[str, Any], href: str, src: str, rank: int) -> str:
     verdict = _cell_text(row.get("verdict"))
     badge = _BADGE_CLASSES.get(verdict, "badge-other")
     tags = "".join(f"<li>{e(label)}</li>" for label in _tag_labels(row.get("tags")) if _shown_tag(label))
+    version = _version_text(row)
     return (
         f'<div class="card {e(verdict)}" style="--rank:{rank}">'
         f'<figure><a href="{e(href)}"><img src="{e(src)}" alt="{e(name)}" loading="lazy"></a>'
         f'<figcaption><div class="name">{e(name)}</div>'
         f'<div>{e(score_text)} <span class="badge {badge}">{e(verdict)}</span></div>'
-        f'<ul class="tags">{tags}</ul><p class="prompt">{e(_cell_text(row.get("prompt")))}</p>'
-        "</figcaption></figure></div>"
+        + (f'<div class="version">{e(version)}</div>' if version else "")
+        + f'<ul class="tags">{tags}</ul><p class="prompt">{e(_cell_text(row.get("prompt")))}</p>'
+        + "</figcaption></figure></div>"
     )
 
 
@@ -272,6 +305,59 @@ def _summary(batch_meta: Mapping[str, Any], rows: list[Mapping[str, Any]]) -> st
     return f'<div class="summary">{cells}</div>' + (f'<ul class="failed">{failures}</ul>' if failures else "")
 
 
+def _stat(value: str, label: str, over: bool = False) -> str:
+    e = html.escape
+    return f'<div class="stat{" over" if over else ""}"><b>{e(value)}</b>{e(label)}</div>'
+
+
+def _style_report(report: StyleReport, drift: Drift | None) -> str:
+    """The style report block: mean ± CV, pass rates around the loop, regeneration time, drift,
+    the attempts histogram and the per-parameter box plots (inline SVG)."""
+    if report.scored:
+        over = report.cv is None or report.cv >= MAX_STYLE_CV
+        limit = percent(MAX_STYLE_CV, 0)
+        before, after = percent(report.pass_rate_before, 0), percent(report.pass_rate_after, 0)
+        stats = [
+            _stat(f"{report.mean:.2f} ± {percent(report.cv)}", f"style score mean ± CV (limit < {limit})", over),
+            _stat(f"{before} → {after}", "pass rate before → after the loop"),
+        ]
+    else:
+        stats = [_stat("not scored", "no style reference")]
+    per_image = report.seconds_per_regenerated_image
+    stats += [
+        _stat(f"{report.regenerated} of {report.budget}", "regenerated (of the budget)"),
+        _stat(
+            f"{report.regeneration_seconds:.1f} s",
+            "generation time in the loop (GPU)" + (f", {per_image:.2f} s per image" if per_image else ""),
+        ),
+    ]
+    if drift is not None:
+        if drift.score_delta is not None and drift.centroid_distance is not None:
+            stats.append(_stat(
+                f"{drift.score_delta:+.3f} / {drift.centroid_distance:.3f}",
+                f"drift: mean score / centroid distance vs {len(drift.compared)} earlier batch(es) of {drift.profile}",
+                not drift.passed,
+            ))
+        else:
+            stats.append(_stat("no drift", drift_text(drift)))
+    most = max(report.attempts.values(), default=0) or 1
+    histogram = "".join(
+        f'<tr><td>{attempts}</td><td>{count}</td>'
+        f'<td><span class="bar" style="width:{round(120 * count / most)}px"></span></td></tr>'
+        for attempts, count in sorted(report.attempts.items())
+    )
+    attempts = (
+        '<table class="attempts"><caption>attempts per image</caption>'
+        f"<tr><th>generations</th><th>images</th><th></th></tr>{histogram}</table>"
+    )
+    plot = distribution_svg(report)
+    figure = f'<figure class="plot">{plot}</figure>' if plot else ""
+    return (
+        f'<section class="report"><h2>Style report</h2><div class="summary">{"".join(stats)}</div>'
+        f'<div class="report-body">{attempts}{figure}</div></section>'
+    )
+
+
 def _style(palette: Iterable[tuple[str, float]], references: Iterable[str]) -> str:
     e = html.escape
     refs = "".join(f'<img src="{e(_safe_src(src))}" alt="style reference">' for src in references)
@@ -290,13 +376,17 @@ def gallery_html(
     thumb_src: Callable[[Mapping[str, Any]], str] | None = None,
     palette: Iterable[tuple[str, float]] = (),
     references: Iterable[str] = (),
+    style_report: StyleReport | None = None,
+    drift: Drift | None = None,
 ) -> str:
     """Self-contained static HTML page (no scripts, no external resources) showing every image.
 
     A summary (images, verdicts, style score mean ± spread, failed rows) and the style references
     and palette come first; verdict filters and a best-score-first order work by CSS alone. Each
     image links to `image_href(row)` and shows `thumb_src(row)` (default: the image itself), which
-    may be an embedded data URI so the page also works on its own.
+    may be an embedded data URI so the page also works on its own. With `style_report` (and the
+    batch's `drift`), a "Style report" block follows the summary, and each card shows its version
+    and attempts when the rows have them.
     """
     e = html.escape
     rows = list(rows)
@@ -322,7 +412,8 @@ def gallery_html(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}</title><style>{_GALLERY_CSS}</style></head>\n"
-        f"<body><header><h1>{e(title)}</h1>{_summary(batch_meta, rows)}{_style(palette, references)}"
+        f"<body><header><h1>{e(title)}</h1>{_summary(batch_meta, rows)}"
+        f"{_style_report(style_report, drift) if style_report else ''}{_style(palette, references)}"
         f"<details><summary>batch details</summary><dl>{details}</dl></details></header>\n"
         f"{controls}\n<main>\n{figures}\n</main></body></html>\n"
     )

@@ -33,6 +33,10 @@ class BatchInput:
     settings: BatchSettings
     references: tuple[str, ...]
     rows: tuple[BatchRow, ...]
+    # Variations per row added after registration (`assetql more`), one entry per addition, in
+    # order; `settings.variations` counts them too. Each addition is planned after everything
+    # before it, so existing images keep their sequence numbers and names.
+    added_variations: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,8 @@ class StyleProfile:
     parameters: StyleParameters | None = None
     # The combined style score of every pair of references, which the pass threshold is relative to.
     reference_similarities: tuple[float, ...] = ()
+    # What embedded the references ("clip", or "csd:<checkpoint file name>"): images are scored only with it.
+    embedding_backbone: str = "clip"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -336,6 +336,13 @@ class BatchSettings:
         "of the planned images.",
         "extra generations for the batch, as a fraction of its planned images",
     )
+    max_manual_regenerations: int = _setting(
+        5,
+        _integer(0, 100),
+        "Manual regenerations (`assetql regenerate`) allowed per image, 0 to 100; 0 turns them off.",
+        "manual regenerations per image at most (`assetql regenerate`; 0 turns them off), see "
+        "[Versions, rollback and more images](#versions-rollback-and-more-images)",
+    )
     min_pass_rate: float = _setting(
         0.85, _UNIT, "Share of images, 0 to 1, that must pass the style threshold for the batch check to pass.",
         "`style_pass_rate` check minimum",

@@ -102,7 +102,12 @@ def scorer(profile: StyleProfile, settings: BatchSettings, clip) -> tuple[float,
     reference = np.asarray(profile.embedding, dtype=np.float32) if profile.has_reference else None
 
     def score(records: Sequence[StoredImage], imgs: list[Image.Image]) -> list[ImageScore]:
-        vectors = clip.embed_images(imgs) if reference is not None else [None] * len(imgs)
+        # Style embeddings of the profile's backbone; a different configured backbone raises ValueError.
+        vectors = (
+            clip.style_embeddings(imgs, expected_backbone=profile.embedding_backbone)
+            if reference is not None
+            else [None] * len(imgs)
+        )
         return [
             score_image(record, img, vec, reference, profile, weights, threshold)
             for record, img, vec in zip(records, imgs, vectors)

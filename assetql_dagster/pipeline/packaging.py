@@ -24,6 +24,8 @@ from assetql_dagster.domain.links import links_rows, parse_expiry
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
 from assetql_dagster.domain.scoring import PARAMETERS
+from assetql_dagster.domain.style_report import Drift, StyleReport, style_report
+from assetql_dagster.pipeline.drift import load_style_report
 from resources.storage import AssetStorage
 
 LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
@@ -106,6 +108,17 @@ def write_links(batch: str, storage: AssetStorage, rows: list[dict], settings: B
     return {"links": len(links), "links_local": local, "link_expiry_s": expires_in_s, "links_manifest": uri}
 
 
+def gallery_report(storage: AssetStorage, batch: str, scores: ScoreSet) -> tuple[StyleReport, Drift | None]:
+    """The gallery's style report: figures of the exported scores, with the loop's numbers and the
+    drift `curated_images` stored (without them when it stored none)."""
+    stored = load_style_report(storage, batch)
+    if stored is None:
+        return style_report(scores), None
+    loop, drift = stored
+    report = style_report(scores, loop.pass_rate_before, loop.regenerated, loop.budget, loop.regeneration_seconds)
+    return report, drift
+
+
 def data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
@@ -129,6 +142,7 @@ def package(
         data_uri(thumbnail_bytes(Image.open(io.BytesIO(storage.read_bytes(ref))), size=128)) for ref in batch.references
     ]
     columns = [c for c in MANIFEST_COLUMNS if c in rows[0]] if rows else list(MANIFEST_COLUMNS)
+    report, drift = gallery_report(storage, key, scores)
     manifest_csv = write_manifest_csv(rows, columns)
     manifest = manifest_json(rows, meta)
     files: dict[str, str] = {}
@@ -141,7 +155,10 @@ def package(
                     zipped.add_bytes(f"images/{row['file_name']}", storage.read_bytes(row["raw_key"]))
                 zipped.add_bytes("manifest.csv", manifest_csv)
                 zipped.add_bytes("manifest.json", manifest)
-                index = gallery_html(meta, rows, lambda r: f"images/{r['file_name']}", palette=palette, references=references)
+                index = gallery_html(
+                    meta, rows, lambda r: f"images/{r['file_name']}", palette=palette, references=references,
+                    style_report=report, drift=drift,
+                )
                 zipped.add_bytes("index.html", index.encode("utf-8"))
             summary["zip_bytes"] = zip_path.stat().st_size
             files["zip"] = export_key(key, f"{key}.zip")
@@ -156,7 +173,8 @@ def package(
         thumbs = {i.raw_key: data_uri(storage.read_bytes(i.thumb_key)) for i in images.stored}
         files["gallery"] = export_key(key, "gallery.html")
         page = gallery_html(
-            meta, rows, lambda r: f"../../{r['raw_key']}", lambda r: thumbs[r["raw_key"]], palette, references
+            meta, rows, lambda r: f"../../{r['raw_key']}", lambda r: thumbs[r["raw_key"]], palette, references,
+            style_report=report, drift=drift,
         )
         storage.write_text(files["gallery"], page, "text/html; charset=utf-8")
     if "links" in exports:

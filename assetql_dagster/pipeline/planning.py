@@ -29,10 +29,11 @@ def plan_images(batch: BatchInput, style: str = "") -> ImagePlan:
     registered_at = datetime.fromisoformat(batch.registered_at)
     names = NameAllocator()
     jobs: list[ImageJob] = []
-    for row in batch.rows:
+    # Round by round (see `variation_rounds`): every row's images of a round before the next round's.
+    for row, variations in ((row, v) for v in variation_rounds(batch) for row in batch.rows):
         prompt = build_prompt(row, settings, template)
         prompt = f"{prompt}, {style}" if style else prompt
-        for variation in range(1, settings.variations + 1):
+        for variation in variations:
             seed = image_seed(settings.seed, row.variant_id, variation)
             values = placeholder_values(
                 batch=batch.name,
@@ -63,6 +64,17 @@ def plan_images(batch: BatchInput, style: str = "") -> ImagePlan:
                 )
             )
     return ImagePlan(tuple(jobs))
+
+
+def variation_rounds(batch: BatchInput) -> list[range]:
+    """The batch's variations in planning order: those it was registered with, then those of each
+    `assetql more`. Every row's images of one round are planned before the next round's, so adding
+    variations never changes the sequence number or name of an image planned before."""
+    rounds, start = [], 1
+    for count in (batch.settings.variations - sum(batch.added_variations), *batch.added_variations):
+        rounds.append(range(start, start + count))
+        start += count
+    return rounds
 
 
 def shards(plan: ImagePlan, size: int) -> list[Shard]:

@@ -20,20 +20,30 @@ from datetime import datetime, timezone
 
 from PIL import Image
 
-from assetql_dagster.domain.layout import version_key, version_thumbnail_key
-from assetql_dagster.domain.layout import record_key
+from assetql_dagster.domain.layout import record_key, version_key, version_thumbnail_key
 from assetql_dagster.domain.records import (
+    BatchInput,
     ImageHistory,
     ImageJob,
     ImageScore,
     ImageVersion,
     ScoreSet,
     StoredImage,
+    StyleProfile,
     VersionSet,
 )
 from assetql_dagster.domain.scoring import PASS
-from assetql_dagster.pipeline.generation import store_image
+from assetql_dagster.pipeline.analysis import scorer
+from assetql_dagster.pipeline.generation import (
+    adapter_style,
+    job_generator,
+    micro_batch_size,
+    palette_hold,
+    render_settings,
+    store_image,
+)
 from assetql_dagster.pipeline.records import read_record_at, write_record
+from assetql_dagster.pipeline.style import ip_adapter_references
 from resources.storage import AssetStorage
 
 VERSIONS = "versions"
@@ -205,3 +215,85 @@ def load_histories(storage: AssetStorage, batch: str) -> dict[str, ImageHistory]
 
 def save_histories(storage: AssetStorage, batch: str, histories: dict[str, ImageHistory]) -> None:
     write_record(storage, record_key(batch, VERSIONS), VersionSet(tuple(histories[i] for i in sorted(histories))))
+
+
+# A person's changes to an image's versions (`assetql rollback`, `assetql regenerate`): both pin the
+# image, so the loop leaves the version they chose current.
+
+
+def manual_count(history: ImageHistory | None) -> int:
+    """Manual regenerations the image has had."""
+    return 0 if history is None else sum(1 for v in history.versions if v.reason == MANUAL)
+
+
+def manual_seed(seed: int, version: int, taken: Sequence[int] = ()) -> int:
+    """A fresh seed for a manual regeneration stored as `version`: derived from the planned seed,
+    never one of `taken` (the seeds of the image's other versions)."""
+    salt = 0
+    while True:
+        digest = hashlib.sha256(f"{seed}:manual:{version}:{salt}".encode()).digest()
+        candidate = int.from_bytes(digest[:4], "big")
+        if candidate not in taken:
+            return candidate
+        salt += 1
+
+
+def initial_history(storage: AssetStorage, batch: str, record: StoredImage, job: ImageJob, score: ImageScore) -> ImageHistory:
+    """The history of an image the loop never touched: its one generation kept as version 1 (as the
+    loop keeps it before replacing anything)."""
+    kept = version_record(batch, record, 1, record.seed)
+    storage.write_bytes(kept.raw_key, storage.read_bytes(record.raw_key), "image/png")
+    storage.write_bytes(kept.thumb_key, storage.read_bytes(record.thumb_key), "image/jpeg")
+    version = ImageVersion(
+        version=1, seed=job.seed, prompt=job.prompt, style_boost=0.0, key=kept.raw_key, thumb_key=kept.thumb_key,
+        score=dataclasses.replace(score, version=1, attempts=1), reason=INITIAL, created_at=now_iso(),
+    )
+    return ImageHistory(record.image_id, current=1, versions=(version,))
+
+
+def rolled_back(history: ImageHistory, version: int) -> ImageHistory:
+    """`history` with `version` current and pinned; LookupError naming the versions there are."""
+    if version not in {v.version for v in history.versions}:
+        numbers = ", ".join(str(v.version) for v in history.versions)
+        raise LookupError(f"image {history.image_id!r} has version(s) {numbers}; there is no version {version}")
+    return dataclasses.replace(history, current=version, pinned=True)
+
+
+def with_manual_version(
+    storage: AssetStorage, batch: str, record: StoredImage, history: ImageHistory, job: ImageJob, boost: float,
+    image: Image.Image, score: Score,
+) -> ImageHistory:
+    """`history` with `image` (generated from `job` with style boost `boost`) stored and scored as its
+    next version, which becomes current and pinned; the image's own keys hold it afterwards."""
+    number = max(v.version for v in history.versions) + 1
+    target = version_record(batch, record, number, job.seed)
+    store_image(storage, target, image)
+    [new] = score([target], [image])
+    version = ImageVersion(
+        version=number, seed=job.seed, prompt=job.prompt, style_boost=round(boost, 4), key=target.raw_key,
+        thumb_key=target.thumb_key, score=new, reason=MANUAL, created_at=now_iso(),
+    )
+    updated = dataclasses.replace(history, versions=(*history.versions, version), current=number, pinned=True)
+    make_current(storage, record, updated)
+    return updated
+
+
+def loop_functions(storage: AssetStorage, batch: BatchInput, profile: StyleProfile, generator, clip) -> tuple[Generate, Score]:
+    """`generate` and `score` for one batch as the style loop (`curated_images`) makes them: the
+    same pipeline, palette pull, IP-Adapter conditioning and scoring. `generator` and `clip` are
+    the code location's resources."""
+    settings = batch.settings
+    pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
+    references = ip_adapter_references(storage, batch)
+    render = render_settings(settings, pipe)
+    micro = micro_batch_size(settings.micro_batch, pipe.device.type, render.width, render.height)
+    _, score = scorer(profile, settings, clip.load())
+    palette_lock = settings.lock_weights.get("palette", 0)
+
+    def generate(jobs: list[ImageJob], boost: float) -> list:
+        # A manual strength below the lock is a negative boost; the adapter's scale stays at least 0.
+        adapter = adapter_style(pipe, references, settings.style_strength, max(boost, -settings.style_strength))
+        run = job_generator(pipe, render, palette_hold(profile, palette_lock, boost), adapter)
+        return [img for start in range(0, len(jobs), micro) for img in run(jobs[start : start + micro])]
+
+    return generate, score

@@ -42,7 +42,7 @@ def build_profile(
     contrast, and how alike the references are to each other (scored with `weights`)."""
     if not images:
         return StyleProfile(has_reference=False, reason=NO_REFERENCE)
-    vectors = clip.embed_images(images)
+    vectors = clip.style_embeddings(images)  # CLIP's image embeddings unless a style checkpoint is configured
     embedding = vectors.mean(axis=0)
     embedding = embedding / np.linalg.norm(embedding)
     each = [extract_parameters(img) for img in images]
@@ -54,6 +54,7 @@ def build_profile(
         has_reference=True,
         references=references,
         clip_model=clip_model,
+        embedding_backbone=clip.style_backbone,
         embedding=tuple(float(v) for v in embedding.astype(np.float32)),
         palette=tuple(PaletteColor(h, round(s, 4)) for h, s in palette_of_images(images)),
         brightness=round(float(np.mean([brightness(r) for r in images])), 4),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -351,3 +352,313 @@ def test_style_create_lists_every_problem_of_the_reference_folder(tmp_path, styl
     assert "refs/notes.txt: unsupported file type '.txt'" in err
     assert "refs/broken.png: cannot be read as an image" in err
     assert not (tmp_path / "data" / "style-profiles").exists()
+
+
+# --- An image's versions: `assetql versions`, `rollback`, `regenerate` and `more`, on the tiny models.
+
+
+class BatchCli:
+    """`assetql ...` in this process on a fresh local instance and storage under a test's tmp_path.
+
+    As for `style_cli`, the code location's storage is read once per process, so the commands get
+    `storage` directly and run their assets through a batch job bound to it.
+    """
+
+    def __init__(self, tmp_path: Path, monkeypatch):
+        import dagster as dg
+
+        from assetql_dagster.definitions import defs, with_io_manager
+        from assetql_dagster.defs.jobs import batch_job
+        from resources.clip import ClipEmbedder
+        from resources.generator import ImageGenerator
+
+        self.home, self.data = tmp_path / "home", tmp_path / "data"
+        self.storage = LocalStorage(root=str(self.data))
+        monkeypatch.setenv("DAGSTER_HOME", str(self.home))
+        monkeypatch.setenv("ASSETQL_DATA_DIR", str(self.data))
+        monkeypatch.setattr(cli, "storage_resource", lambda instance: self.storage)
+        resources = with_io_manager({"storage": self.storage, "generator": ImageGenerator(), "clip": ClipEmbedder()})
+        job = dg.Definitions(assets=list(defs.assets), jobs=[batch_job], resources=resources).resolve_job_def("batch_job")
+        monkeypatch.setattr(cli, "batch_job_definition", lambda: job)
+
+    def __call__(self, *args: str) -> int:
+        return main([*args, "--data-dir", str(self.data)])
+
+    def run(self, folder: Path) -> str:
+        from assetql_dagster.pipeline.versions import registered_batches
+
+        assert self("run", str(folder), "--in-process") == 0
+        [key] = registered_batches(self.storage)
+        return key
+
+    def record(self, key: str, stage: str):
+        from assetql_dagster.pipeline.records import read_record
+
+        return read_record(self.storage, key, stage)
+
+    def histories(self, key: str) -> dict:
+        from assetql_dagster.pipeline.regeneration import load_histories
+
+        return load_histories(self.storage, key)
+
+    def job(self, key: str, variant_id: str, variation: int = 1):
+        return next(j for j in self.record(key, "prompts").jobs if (j.variant_id, j.variation) == (variant_id, variation))
+
+    def exported(self, key: str) -> tuple[dict[str, dict], dict[str, bytes]]:
+        """The package's manifest rows and image bytes, by file name."""
+        import csv
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(self.storage.local_path(f"exports/{key}/{key}.zip")) as zf:
+            rows = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode("utf-8"))))
+            images = {n.removeprefix("images/"): zf.read(n) for n in zf.namelist() if n.startswith("images/")}
+        return {row["file_name"]: row for row in rows}, images
+
+
+@pytest.fixture
+def batch_cli(tmp_path, monkeypatch) -> BatchCli:
+    return BatchCli(tmp_path, monkeypatch)
+
+
+def loop_batch(batch_factory, **settings) -> Path:
+    """Two images the style loop regenerates once each: an unreachable threshold, budget for two more."""
+    folder = batch_factory(rows=2, variations=1)
+    text = (folder / "batch.yaml").read_text().replace("style_threshold: 0.85", "style_threshold: 1")
+    settings = {"max_attempts": 3, "regeneration_budget": 1, **settings}
+    (folder / "batch.yaml").write_text(text + "".join(f"{k}: {v}\n" for k, v in settings.items()))
+    return folder
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("assetql: error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_versions_lists_every_generation_of_an_image(batch_cli, batch_factory, capsys):
+    from assetql_dagster.domain.scoring import PARAMETERS
+
+    key = batch_cli.run(loop_batch(batch_factory))
+    capsys.readouterr()
+    assert batch_cli("versions", key, "sword-01", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    job = batch_cli.job(key, "sword-01")
+    history = batch_cli.histories(key)[job.image_id]
+    assert (doc["image_id"], doc["file_name"], doc["variant_id"], doc["variation"]) == (job.image_id, job.file_name, "sword-01", 1)
+    assert (doc["current"], doc["pinned"], doc["manual_regenerations"]) == (history.current, False, {"used": 0, "max": 5})
+    assert [v["version"] for v in doc["versions"]] == [1, 2]
+    assert [v["reason"] for v in doc["versions"]] == ["initial", "auto-regenerate"]
+    assert [v["current"] for v in doc["versions"]] == [v.version == history.current for v in history.versions]
+    for entry, version in zip(doc["versions"], history.versions):
+        assert (entry["seed"], entry["prompt"], entry["style_boost"]) == (version.seed, job.prompt, 0.0)
+        assert (entry["style_score"], entry["verdict"]) == (version.score.style_score, "review")
+        assert set(entry["scores"]) == set(PARAMETERS) and all(0 <= s <= 1 for s in entry["scores"].values())
+        assert entry["created_at"].endswith("Z") and batch_cli.storage.exists(entry["key"])
+    assert doc["versions"][0]["seed"] == job.seed != doc["versions"][1]["seed"]
+    rows, _ = batch_cli.exported(key)
+    assert rows[job.file_name]["version"] == str(history.current)
+    assert float(rows[job.file_name]["style_score"]) == doc["versions"][history.current - 1]["style_score"]
+
+    assert batch_cli("versions", key, "sword-01") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{job.file_name} — batch {key}, variant sword-01 #1")
+    marked = [line for line in lines if line.startswith("* v")]
+    assert len(marked) == 1 and marked[0].startswith(f"* v{history.current} ")
+    assert any(line.startswith("  v") for line in lines) and lines[-1] == f"  prompt: {job.prompt}"
+
+    for args, message in [
+        ((key, "nope"), f"batch '{key}' has no variant 'nope'; its variants: sword-01, sword-02"),
+        ((key, "sword-01", "--variation", "2"), "has variation(s) 1; there is no variation 2"),
+        (("no-such-batch", "sword-01"), f"no batch 'no-such-batch' in {batch_cli.storage.uri('batches')}; registered batches: {key}"),
+        (("../etc", "sword-01"), "invalid batch key '../etc'"),
+    ]:
+        assert batch_cli("versions", *args) == 1
+        assert message in one_error_line(capsys)
+
+
+def test_rollback_exports_the_chosen_version_and_survives_a_full_rerun(batch_cli, batch_factory, capsys):
+    folder = loop_batch(batch_factory)
+    key = batch_cli.run(folder)
+    job = batch_cli.job(key, "sword-02")
+    history = batch_cli.histories(key)[job.image_id]
+    chosen = next(v for v in history.versions if v.version != history.current)
+    raw_key = next(r.raw_key for r in batch_cli.record(key, "images").stored if r.image_id == job.image_id)
+    capsys.readouterr()
+
+    assert batch_cli("rollback", key, "sword-02", "--to", "9", "--in-process") == 1
+    assert "has version(s) 1, 2; there is no version 9" in one_error_line(capsys)
+    assert batch_cli("rollback", key, "sword-02", "--to", str(chosen.version), "--in-process") == 0
+    assert f"{job.file_name}: v{chosen.version} is current and pinned" in capsys.readouterr().out
+
+    def rolled_back() -> None:
+        assert batch_cli.storage.read_bytes(raw_key) == batch_cli.storage.read_bytes(chosen.key)
+        rows, images = batch_cli.exported(key)
+        row = rows[job.file_name]
+        assert (row["version"], row["attempts"], float(row["style_score"])) == (
+            str(chosen.version), "2", chosen.score.style_score
+        )
+        assert images[job.file_name] == batch_cli.storage.read_bytes(chosen.key)
+        after = batch_cli.histories(key)[job.image_id]
+        assert (after.current, after.pinned, after.versions) == (chosen.version, True, history.versions)
+
+    rolled_back()
+    changes = json.loads(batch_cli.storage.read_text(f"batches/{key}/version-changes.json"))["changes"]
+    assert [(c["action"], c["image_id"], c["from"], c["to"]) for c in changes] == [
+        ("rollback", job.image_id, history.current, chosen.version)
+    ]
+    # The whole partition again, as `assetql run` of the same folder does it: the rollback stays.
+    assert batch_cli.run(folder) == key
+    rolled_back()
+
+
+def test_regenerate_adds_a_manual_version_up_to_the_limit_and_the_compare_page_shows_it(
+    tmp_path, batch_cli, batch_factory, capsys
+):
+    import html
+    import io
+
+    from assetql_dagster.pipeline.analysis import scorer
+    from assetql_dagster.pipeline.registration import registered_batch
+    from resources.clip import ClipEmbedder
+
+    key = batch_cli.run(loop_batch(batch_factory, max_manual_regenerations=1))
+    job = batch_cli.job(key, "sword-02")
+    record = next(r for r in batch_cli.record(key, "images").stored if r.image_id == job.image_id)
+    before = batch_cli.histories(key)[job.image_id]
+    hostile = '<script>alert("x")</script> a "sword" & shield'
+    capsys.readouterr()
+
+    args = ("--seed", "1234", "--prompt", hostile, "--style-strength", "0.6", "--in-process")
+    assert batch_cli("regenerate", key, "sword-02", *args) == 0
+    assert f"{job.file_name}: v3 generated (seed 1234" in capsys.readouterr().out
+    history = batch_cli.histories(key)[job.image_id]
+    new = history.current_version
+    assert (new.version, new.reason, new.seed, new.prompt, new.style_boost) == (3, "manual", 1234, hostile, 0.6)
+    assert (history.pinned, history.versions[:2]) == (True, before.versions)
+    # Scored as the loop scores: the batch's scorer on the stored file gives the stored score.
+    _, score = scorer(batch_cli.record(key, "style_profile"), registered_batch(batch_cli.storage, key).settings,
+                      ClipEmbedder().load())
+    stored = Image.open(io.BytesIO(batch_cli.storage.read_bytes(new.key))).convert("RGB")
+    assert score([record], [stored])[0].style_score == new.score.style_score
+    rows, images = batch_cli.exported(key)
+    assert (rows[job.file_name]["version"], rows[job.file_name]["attempts"]) == ("3", "3")
+    assert images[job.file_name] == batch_cli.storage.read_bytes(new.key) == batch_cli.storage.read_bytes(record.raw_key)
+
+    assert batch_cli("regenerate", key, "sword-02", "--in-process") == 1
+    assert "has had 1 manual regeneration(s)" in one_error_line(capsys)
+    assert batch_cli.histories(key)[job.image_id] == history
+
+    # Defaults, on the other image: a fresh seed, the planned prompt, the batch's palette pull.
+    other = batch_cli.job(key, "sword-01")
+    assert batch_cli("regenerate", key, "sword-01", "--in-process") == 0
+    manual = batch_cli.histories(key)[other.image_id].current_version
+    earlier = {v.seed for v in batch_cli.histories(key)[other.image_id].versions[:-1]}
+    assert (manual.reason, manual.prompt, manual.style_boost) == ("manual", other.prompt, 0.0)
+    assert manual.seed not in earlier
+
+    page_path = tmp_path / "compare.html"
+    capsys.readouterr()
+    assert batch_cli("versions", key, "sword-02", "--html", str(page_path)) == 0
+    assert str(page_path) in capsys.readouterr().err
+    page = page_path.read_text(encoding="utf-8")
+    assert re.findall(r'<section class="([^"]*)" id="v(\d+)"', page) == [
+        ("version", "1"), ("version", "2"), ("version current", "3")
+    ]
+    assert page.count('src="data:image/jpeg;base64,') == 3
+    assert "<script" not in page and html.escape(hostile) in page
+    for version in history.versions:
+        assert f"{version.seed}" in page and f"{version.score.style_score:.2f}" in page
+
+
+def test_more_generates_only_the_new_variations_and_leaves_existing_images_as_they_are(batch_cli, batch_factory, capsys):
+    key = batch_cli.run(loop_batch(batch_factory, naming_pattern="'{batch}_{seq}_{variant_id}'"))
+    data = batch_cli.data
+    before = {p: p.read_bytes() for sub in ("raw", "thumbnails", "versions") for p in (data / sub).rglob("*") if p.is_file()}
+    plan = batch_cli.record(key, "prompts").jobs
+    histories = batch_cli.histories(key)
+    assert [j.image_id for j in plan] == ["demo_0001_sword-01", "demo_0002_sword-02"]
+    assert all(len(h.versions) == 2 for h in histories.values()), "the loop regenerated both once"
+    rows_before, _ = batch_cli.exported(key)
+    capsys.readouterr()
+
+    assert batch_cli("more", key, "--variations", "8", "--in-process") == 1
+    assert "has 1 variation(s) per row; adding 8 makes 9, but variations must be" in one_error_line(capsys)
+    assert batch_cli("more", key, "--variations", "1", "--in-process") == 0
+    assert f"batch {key}: 1 -> 2 variation(s) per row, 2 new image(s)" in capsys.readouterr().out
+
+    # Same batch, same partition: its stored input has the new variation count.
+    batch = batch_cli.record(key, "batch_input")
+    assert (batch.batch, batch.settings.variations, batch.added_variations) == (key, 2, (1,))
+    after = batch_cli.record(key, "prompts").jobs
+    assert after[:2] == plan
+    assert [(j.image_id, j.variation) for j in after[2:]] == [("demo_0003_sword-01", 2), ("demo_0004_sword-02", 2)]
+    # Every file the batch had is there, byte for byte; only the new images' files were added.
+    assert all(path.read_bytes() == content for path, content in before.items())
+    raw = sorted(p.name for p in (data / "raw" / key).iterdir())
+    assert raw == sorted(f"{j.image_id}.png" for j in after)
+    meta = latest_images_metadata(batch_cli.home)
+    assert (meta["images"], meta["already_stored"], meta["generated"]) == (4, 2, 2)
+    # The existing images keep their versions; they are frozen, so the budget the new images
+    # brought went to the new images only.
+    again = batch_cli.histories(key)
+    for image_id, history in histories.items():
+        assert (again[image_id].versions, again[image_id].current, again[image_id].pinned) == (
+            history.versions, history.current, True
+        )
+    assert all(len(again[j.image_id].versions) == 2 and not again[j.image_id].pinned for j in after[2:])
+    rows, images = batch_cli.exported(key)
+    assert sorted(rows) == sorted(j.file_name for j in after)
+    for name, row in rows_before.items():
+        assert (rows[name]["version"], rows[name]["style_score"]) == (row["version"], row["style_score"])
+        assert images[name] == (data / "raw" / key / name).read_bytes()
+
+
+def test_an_image_the_loop_never_touched_has_one_version_and_rolls_back_only_to_it(batch_cli, batch_factory, capsys):
+    folder = batch_factory(rows=2, variations=1)
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text() + "max_attempts: 1\n")
+    key = batch_cli.run(folder)
+    job = batch_cli.job(key, "sword-01")
+    record = next(r for r in batch_cli.record(key, "images").stored if r.image_id == job.image_id)
+    score = next(s for s in batch_cli.record(key, "scores").images if s.image_id == job.image_id)
+    assert batch_cli.histories(key) == {}
+
+    # A separate process, as a person runs it: the storage comes from --data-dir.
+    proc = assetql("versions", key, "sword-01", "--json", "--data-dir", str(batch_cli.data), env={"DAGSTER_HOME": str(batch_cli.home)})
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    doc = json.loads(out)
+    [only] = doc["versions"]
+    assert (only["version"], only["current"], only["reason"], only["seed"]) == (1, True, "initial", job.seed)
+    assert (only["key"], only["style_score"], only["created_at"]) == (record.raw_key, score.style_score, None)
+    assert (doc["current"], doc["pinned"]) == (1, False)
+    capsys.readouterr()
+
+    assert batch_cli("rollback", key, "sword-01", "--to", "2", "--in-process") == 1
+    assert "has version(s) 1; there is no version 2" in one_error_line(capsys)
+    assert batch_cli("rollback", key, "sword-01", "--to", "1", "--in-process") == 0
+    history = batch_cli.histories(key)[job.image_id]
+    assert (history.current, history.pinned, [v.reason for v in history.versions]) == (1, True, ["initial"])
+    assert batch_cli.storage.read_bytes(history.versions[0].key) == batch_cli.storage.read_bytes(record.raw_key)
+
+
+@pytest.mark.parametrize(
+    "args", [("rollback", "demo-12345678", "sword-01", "--to", "1"), ("regenerate", "demo-12345678", "sword-01"),
+             ("more", "demo-12345678", "--variations", "1")],
+)
+def test_versions_and_input_are_not_changed_while_a_run_of_the_batch_is_going(batch_cli, capsys, args):
+    from dagster._core.events import DagsterEvent
+
+    from assetql_dagster.defs import run_tags
+
+    batch_cli.home.mkdir()
+    with dg.DagsterInstance.from_config(str(batch_cli.home)) as instance:
+        # Going, in this very process (so not an abandoned one the command would mark failed).
+        tags = {**run_tags.batch_run_tags("demo-12345678", "x"), run_tags.HOST: socket.gethostname(), run_tags.PID: str(os.getpid())}
+        run = instance.add_run(dg.DagsterRun(job_name="batch_job", run_id=make_new_run_id(), tags=tags))
+        instance.report_dagster_event(DagsterEvent(dg.DagsterEventType.RUN_START.value, job_name="batch_job", pid=os.getpid()), run.run_id)
+    assert batch_cli(*args, "--in-process") == 1
+    assert f"batch demo-12345678 has run(s) queued or going: {run.run_id}; try again when they end" in one_error_line(capsys)
+    assert not batch_cli.data.exists()

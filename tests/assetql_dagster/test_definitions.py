@@ -101,7 +101,7 @@ def test_batch_runs_end_to_end_on_tiny_models(tmp_path, batch_factory):
     assert "data:image" in materializations["images"].metadata["contact_sheet"].value
     assert "data:image" in materializations["scores"].metadata["contact_sheet"].value
     assert materializations["prompts"].metadata["images_planned"].value == 8
-    assert set(checks) == {"style_pass_rate", "completion_rate"}
+    assert set(checks) == {"style_pass_rate", "style_spread", "style_drift", "completion_rate"}
     assert checks["completion_rate"].passed
 
 
@@ -159,7 +159,8 @@ def test_checks_report_per_partition(tmp_path, batch_factory):
                                     resources=with_io_manager({"storage": storage, "generator": ImageGenerator(),
                                                                "clip": ClipEmbedder()}))
             evaluations.update({(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()})
-    assert set(evaluations) == {(k, c) for k in (styled, plain) for c in ("style_pass_rate", "completion_rate")}
+    checked = ("style_pass_rate", "style_spread", "style_drift", "completion_rate")
+    assert set(evaluations) == {(k, c) for k in (styled, plain) for c in checked}
     assert evaluations[(styled, "completion_rate")].metadata["planned"].value == 2
     assert evaluations[(plain, "completion_rate")].metadata["planned"].value == 3
     assert "not applicable" in evaluations[(plain, "style_pass_rate")].description

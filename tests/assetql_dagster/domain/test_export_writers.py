@@ -18,6 +18,8 @@ from assetql_dagster.domain.export_writers import (
     safe_zip_entry,
     write_manifest_csv,
 )
+from assetql_dagster.domain.records import ImageScore, ScoreSet
+from assetql_dagster.domain.style_report import Drift, no_profile_drift, style_report
 
 SCRIPT = "<script>alert('x')</script>"
 
@@ -181,3 +183,40 @@ def test_gallery_summary_style_and_filters():
 def test_gallery_rejects_data_uris_that_are_not_images():
     with pytest.raises(ValueError, match="image link"):
         gallery_html({}, [sample_row()], lambda r: "a.png", lambda r: "data:text/html;base64,PHNjcmlwdD4=")
+
+
+def test_gallery_shows_the_style_report_and_each_images_version():
+    scores = ScoreSet(0.6, {}, (
+        ImageScore("a", "a.png", "pass", style_score=0.9, palette_score=0.8, attempts=1),
+        ImageScore("b", "b.png", "review", style_score=0.5, palette_score=0.4, version=2, attempts=3),
+    ))
+    report = style_report(scores, pass_rate_before=0.0, regenerated=2, budget=2, regeneration_seconds=3.0)
+    drift = Drift(False, "drifted", "brand-x", ("spring-1", "spring-2"), 0.125, 0.02)
+    rows = [
+        sample_row(file_name="a.png", style_score=0.9, verdict="pass", version=1, attempts=1),
+        sample_row(file_name="b.png", style_score=0.5, verdict="review", version=2, attempts=3),
+    ]
+    page = gallery_html({"batch": "spring"}, rows, lambda r: r["file_name"], style_report=report, drift=drift)
+    header = page[page.index("<header>"):page.index("</header>")]
+    assert "<h2>Style report</h2>" in header
+    # Mean ± coefficient of variation (0.2 / 0.7), over the 15 % limit: flagged.
+    assert '<div class="stat over"><b>0.70 ± 28.6 %</b>style score mean ± CV (limit &lt; 15 %)</div>' in header
+    assert "<b>0 % → 50 %</b>pass rate before → after the loop" in header
+    assert "<b>2 of 2</b>regenerated" in header and "<b>3.0 s</b>generation time in the loop (GPU), 1.50 s per image" in header
+    assert '<div class="stat over"><b>+0.125 / 0.020</b>drift: mean score / centroid distance vs 2 earlier' in header
+    # The attempts histogram: one image with 1 generation, one with 3, bars scaled to the largest.
+    assert header.count('<span class="bar" style="width:120px">') == 2
+    assert "<tr><td>1</td><td>1</td>" in header and "<tr><td>3</td><td>1</td>" in header
+    # The per-parameter plot is inline SVG: no external resource, nothing to run.
+    assert header.count("<svg ") == 1 and 'data-parameter="palette"' in header
+    assert "<script" not in page
+    assert '<div class="version">v1 · 1 attempt</div>' in page and '<div class="version">v2 · 3 attempts</div>' in page
+
+
+def test_gallery_report_of_an_unscored_batch_without_earlier_batches():
+    report = style_report(ScoreSet(0.85, {}, (ImageScore("a", "a.png", "unscored"),)))
+    rows = [sample_row(style_score=None, verdict="unscored")]
+    page = gallery_html({"batch": "plain"}, rows, lambda r: r["file_name"], style_report=report, drift=no_profile_drift())
+    assert "<b>not scored</b>no style reference" in page
+    assert "<b>no drift</b>no earlier batch of this profile (the batch names no style profile)" in page
+    assert "<svg" not in page and "class=\"version\"" not in page

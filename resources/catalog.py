@@ -1,0 +1,512 @@
+"""The asset catalog: a SQL index of batches, images, versions, tags and exports, for search.
+
+`AssetCatalog` is a Dagster resource over one SQLAlchemy URL: an SQLite file beside the local
+storage by default (`sqlite:///data/catalog.sqlite3`), PostgreSQL in production
+(`ASSETQL_CATALOG_URL`, e.g. `postgresql://user@host/assetql`). Storage stays the source of truth;
+the catalog can always be rebuilt from it, so every write here is an idempotent upsert
+(`INSERT ... ON CONFLICT DO UPDATE`) in one transaction per call, safe against concurrent writers.
+
+Upsert rule: every column is overwritten by the newer upsert, except the key columns and a
+`created_at`/`registered_at` left `None`, which keeps the stored time (now on first insert).
+
+The schema comes from the Alembic migrations in `resources/catalog_migrations/` (`migrate()`),
+including full-text search: an FTS5 index on SQLite, a generated `tsvector` column with a GIN index
+on PostgreSQL, over prompt, tag labels and metadata (file name, category, SKU, extra values).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dagster as dg
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from resources.catalog_models import (
+    Asset,
+    AssetEntry,
+    AssetVersion,
+    Base,
+    Batch,
+    BatchEntry,
+    CategoryOverride,
+    Export,
+    StyleProfileVersion,
+    Tag,
+    TagEntry,
+    VersionEntry,
+    coerce_entry,
+    embedding_to_bytes,
+    to_utc,
+)
+
+CATALOG_URL_ENV = "ASSETQL_CATALOG_URL"
+CATALOG_FILE = "catalog.sqlite3"
+DEFAULT_CATALOG_URL = f"sqlite:///data/{CATALOG_FILE}"
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("catalog_migrations")
+DIALECTS = ("sqlite", "postgresql")
+PG_DEFAULT_DRIVER = "postgresql+psycopg2"
+SQLITE_BUSY_TIMEOUT_S = 30.0
+# Transient failures a write is retried on: PostgreSQL deadlock / serialization failure, and
+# SQLite's lock when the busy timeout ran out.
+RETRY_ATTEMPTS = 4
+RETRY_PGCODES = ("40P01", "40001")
+# One key to serialise concurrent `migrate()` calls on PostgreSQL (pg_advisory_xact_lock).
+MIGRATION_LOCK_ID = 0x61737365_746C63  # "assetlc"
+
+T = TypeVar("T")
+
+
+def sqlite_url_beside(data_dir: str | os.PathLike[str]) -> str:
+    """The default catalog URL for local storage rooted at `data_dir`: `{data_dir}/catalog.sqlite3`."""
+    return f"sqlite:///{(Path(data_dir) / CATALOG_FILE).as_posix()}"
+
+
+# ---- engines: one per process per URL ----------------------------------------------------------
+
+_ENGINES: dict[tuple[int, str], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    # A forked child must not inherit a lock held by another thread of its parent. The parent's
+    # engines stay referenced (never closed here): closing inherited connections would close
+    # the parent's sessions; the child's own engines are keyed by its pid.
+    global _ENGINES_LOCK
+    _ENGINES_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def engine_for(url: str) -> Engine:
+    """The engine of `url` in this process, created on first use."""
+    key = (os.getpid(), url)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = _create_engine(url)
+    return engine
+
+
+def dispose_engine(url: str) -> None:
+    """Close this process's engine of `url` (if any); the next use creates a new one."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop((os.getpid(), url), None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            raise ValueError(f"catalog URL {url!r} must name an SQLite file (an in-memory catalog is not shared)")
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            # A bare postgresql:// means psycopg2 (what dagster-postgres installs), not
+            # SQLAlchemy 2.1's default psycopg 3; name `postgresql+psycopg://` to use that.
+            parsed = parsed.set(drivername=PG_DEFAULT_DRIVER)
+        return create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"catalog URL {parsed.render_as_string()!r}: the catalog supports {' and '.join(DIALECTS)}")
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin): the driver's own transaction handling
+    # would start write transactions lazily, which WAL turns into "database is locked" errors
+    # that no busy timeout waits out when two writers race.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Writers take the write lock up front (waiting up to the busy timeout); readers do not.
+    write = connection.get_execution_options().get("catalog_write", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "pgcode", None) in RETRY_PGCODES:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---- the resource ------------------------------------------------------------------------------
+
+
+class AssetCatalog(dg.ConfigurableResource):
+    """The asset catalog at `url` (SQLAlchemy URL; bind `dg.EnvVar("ASSETQL_CATALOG_URL")` in production)."""
+
+    url: str = DEFAULT_CATALOG_URL
+
+    @property
+    def engine(self) -> Engine:
+        return engine_for(self.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # -- schema --
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision` (default: the latest). Concurrent calls are safe."""
+        self._alembic("upgrade", revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Downgrade the schema to `revision` (`base` removes every catalog table)."""
+        self._alembic("downgrade", revision)
+
+    def current_revision(self) -> str | None:
+        """The schema revision the database is at (None before the first migration)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def _alembic(self, command_name: str, revision: str) -> None:
+        from alembic import command
+
+        config = _alembic_config()
+        with self._transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+            config.attributes["connection"] = conn
+            getattr(command, command_name)(config, revision)
+
+    # -- writes --
+
+    def upsert_batch(self, batch: BatchEntry | Mapping[str, Any]) -> None:
+        """Insert or update one batch."""
+        entry = coerce_entry(BatchEntry, batch)
+        row = {
+            "key": _required(entry.key, "batch key"),
+            "name": entry.name,
+            "description": entry.description,
+            "creator": entry.creator,
+            "status": entry.status,
+            "images_planned": int(entry.images_planned),
+            "images_stored": int(entry.images_stored),
+            "images_failed": int(entry.images_failed),
+            "images_passed": int(entry.images_passed),
+            "images_review": int(entry.images_review),
+            "settings": dict(entry.settings),
+            "style_profile": entry.style_profile,
+            "campaign": entry.campaign,
+            "registered_at": to_utc(entry.registered_at),
+            "updated_at": _now(),
+        }
+        self._write(lambda conn: _upsert(conn, Batch.__table__, [row], ("key",), ("registered_at",)))
+
+    def upsert_assets(self, batch_key: str, rows: Iterable[AssetEntry | Mapping[str, Any]]) -> int:
+        """Insert or update the images of batch `batch_key` (which must be catalogued); returns
+        how many. The asset id is `{batch_key}/{image_id}`; tags are kept (see `replace_tags`)."""
+        _required(batch_key, "batch key")
+        now = _now()
+        entries = _last_by(lambda e: e.image_id, (coerce_entry(AssetEntry, r) for r in rows))
+        values = [_asset_row(batch_key, e, now) for e in entries]
+        values.sort(key=lambda r: r["id"])
+        self._write(lambda conn: _upsert(
+            conn, Asset.__table__, values, ("id",), ("created_at",),
+            # Derived from the id; left out of the update so PostgreSQL locks only "no key" rows.
+            never_update=("batch_key", "image_id", "tags_text"),
+        ))
+        return len(values)
+
+    def upsert_versions(self, batch_key: str, rows: Iterable[VersionEntry | Mapping[str, Any]]) -> int:
+        """Insert or update image versions of batch `batch_key` (their assets must be catalogued)."""
+        _required(batch_key, "batch key")
+        entries = _last_by(lambda e: (e.image_id, e.version), (coerce_entry(VersionEntry, r) for r in rows))
+        values = [
+            {
+                "asset_id": asset_id(batch_key, e.image_id),
+                "version": int(e.version),
+                "seed": int(e.seed),
+                "prompt": e.prompt,
+                "style_score": None if e.style_score is None else float(e.style_score),
+                "verdict": e.verdict,
+                "reason": e.reason,
+                "storage_key": e.storage_key,
+                "thumb_key": e.thumb_key,
+                "created_at": to_utc(e.created_at),
+            }
+            for e in entries
+        ]
+        values.sort(key=lambda r: (r["asset_id"], r["version"]))
+        self._write(lambda conn: _upsert(conn, AssetVersion.__table__, values, ("asset_id", "version"), ("created_at",)))
+        return len(values)
+
+    def replace_tags(self, asset_id: str, tags: Iterable[TagEntry | Mapping[str, Any]]) -> int:
+        """Make `tags` the tags of `asset_id`: upsert them, delete the others; returns how many."""
+        return self.replace_tags_many({asset_id: tags})[asset_id]
+
+    def replace_tags_many(self, tags_by_asset: Mapping[str, Iterable[TagEntry | Mapping[str, Any]]]) -> dict[str, int]:
+        """`replace_tags` for several assets in one transaction."""
+        prepared = {
+            aid: _last_by(lambda t: (t.label, t.group), (coerce_entry(TagEntry, t) for t in tags))
+            for aid, tags in tags_by_asset.items()
+        }
+
+        def work(conn: Connection) -> dict[str, int]:
+            for aid in sorted(prepared):  # one lock order for every writer
+                _replace_tags(conn, aid, prepared[aid])
+            return {aid: len(tags) for aid, tags in prepared.items()}
+
+        return self._write(work)
+
+    def upsert_export(self, batch_key: str, kind: str, storage_key: str, *, created_at: datetime | str | None = None) -> None:
+        """Insert or update the export file of `kind` of a batch."""
+        self.upsert_exports(batch_key, {kind: storage_key}, created_at=created_at)
+
+    def upsert_exports(self, batch_key: str, files: Mapping[str, str], *, created_at: datetime | str | None = None) -> int:
+        """`upsert_export` for every `kind: storage_key` of `files` (e.g. `ExportSummary.files`)."""
+        _required(batch_key, "batch key")
+        values = [
+            {"batch_key": batch_key, "kind": _required(kind, "export kind"), "storage_key": key,
+             "created_at": to_utc(created_at)}
+            for kind, key in sorted(files.items())
+        ]
+        self._write(lambda conn: _upsert(conn, Export.__table__, values, ("batch_key", "kind"), ("created_at",)))
+        return len(values)
+
+    def upsert_style_profile(self, name: str, version: int, spec: Mapping[str, Any], *,
+                             created_at: datetime | str | None = None) -> None:
+        """Insert or update one style profile version."""
+        row = {"name": _required(name, "profile name"), "version": int(version), "spec": dict(spec),
+               "created_at": to_utc(created_at)}
+        self._write(lambda conn: _upsert(conn, StyleProfileVersion.__table__, [row], ("name", "version"), ("created_at",)))
+
+    def set_category_override(self, asset_id: str, category: str, *, set_at: datetime | str | None = None) -> None:
+        """Set (or replace) the hand-picked category path of an asset."""
+        row = {"asset_id": _required(asset_id, "asset id"), "category": category,
+               "set_at": to_utc(set_at) or _now()}
+        self._write(lambda conn: _upsert(conn, CategoryOverride.__table__, [row], ("asset_id",)))
+
+    def delete_batch(self, batch_key: str) -> bool:
+        """Remove a batch with its assets, versions, tags and exports (category overrides stay)."""
+        def work(conn: Connection) -> bool:
+            return conn.execute(delete(Batch).where(Batch.key == batch_key)).rowcount > 0
+
+        return self._write(work)
+
+    # -- reads (the search API proper comes with the search feature) --
+
+    def get_asset(self, asset_id: str) -> dict[str, Any] | None:
+        """One asset row as a dict (embedding as float32 bytes; `embedding_from_bytes` decodes it)."""
+        with self._read() as conn:
+            row = conn.execute(select(Asset.__table__).where(Asset.id == asset_id)).mappings().first()
+        return None if row is None else dict(row)
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per catalog table."""
+        with self._read() as conn:
+            return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                    for t in Base.metadata.sorted_tables}
+
+    def search_ids(self, query: str, *, batch_key: str | None = None, limit: int = 50) -> list[str]:
+        """Ids of the assets whose prompt, tags or metadata hold every word of `query`, best first.
+
+        Words are letters and digits (punctuation separates them, so "SKU-42" is sku and 42),
+        matched whole, without stemming and case-insensitively, the same on both dialects
+        (PostgreSQL folds non-ASCII case by the database's LC_CTYPE).
+        """
+        words = re.findall(r"[^\W_]+", query.lower())
+        if not words:
+            return []
+        params: dict[str, Any] = {"limit": int(limit), "batch": batch_key}
+        if self.dialect == "sqlite":
+            params["q"] = " ".join(f'"{w}"' for w in words)
+            sql = (
+                "SELECT s.asset_id FROM assets_fts JOIN assets_search AS s ON s.id = assets_fts.rowid"
+                + (" JOIN assets AS a ON a.id = s.asset_id" if batch_key is not None else "")
+                + " WHERE assets_fts MATCH :q"
+                + (" AND a.batch_key = :batch" if batch_key is not None else "")
+                + " ORDER BY bm25(assets_fts, 3.0, 2.0, 1.0), s.asset_id LIMIT :limit"
+            )
+        else:
+            params["q"] = " ".join(words)
+            sql = (
+                "SELECT id FROM assets, plainto_tsquery('simple', :q) AS q WHERE search_vector @@ q"
+                + (" AND batch_key = :batch" if batch_key is not None else "")
+                + " ORDER BY ts_rank(search_vector, q) DESC, id LIMIT :limit"
+            )
+        with self._read() as conn:
+            return list(conn.execute(text(sql), params).scalars())
+
+    # -- transactions --
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(catalog_write=True)
+            with conn.begin():
+                yield conn
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one write transaction, again (from the start) after a transient failure."""
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                with self._transaction() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt + 1 == RETRY_ATTEMPTS or not _is_transient(exc):
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def asset_id(batch_key: str, image_id: str) -> str:
+    """The catalog id of an image: `{batch}/{image_id}`."""
+    return f"{_required(batch_key, 'batch key')}/{_required(image_id, 'image id')}"
+
+
+def _required(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _last_by(key: Callable[[V], K], items: Iterable[V]) -> list[V]:
+    """`items` with one per key, the last given winning (one statement cannot update a row twice)."""
+    return list({key(item): item for item in items}.values())
+
+
+def _asset_row(batch_key: str, entry: AssetEntry, now: datetime) -> dict[str, Any]:
+    return {
+        "id": asset_id(batch_key, entry.image_id),
+        "batch_key": batch_key,
+        "image_id": entry.image_id,
+        "file_name": entry.file_name,
+        "current_version": int(entry.current_version),
+        "raw_key": entry.raw_key,
+        "thumb_key": entry.thumb_key,
+        "category": entry.category,
+        "subcategory": entry.subcategory,
+        "category_source": entry.category_source,
+        **entry.scores(),
+        "verdict": entry.verdict,
+        "width": int(entry.width),
+        "height": int(entry.height),
+        "file_size": None if entry.file_size is None else int(entry.file_size),
+        "format": entry.format,
+        "prompt": entry.prompt,
+        "negative_prompt": entry.negative_prompt,
+        "language": entry.language,
+        "sku": entry.sku,
+        "extra": dict(entry.extra),
+        "created_at": to_utc(entry.created_at),
+        "updated_at": now,
+        "embedding": None if entry.embedding is None else embedding_to_bytes(entry.embedding),
+        "tags_text": "",
+        "metadata_text": entry.metadata_text(),
+    }
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    raise ValueError(f"the catalog supports {' and '.join(DIALECTS)}, not {conn.dialect.name}")
+
+
+def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...],
+            kept_when_none: tuple[str, ...] = (), never_update: tuple[str, ...] = ()) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE of `rows` (all with the same columns, in a fixed
+    order so concurrent writers lock rows in the same order).
+
+    A column of `kept_when_none` that is None in a row is filled with now on insert and left
+    as stored on update; `never_update` columns are written on insert only.
+    """
+    if not rows:
+        return
+    now = _now()
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        missing = tuple(c for c in kept_when_none if row[c] is None)
+        groups.setdefault(missing, []).append({**row, **{c: now for c in missing}})
+    for missing, group in groups.items():
+        stmt = _insert(conn, table)
+        skip = set(keys) | set(missing) | set(never_update) | {c.name for c in table.primary_key}
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={c: stmt.excluded[c] for c in group[0] if c not in skip},
+        )
+        conn.execute(stmt, group)
+
+
+def _replace_tags(conn: Connection, aid: str, tags: list[TagEntry]) -> None:
+    # Lock the asset row first: two concurrent replacements of the same asset then run one after
+    # the other, so the later one's set wins whole (SQLite writers are serial anyway).
+    locked = conn.execute(select(Asset.id).where(Asset.id == aid).with_for_update(key_share=True)).first()
+    if locked is None:
+        raise LookupError(f"asset {aid!r} is not in the catalog: upsert it before its tags")
+    wanted = {(t.label, t.group) for t in tags}
+    stale = [tag_id for tag_id, label, group in conn.execute(
+        select(Tag.id, Tag.label, Tag.group).where(Tag.asset_id == aid)) if (label, group) not in wanted]
+    if stale:
+        conn.execute(delete(Tag).where(Tag.id.in_(stale)))
+    ordered = sorted(tags, key=lambda t: (t.label, t.group))
+    _upsert(conn, Tag.__table__, [
+        {"asset_id": aid, "label": t.label, "group": t.group, "confidence": float(t.confidence), "source": t.source}
+        for t in ordered
+    ], ("asset_id", "label", "group"))
+    # The tags' words become searchable with the asset (FTS trigger / generated column).
+    conn.execute(update(Asset).where(Asset.id == aid).values(tags_text=" ".join(t.label for t in tags)))
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config

@@ -1,0 +1,447 @@
+"""The asset catalog on SQLite (a file per test) and PostgreSQL (a database per test)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from harness.catalog_writers import VERSIONS, WRITER_TAGS, WRITER_WORDS, image_ids, write_batch, write_batch_together
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from resources.catalog import (
+    CATALOG_URL_ENV,
+    DEFAULT_CATALOG_URL,
+    AssetCatalog,
+    asset_id,
+    dispose_engine,
+    engine_for,
+    sqlite_url_beside,
+)
+from resources.catalog_models import (
+    AssetEntry,
+    Base,
+    BatchEntry,
+    CategoryOverride,
+    Export,
+    Tag,
+    TagEntry,
+    VersionEntry,
+    embedding_from_bytes,
+    is_search_object,
+)
+
+TABLES = {"batches", "assets", "asset_versions", "tags", "style_profiles", "exports", "category_overrides"}
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def postgres_catalog_url(postgres_url):
+    """A new, empty database on the session's PostgreSQL server, dropped after the test."""
+    name = f"catalog_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg2"),
+                          isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        dispose_engine(url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request, tmp_path):
+    if request.param == "postgresql":
+        yield request.getfixturevalue("postgres_catalog_url")
+        return
+    url = sqlite_url_beside(tmp_path / "data")
+    yield url
+    dispose_engine(url)
+
+
+@pytest.fixture
+def catalog(catalog_url) -> AssetCatalog:
+    catalog = AssetCatalog(url=catalog_url)
+    catalog.migrate()
+    return catalog
+
+
+def _batch(catalog: AssetCatalog, key: str = "demo-1", **fields) -> None:
+    catalog.upsert_batch(BatchEntry(key=key, name=fields.pop("name", "Demo"), **fields))
+
+
+def _catalog_everything(catalog: AssetCatalog, newer: bool) -> None:
+    """One batch with 3 assets, 2 versions each, 3 tags each, 2 exports, a profile and an override."""
+    _batch(catalog, name="Demo v2" if newer else "Demo", status="exported" if newer else "registered",
+           images_planned=3, images_stored=3, images_passed=2 if newer else 1, settings={"steps": 30 if newer else 20},
+           style_profile="brand-x@2", campaign="spring", registered_at="2026-05-01T12:00:00Z")
+    catalog.upsert_assets("demo-1", [
+        AssetEntry(image_id=f"img-{i}", file_name=f"img-{i}.png", raw_key=f"raw/demo-1/img-{i}.png",
+                   category="weapons", subcategory="swords", style_score=0.9 if newer else 0.5,
+                   palette_score=0.8, verdict="pass" if newer else "review", width=512, height=512,
+                   file_size=1000 + i, prompt=f"{'golden' if newer else 'silver'} sword number {i}",
+                   language="en", sku=f"SKU-{i}", extra={"material": "gold" if newer else "steel"},
+                   current_version=2 if newer else 1)
+        for i in range(3)
+    ])
+    catalog.upsert_versions("demo-1", [
+        VersionEntry(image_id=f"img-{i}", version=v, seed=100 * i + v, prompt="p",
+                     verdict="pass" if newer else "review", reason="initial" if v == 1 else "auto-regenerate",
+                     storage_key=f"versions/demo-1/img-{i}/v{v}.png", created_at=T0 + timedelta(minutes=v))
+        for i in range(3) for v in (1, 2)
+    ])
+    for i in range(3):
+        catalog.replace_tags(asset_id("demo-1", f"img-{i}"), [
+            TagEntry("gold", "colour", 0.9 if newer else 0.4), TagEntry("sword", "object", 0.8),
+            TagEntry("calm", "mood", 0.7),
+        ])
+    catalog.upsert_exports("demo-1", {"zip": "exports/demo-1/demo-1.zip" if newer else "old.zip",
+                                      "manifest": "exports/demo-1/manifest.csv"})
+    catalog.upsert_style_profile("brand-x", 2, {"threshold": 0.9 if newer else 0.8})
+    catalog.set_category_override("demo-1/img-0", "weapons/daggers" if newer else "weapons/knives")
+
+
+EVERYTHING = {"batches": 1, "assets": 3, "asset_versions": 6, "tags": 9, "exports": 2, "style_profiles": 1,
+              "category_overrides": 1}
+
+
+def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
+    catalog = AssetCatalog(url=catalog_url)
+    assert catalog.current_revision() is None
+    catalog.migrate()
+    assert catalog.current_revision() == AssetCatalog.head_revision() == "0001"
+    inspector = inspect(catalog.engine)
+    assert TABLES <= set(inspector.get_table_names())
+    if catalog.dialect == "sqlite":
+        with catalog.engine.connect() as conn:
+            objects = dict(conn.execute(text("SELECT name, type FROM sqlite_master WHERE name LIKE 'assets_%'")).all())
+            fts_sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'assets_fts'")).scalar_one()
+        assert "fts5" in fts_sql.lower()
+        assert {n for n, t in objects.items() if t == "trigger"} == {
+            "assets_search_ai", "assets_search_ad", "assets_search_au",
+            "assets_search_from_assets_ai", "assets_search_from_assets_au"}
+    else:
+        columns = {c["name"]: str(c["type"]) for c in inspector.get_columns("assets")}
+        assert columns["search_vector"] == "TSVECTOR"
+        with catalog.engine.connect() as conn:
+            indexdef = conn.execute(text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_assets_search_vector'")).scalar_one()
+            generated = conn.execute(text(
+                "SELECT is_generated FROM information_schema.columns "
+                "WHERE table_name = 'assets' AND column_name = 'search_vector'")).scalar_one()
+        assert "USING gin (search_vector)" in indexdef and generated == "ALWAYS"
+    expected_indexes = {"ix_assets_batch_key", "ix_assets_category_subcategory", "ix_assets_verdict",
+                        "ix_assets_style_score", "ix_assets_created_at", "ix_assets_language"}
+    assert expected_indexes <= {i["name"] for i in inspector.get_indexes("assets")}
+    assert "ix_tags_label" in {i["name"] for i in inspector.get_indexes("tags")}
+
+    _catalog_everything(catalog, newer=False)
+    catalog.migrate()  # at head already: changes nothing
+    assert catalog.row_counts() == EVERYTHING
+
+    catalog.downgrade("base")
+    assert catalog.current_revision() is None
+    assert set(inspect(catalog.engine).get_table_names()) == {"alembic_version"}
+    if catalog.dialect == "sqlite":
+        with catalog.engine.connect() as conn:
+            left = conn.execute(text("SELECT name FROM sqlite_master WHERE name NOT LIKE '%alembic%'")).scalars().all()
+        assert left == []
+    else:
+        with catalog.engine.connect() as conn:
+            sequences = conn.execute(text("SELECT relname FROM pg_class WHERE relkind = 'S'")).scalars().all()
+        assert sequences == []
+
+    catalog.migrate()  # and up again from base
+    assert catalog.current_revision() == "0001"
+    assert catalog.row_counts() == dict.fromkeys(EVERYTHING, 0)
+
+
+def test_the_models_describe_exactly_the_migrated_schema(catalog):
+    with catalog.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={
+            "compare_type": True, "include_object": lambda o, name, *_: not is_search_object(name)})
+        diffs = compare_metadata(context, Base.metadata)
+    assert diffs == []
+
+
+def test_concurrent_migrations_end_at_head_once(catalog_url):
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(3)
+
+    def migrate() -> None:
+        barrier.wait()
+        try:
+            AssetCatalog(url=catalog_url).migrate()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    catalog = AssetCatalog(url=catalog_url)
+    assert catalog.current_revision() == "0001"
+    with catalog.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+
+
+def test_upserts_are_idempotent_and_the_newer_values_win(catalog):
+    _catalog_everything(catalog, newer=False)
+    first = catalog.get_asset("demo-1/img-1")
+    _catalog_everything(catalog, newer=False)
+    assert catalog.row_counts() == EVERYTHING
+    assert catalog.get_asset("demo-1/img-1")["created_at"] == first["created_at"]
+
+    _catalog_everything(catalog, newer=True)
+    assert catalog.row_counts() == EVERYTHING
+    asset = catalog.get_asset("demo-1/img-1")
+    assert (asset["style_score"], asset["verdict"], asset["current_version"]) == (0.9, "pass", 2)
+    assert asset["prompt"] == "golden sword number 1" and asset["extra"] == {"material": "gold"}
+    assert asset["palette_score"] == 0.8 and asset["file_size"] == 1001 and asset["batch_key"] == "demo-1"
+    # A created_at left None keeps the first one; updated_at moves on.
+    assert asset["created_at"] == first["created_at"] and asset["updated_at"] > first["updated_at"]
+    assert asset["created_at"].tzinfo is not None
+    with catalog.engine.connect() as conn:
+        batch = conn.execute(text(
+            "SELECT name, status, images_passed, registered_at FROM batches WHERE key = 'demo-1'")).one()
+        versions = conn.execute(text("SELECT verdict, created_at FROM asset_versions ORDER BY asset_id, version")).all()
+        confidences = conn.execute(select(Tag.confidence).where(Tag.label == "gold")).scalars().all()
+        exports = dict(conn.execute(select(Export.kind, Export.storage_key)).all())
+        override = conn.execute(select(CategoryOverride.category)).scalar_one()
+        spec = conn.execute(text("SELECT spec FROM style_profiles")).scalar_one()
+    assert batch[:3] == ("Demo v2", "exported", 2)
+    assert {v for v, _ in versions} == {"pass"}
+    assert confidences == [0.9] * 3
+    assert exports == {"zip": "exports/demo-1/demo-1.zip", "manifest": "exports/demo-1/manifest.csv"}
+    assert override == "weapons/daggers"
+    assert (spec if isinstance(spec, dict) else json.loads(spec)) == {"threshold": 0.9}
+
+    # An explicit created_at does win.
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id="img-1", file_name="img-1.png", created_at=T0)])
+    assert catalog.get_asset("demo-1/img-1")["created_at"] == T0
+
+
+def test_duplicates_within_one_call_collapse_to_the_last(catalog):
+    _batch(catalog)
+    assert catalog.upsert_assets("demo-1", [
+        {"image_id": "a", "file_name": "a.png", "style_score": 0.1},
+        {"image_id": "a", "file_name": "a.png", "style_score": 0.7},
+    ]) == 1
+    assert catalog.get_asset("demo-1/a")["style_score"] == 0.7
+    assert catalog.replace_tags("demo-1/a", [TagEntry("red", "colour", 0.1), TagEntry("red", "colour", 0.6)]) == 1
+    with catalog.engine.connect() as conn:
+        assert conn.execute(select(Tag.confidence)).scalars().all() == [0.6]
+
+
+def test_replace_tags_leaves_exactly_the_given_tags(catalog):
+    _batch(catalog)
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="a.png", prompt="a lantern")])
+    catalog.replace_tags("demo-1/a", [TagEntry("amber", "colour"), TagEntry("glow", "mood"), TagEntry("amber", "object")])
+    with catalog.engine.connect() as conn:
+        kept_id = conn.execute(select(Tag.id).where(Tag.label == "glow")).scalar_one()
+    catalog.replace_tags("demo-1/a", [{"label": "glow", "group": "mood", "confidence": 0.3}, TagEntry("teal", "colour")])
+    with catalog.engine.connect() as conn:
+        tags = conn.execute(select(Tag.id, Tag.label, Tag.group, Tag.confidence).order_by(Tag.label)).all()
+    assert [(label, group, conf) for _, label, group, conf in tags] == [("glow", "mood", 0.3), ("teal", "colour", 1.0)]
+    assert tags[0][0] == kept_id  # an unchanged key keeps its row
+    assert catalog.search_ids("teal") == ["demo-1/a"] and catalog.search_ids("amber") == []
+    assert catalog.replace_tags("demo-1/a", []) == 0
+    assert catalog.row_counts()["tags"] == 0 and catalog.search_ids("glow") == []
+    # Upserting the asset again keeps its tags searchable.
+    catalog.replace_tags("demo-1/a", [TagEntry("teal", "colour")])
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="a.png", prompt="a lantern, lit")])
+    assert catalog.search_ids("teal") == ["demo-1/a"]
+    with pytest.raises(LookupError, match="not in the catalog"):
+        catalog.replace_tags("demo-1/missing", [TagEntry("red", "colour")])
+
+
+@pytest.mark.parametrize("writers", ["threads", "processes"])
+def test_concurrent_writers_leave_one_row_per_key(catalog, writers):
+    images, rounds = 12, 4
+    if writers == "threads":
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def run(writer: int) -> None:
+            barrier.wait()
+            try:
+                write_batch(catalog.url, "shared", writer, rounds, images)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=run, args=(w,)) for w in (0, 1)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(300)
+        assert errors == []
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=write_batch_together, args=(catalog.url, "shared", w, rounds, images, barrier))
+                 for w in (0, 1)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+        assert [p.exitcode for p in procs] == [0, 0]
+
+    counts = catalog.row_counts()
+    assert counts["batches"] == 1 and counts["assets"] == images and counts["asset_versions"] == images * VERSIONS
+    with catalog.engine.connect() as conn:
+        tag_rows = conn.execute(select(Tag.asset_id, Tag.label, Tag.group)).all()
+        exports = conn.execute(select(Export.kind)).scalars().all()
+    assert sorted(exports) == ["manifest", "zip"]
+    by_asset: dict[str, set] = {}
+    for aid, label, group in tag_rows:
+        by_asset.setdefault(aid, set()).add((label, group))
+    assert len(tag_rows) == sum(len(t) for t in by_asset.values())  # one row per (asset, label, group)
+    writer_sets = [{(t.label, t.group) for t in tags} for tags in WRITER_TAGS]
+    assert sorted(by_asset) == sorted(asset_id("shared", i) for i in image_ids(images))
+    # Each asset has exactly one writer's tags (the later replacement wins whole), never a union.
+    assert all(tags in writer_sets for tags in by_asset.values()), by_asset
+    for i in image_ids(images):
+        asset = catalog.get_asset(asset_id("shared", i))
+        writer = int(embedding_from_bytes(asset["embedding"])[0])
+        assert asset["prompt"] == f"{WRITER_WORDS[writer]} {i}" and asset["file_size"] // 1000 == writer
+
+
+def test_full_text_search_finds_prompt_tag_and_metadata_words(catalog):
+    _batch(catalog, "b1")
+    _batch(catalog, "b2")
+    catalog.upsert_assets("b1", [
+        AssetEntry(image_id="c1", file_name="c1.png", prompt="A ruined Castle at dusk, oil painting"),
+        AssetEntry(image_id="sword", file_name="sword.png", prompt="an elven sword on velvet", sku="SKU-42",
+                   extra={"material": "mithril"}),
+        AssetEntry(image_id="tower", file_name="t1.png", prompt="a tower in fog"),
+        AssetEntry(image_id="hut", file_name="hut.png", prompt="a hut in fog", extra={"note": "tower"}),
+    ])
+    catalog.upsert_assets("b2", [AssetEntry(image_id="c1", file_name="c.png", prompt="castle in snow")])
+    catalog.replace_tags("b1/sword", [TagEntry("silver", "colour", 0.9)])
+
+    assert sorted(catalog.search_ids("castle")) == sorted(catalog.search_ids("CASTLE")) == ["b1/c1", "b2/c1"]
+    assert catalog.search_ids("castle dusk") == ["b1/c1"]  # every word must match
+    assert catalog.search_ids("castle", batch_key="b2") == ["b2/c1"]
+    assert catalog.search_ids("silver") == ["b1/sword"]  # a tag
+    # Metadata: extra values, SKU and file name, split at punctuation alike on both dialects.
+    assert catalog.search_ids("mithril") == catalog.search_ids("sku 42") == catalog.search_ids("SKU-42") == ["b1/sword"]
+    assert catalog.search_ids("t1") == ["b1/tower"] and catalog.search_ids("t1.png") == ["b1/tower"]
+    assert catalog.search_ids("tower") == ["b1/tower", "b1/hut"]  # the prompt outranks metadata
+    assert catalog.search_ids("dragon") == [] and catalog.search_ids("\"*'") == []
+    assert catalog.search_ids("fog", limit=1) in (["b1/tower"], ["b1/hut"])
+
+    catalog.upsert_assets("b1", [AssetEntry(image_id="c1", file_name="c1.png", prompt="a ruined keep at dawn")])
+    assert catalog.search_ids("castle") == ["b2/c1"] and catalog.search_ids("keep") == ["b1/c1"]
+
+    catalog.set_category_override("b1/c1", "buildings/keeps")
+    assert catalog.delete_batch("b1") and not catalog.delete_batch("b1")
+    assert catalog.search_ids("keep") == [] and catalog.search_ids("silver") == []
+    counts = catalog.row_counts()
+    assert (counts["assets"], counts["tags"], counts["category_overrides"]) == (1, 0, 1)
+    if catalog.dialect == "sqlite":
+        with catalog.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM assets_search")).scalar_one() == 1
+            # The index agrees with its content table (FTS5's own consistency check).
+            conn.execute(text("INSERT INTO assets_fts (assets_fts) VALUES ('integrity-check')"))
+
+
+def test_embeddings_round_trip_as_float32_bytes(catalog):
+    _batch(catalog)
+    vector = np.random.default_rng(7).standard_normal(512)
+    raw = np.linspace(-1, 1, 16, dtype="<f4").tobytes()
+    catalog.upsert_assets("demo-1", [
+        AssetEntry(image_id="list", file_name="l.png", embedding=vector.tolist()),
+        AssetEntry(image_id="array", file_name="a.png", embedding=vector.astype(np.float32)),
+        AssetEntry(image_id="bytes", file_name="b.png", embedding=raw),
+        AssetEntry(image_id="none", file_name="n.png"),
+    ])
+    stored = catalog.get_asset("demo-1/list")["embedding"]
+    assert isinstance(stored, bytes) and len(stored) == 512 * 4
+    assert stored == vector.astype("<f4").tobytes() == catalog.get_asset("demo-1/array")["embedding"]
+    decoded = embedding_from_bytes(stored)
+    assert decoded.dtype == np.float32 and np.array_equal(decoded, vector.astype(np.float32))
+    assert catalog.get_asset("demo-1/bytes")["embedding"] == raw
+    assert catalog.get_asset("demo-1/none")["embedding"] is None
+    with pytest.raises(ValueError, match="multiple of 4"):
+        catalog.upsert_assets("demo-1", [AssetEntry(image_id="x", file_name="x.png", embedding=b"abc")])
+    with pytest.raises(ValueError, match="one vector"):
+        catalog.upsert_assets("demo-1", [AssetEntry(image_id="x", file_name="x.png", embedding=[[1.0], [2.0]])])
+    with pytest.raises(ValueError, match="finite"):
+        catalog.upsert_assets("demo-1", [AssetEntry(image_id="x", file_name="x.png", embedding=[float("nan")])])
+
+
+def test_bad_input_is_refused_before_or_by_the_database(catalog):
+    with pytest.raises(TypeError, match="no field"):
+        catalog.upsert_batch({"key": "b", "colour": "red"})
+    with pytest.raises(ValueError, match="batch key"):
+        catalog.upsert_batch({"key": ""})
+    _batch(catalog)
+    with pytest.raises(ValueError, match="finite"):
+        catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="a.png", style_score=float("inf"))])
+    with pytest.raises(ValueError, match="confidence"):
+        TagEntry("red", "colour", 1.5)
+    with pytest.raises(IntegrityError):  # the batch must be catalogued first
+        catalog.upsert_assets("no-such-batch", [AssetEntry(image_id="a", file_name="a.png")])
+    with pytest.raises(IntegrityError):  # and the asset before its versions
+        catalog.upsert_versions("demo-1", [VersionEntry(image_id="ghost", version=1, seed=1)])
+    assert catalog.row_counts()["assets"] == 0
+
+
+def test_one_engine_per_process_and_url_with_wal_and_a_busy_timeout(tmp_path):
+    url, other = sqlite_url_beside(tmp_path / "a"), sqlite_url_beside(tmp_path / "b")
+    try:
+        assert engine_for(url) is engine_for(url) is AssetCatalog(url=url).engine
+        assert engine_for(other) is not engine_for(url)
+        assert (tmp_path / "a").is_dir()  # the folder of the file is created
+        with engine_for(url).connect() as conn:
+            pragmas = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in ("journal_mode", "busy_timeout", "foreign_keys")}
+        assert pragmas == {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1}
+        engine = engine_for(url)
+        dispose_engine(url)
+        assert engine_for(url) is not engine
+    finally:
+        dispose_engine(url)
+        dispose_engine(other)
+
+
+def test_the_default_url_is_a_file_beside_local_storage_and_env_vars_bind(tmp_path, monkeypatch):
+    assert AssetCatalog().url == DEFAULT_CATALOG_URL == "sqlite:///data/catalog.sqlite3"
+    assert sqlite_url_beside("data") == DEFAULT_CATALOG_URL
+    monkeypatch.chdir(tmp_path)
+    try:
+        with dg.build_resources({"catalog": AssetCatalog()}) as resources:
+            resources.catalog.migrate()
+        assert (tmp_path / "data" / "catalog.sqlite3").is_file()
+    finally:
+        dispose_engine(DEFAULT_CATALOG_URL)
+    url = sqlite_url_beside(tmp_path / "elsewhere")
+    monkeypatch.setenv(CATALOG_URL_ENV, url)
+    try:
+        with dg.build_resources({"catalog": AssetCatalog(url=dg.EnvVar(CATALOG_URL_ENV))}) as resources:
+            assert resources.catalog.url == url
+            resources.catalog.migrate()
+            assert resources.catalog.current_revision() == "0001"
+    finally:
+        dispose_engine(url)
+
+
+@pytest.mark.parametrize("url", ["mysql://u@localhost/db", "sqlite://", "sqlite:///:memory:"])
+def test_urls_the_catalog_cannot_use_are_refused(url):
+    with pytest.raises(ValueError, match="catalog"):
+        AssetCatalog(url=url).engine
