@@ -57,10 +57,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().with_name("catalog_migrations")
 DIALECTS = ("sqlite", "postgresql")
 PG_DEFAULT_DRIVER = "postgresql+psycopg2"
 SQLITE_BUSY_TIMEOUT_S = 30.0
-# Transient failures a write is retried on: PostgreSQL deadlock / serialization failure, and
-# SQLite's lock when the busy timeout ran out.
+# Transient failures a write is retried on: PostgreSQL deadlock / serialization failure, a unique
+# violation (ON CONFLICT arbitrates only the id, so a concurrent insert of the same image can trip the
+# (batch, image) index first; the retry finds the row and updates it), and SQLite's lock when the
+# busy timeout ran out.
 RETRY_ATTEMPTS = 4
-RETRY_PGCODES = ("40P01", "40001")
+RETRY_PGCODES = ("40P01", "40001", "23505")
 # One key to serialise concurrent `migrate()` calls on PostgreSQL (pg_advisory_xact_lock).
 MIGRATION_LOCK_ID = 0x61737365_746C63  # "assetlc"
 

@@ -23,6 +23,19 @@ TINY_CLIP_CONFIG = {
     "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
+def build_tiny_vae() -> AutoencoderKL:
+    """A VAE with random weights and four latent channels (8x downscaling in two blocks)."""
+    return AutoencoderKL(
+        block_out_channels=(4, 8),
+        norm_num_groups=2,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+    )
+
+
 def build_tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A Stable Diffusion pipeline with random weights: 64x64 px native, four latent channels."""
     tokenizer = load_tiny_tokenizer()
@@ -41,15 +54,7 @@ def build_tiny_sd_pipeline(seed: int = 0) -> StableDiffusionPipeline:
             cross_attention_dim=32,
             attention_head_dim=2,
         )
-        vae = AutoencoderKL(
-            block_out_channels=(4, 8),
-            norm_num_groups=2,
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-            latent_channels=4,
-        )
+        vae = build_tiny_vae()
         text_encoder = CLIPTextModel(
             CLIPTextConfig(
                 **text_encoder_token_ids(tokenizer),

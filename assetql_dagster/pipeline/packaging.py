@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from PIL import Image
@@ -22,17 +23,32 @@ from assetql_dagster.domain.export_writers import (
 from assetql_dagster.domain.layout import export_key
 from assetql_dagster.domain.links import links_rows, parse_expiry
 from assetql_dagster.domain.settings import BatchSettings
-from assetql_dagster.domain.records import BatchInput, ExportSummary, ImagePlan, ImageSet, ScoreSet, StyleProfile, TagSet
+from assetql_dagster.domain.records import (
+    BatchInput,
+    ExportSummary,
+    ImagePlan,
+    ImageSet,
+    ImageVersion,
+    ScoreSet,
+    StyleProfile,
+    TagSet,
+)
 from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.domain.style_report import Drift, StyleReport, style_report
 from assetql_dagster.pipeline.drift import load_style_report
+from assetql_dagster.pipeline.regeneration import load_histories
 from resources.storage import AssetStorage
 
 LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
 
 
-def manifest_rows(batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: ScoreSet, tags: TagSet) -> list[dict]:
-    """One lineage row per stored image, joining its plan, score and tags."""
+def manifest_rows(
+    batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: ScoreSet, tags: TagSet,
+    current: Mapping[str, ImageVersion] | None = None,
+) -> list[dict]:
+    """One lineage row per stored image, joining its plan, score and tags; `current` holds the current
+    version of the images the style loop or a person regenerated, whose seed and prompt it used."""
+    current = current or {}
     settings = batch.settings
     jobs = {j.image_id: j for j in plan.jobs}
     scored = {s.image_id: s for s in scores.images}
@@ -46,11 +62,11 @@ def manifest_rows(batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: 
                 "variant_id": job.variant_id,
                 "variation": job.variation,
                 "file_name": image.file_name,
-                "prompt": job.prompt,
+                "prompt": current[image.image_id].prompt if image.image_id in current else job.prompt,
                 "model_prompt": job.prompt if job.model_prompt is None else job.model_prompt,
                 "prompt_tokens_dropped": job.prompt_tokens_dropped,
                 "negative_prompt": job.negative_prompt,
-                "seed": job.seed,
+                "seed": current[image.image_id].seed if image.image_id in current else job.seed,
                 "model": settings.model,
                 "width": image.width,
                 "height": image.height,
@@ -134,7 +150,8 @@ def package(
 ) -> tuple[ExportSummary, list[str]]:
     """Write what the batch's `exports` setting asks for; the summary and the manifest's columns."""
     key, exports = batch.batch, batch.settings.exports
-    rows = manifest_rows(batch, plan, images, scores, tags)
+    current = {image_id: h.current_version for image_id, h in load_histories(storage, key).items()}
+    rows = manifest_rows(batch, plan, images, scores, tags, current)
     meta = batch_meta(batch, images)
     palette = [(c.hex, c.share) for c in profile.palette]
     # The galleries show the references small and embedded: a reference may be megabytes.

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKL,
     DDIMScheduler,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -14,6 +13,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from resources.diffusion import LoadedPipeline
 from resources.generator import ImageGenerator
 from resources.prompt_weighting import weighted_prompt_encoder
+from resources.tiny_models import build_tiny_vae
 from resources.tiny_tokenizer import load_tiny_tokenizer, text_encoder_token_ids
 
 PROMPTS = ["a red fox in the snow", "an old sailor, state-of-the-art", ""]
@@ -134,15 +134,7 @@ def tiny_sdxl_pipeline() -> StableDiffusionXLPipeline:
         cross_attention_dim=64,  # both text encoders side by side
         norm_num_groups=2,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(4, 8),
-        norm_num_groups=2,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-    )
+    vae = build_tiny_vae()
     config = CLIPTextConfig(
         **text_encoder_token_ids(tokenizer),
         hidden_size=32,

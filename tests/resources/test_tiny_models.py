@@ -1,24 +1,11 @@
-import socket
 
 import open_clip
-import pytest
 import torch
 
 from resources.tiny_models import TINY_CLIP_CONFIG, TINY_CLIP_NAME, build_tiny_sd_pipeline, register_tiny_clip
 from resources.tiny_tokenizer import load_tiny_tokenizer
 
 PROMPTS = ["a watercolor painting of a red fox in the snow", "portrait of an old sailor with a pipe"]
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_tiny_pipeline_is_seeded_and_leaves_global_rng_alone(offline):

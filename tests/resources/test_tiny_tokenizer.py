@@ -1,5 +1,4 @@
 import json
-import socket
 import subprocess
 import sys
 
@@ -15,17 +14,6 @@ from resources.tiny_tokenizer import (
 )
 
 PROMPTS = ["a watercolor painting of a red fox in the snow", "portrait of an old sailor with a pipe"]
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-from assetql_dagster.domain.layout import raw_image_key, thumbnail_key
-from assetql_dagster.domain.records import ImageJob, ImageScore, ScoreSet, StoredImage
+from assetql_dagster.domain.records import ScoreSet, StoredImage
 from assetql_dagster.pipeline.generation import store_image
 from assetql_dagster.pipeline.regeneration import (
     AUTO,
@@ -21,46 +20,9 @@ from assetql_dagster.pipeline.regeneration import (
 )
 from resources.storage import LocalStorage
 
-BATCH = "demo-12345678"
+from harness.loop_fakes import BATCH, FakeModel, job, record, shade
 
-
-def job(i: int) -> ImageJob:
-    return ImageJob(image_id=f"img-{i}", file_name=f"img-{i}.png", variant_id=f"v{i}", variation=1, seed=100 + i,
-                    prompt=f"prompt {i}", negative_prompt="", category="", sku="", language="", extra={}, row=i + 2)
-
-
-def record(i: int) -> StoredImage:
-    return StoredImage(f"img-{i}", f"img-{i}.png", raw_image_key(BATCH, f"img-{i}"), thumbnail_key(BATCH, f"img-{i}"),
-                       16, 16, 100 + i)
-
-
-def shade(seed: int) -> int:
-    return seed % 251
-
-
-class Fake:
-    """Images whose red channel is a function of the seed; their score is red / 255 (or a fixed table)."""
-
-    def __init__(self, threshold: float):
-        self.threshold, self.generated, self.boosts = threshold, [], []
-
-    def image(self, seed: int) -> Image.Image:
-        return Image.new("RGB", (16, 16), (shade(seed), 0, 0))
-
-    def generate(self, jobs, boost):
-        self.generated += [j.seed for j in jobs]
-        self.boosts.append(boost)
-        return [self.image(j.seed) for j in jobs]
-
-    def score_of(self, rec: StoredImage, img: Image.Image) -> ImageScore:
-        value = round(img.getpixel((0, 0))[0] / 255, 4)
-        return ImageScore(rec.image_id, rec.file_name, "pass" if value >= self.threshold else "review", value)
-
-    def score(self, records, imgs):
-        return [self.score_of(r, i) for r, i in zip(records, imgs)]
-
-
-def first_generation(storage, fake: Fake, n: int) -> tuple[dict, list[StoredImage], ScoreSet]:
+def first_generation(storage, fake: FakeModel, n: int) -> tuple[dict, list[StoredImage], ScoreSet]:
     jobs = {job(i).image_id: job(i) for i in range(n)}
     records = [record(i) for i in range(n)]
     for rec in records:
@@ -87,7 +49,7 @@ def test_attempts_change_the_seed_first_then_the_style():
 
 
 def test_with_an_unreachable_threshold_every_image_gets_max_attempts_versions_and_the_best_is_current(storage):
-    fake = Fake(threshold=1.01)
+    fake = FakeModel(threshold=1.01)
     jobs, records, scores = first_generation(storage, fake, 3)
     histories = {}
     report = loop(storage, fake, jobs, records, scores, histories, max_attempts=4)
@@ -112,7 +74,7 @@ def test_with_an_unreachable_threshold_every_image_gets_max_attempts_versions_an
 
 
 def test_the_budget_stops_the_loop_and_counts_across_runs(storage):
-    fake = Fake(threshold=1.01)
+    fake = FakeModel(threshold=1.01)
     jobs, records, scores = first_generation(storage, fake, 4)
     histories = {}
     report = loop(storage, fake, jobs, records, scores, histories, max_attempts=5, budget=6)
@@ -120,7 +82,7 @@ def test_the_budget_stops_the_loop_and_counts_across_runs(storage):
     assert sum(len(h.versions) - 1 for h in histories.values()) == 6
 
     # A re-run continues from the saved histories: the budget is already spent, nothing repeats.
-    fake.generated.clear()
+    fake.calls.clear()
     again = load_histories(storage, BATCH)
     assert again == histories
     report = loop(storage, fake, jobs, records, scores, again, max_attempts=5, budget=6)
@@ -128,7 +90,7 @@ def test_the_budget_stops_the_loop_and_counts_across_runs(storage):
 
 
 def test_passing_images_are_left_alone_and_a_regenerated_pass_stops_its_image(storage):
-    fake = Fake(threshold=0.5)
+    fake = FakeModel(threshold=0.5)
     jobs, records, scores = first_generation(storage, fake, 6)
     below = {s.image_id for s in scores.images if s.verdict != "pass"}
     histories = {}
@@ -143,12 +105,12 @@ def test_passing_images_are_left_alone_and_a_regenerated_pass_stops_its_image(st
 
 
 def test_a_pinned_image_is_not_regenerated(storage):
-    fake = Fake(threshold=1.01)
+    fake = FakeModel(threshold=1.01)
     jobs, records, scores = first_generation(storage, fake, 2)
     histories = {}
     loop(storage, fake, jobs, records, scores, histories, max_attempts=2)
 
     histories["img-0"] = dataclasses.replace(histories["img-0"], pinned=True)
-    fake.generated.clear()
+    fake.calls.clear()
     loop(storage, fake, jobs, records, scores, histories, max_attempts=3)
     assert len(histories["img-0"].versions) == 2 and len(histories["img-1"].versions) == 3

@@ -4,8 +4,7 @@ import json
 import pytest
 from PIL import Image
 
-from assetql_dagster.domain.layout import raw_image_key, thumbnail_key
-from assetql_dagster.domain.records import BatchInput, ImageJob, ImageScore, ScoreSet, StoredImage
+from assetql_dagster.domain.records import BatchInput, ScoreSet
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.pipeline.generation import store_image
 from assetql_dagster.pipeline.planning import plan_images, variation_rounds
@@ -30,44 +29,11 @@ from assetql_dagster.pipeline.versions import (
 )
 from resources.storage import LocalStorage
 
-BATCH = "demo-12345678"
-
+from harness.loop_fakes import BATCH, FakeModel, job, record
 
 @pytest.fixture
 def storage(tmp_path):
     return LocalStorage(root=str(tmp_path / "data"))
-
-
-class Fake:
-    """Images whose red channel is a function of the seed, scored red / 255 against an unreachable threshold."""
-
-    def __init__(self):
-        self.calls = []
-
-    @staticmethod
-    def image(seed: int) -> Image.Image:
-        return Image.new("RGB", (16, 16), (seed % 251, 0, 0))
-
-    def generate(self, jobs, boost):
-        self.calls.append(([(j.seed, j.prompt) for j in jobs], boost))
-        return [self.image(j.seed) for j in jobs]
-
-    @staticmethod
-    def score_of(rec, img) -> ImageScore:
-        return ImageScore(rec.image_id, rec.file_name, "review", round(img.getpixel((0, 0))[0] / 255, 4))
-
-    def score(self, records, imgs):
-        return [self.score_of(r, i) for r, i in zip(records, imgs)]
-
-
-def job(i: int) -> ImageJob:
-    return ImageJob(image_id=f"img-{i}", file_name=f"img-{i}.png", variant_id=f"v{i}", variation=1, seed=100 + i,
-                    prompt=f"prompt {i}", negative_prompt="", category="", sku="", language="", extra={}, row=i + 2)
-
-
-def record(i: int) -> StoredImage:
-    return StoredImage(f"img-{i}", f"img-{i}.png", raw_image_key(BATCH, f"img-{i}"), thumbnail_key(BATCH, f"img-{i}"),
-                       16, 16, 100 + i)
 
 
 def batch_input(**settings) -> BatchInput:
@@ -78,8 +44,8 @@ def first_generation(storage, n: int):
     """`n` stored images, their scores and refs, as the `images` and `scores` stages leave them."""
     records = [record(i) for i in range(n)]
     for rec in records:
-        store_image(storage, rec, Fake.image(rec.seed))
-    scores = ScoreSet(1.01, {}, tuple(Fake.score_of(r, Fake.image(r.seed)) for r in records))
+        store_image(storage, rec, FakeModel.image(rec.seed))
+    scores = ScoreSet(1.01, {}, tuple(FakeModel().score_of(r, FakeModel.image(r.seed)) for r in records))
     return records, scores
 
 
@@ -98,7 +64,7 @@ def red(storage, key) -> int:
 
 
 def test_a_rolled_back_image_keeps_its_version_when_the_loop_runs_again_with_budget_left(storage):
-    fake = Fake()
+    fake = FakeModel()
     records, scores = first_generation(storage, 2)
     histories = {}
     loop(storage, fake, records, scores, histories, max_attempts=2, budget=2)
@@ -134,7 +100,7 @@ def test_rollback_to_a_version_that_does_not_exist_names_those_that_do(storage):
 
 
 def test_manual_regeneration_is_a_new_current_pinned_version_up_to_the_batch_limit(storage):
-    fake = Fake()
+    fake = FakeModel()
     records, scores = first_generation(storage, 1)
     image = ref(0, scores, max_manual_regenerations=2, locks={"palette": 40})
 
@@ -166,7 +132,7 @@ def test_manual_regeneration_is_a_new_current_pinned_version_up_to_the_batch_lim
      ({"prompt": "a\nb"}, "--prompt must be one line"), ({"strength": 1.5}, "--style-strength must be from 0 to 1")],
 )
 def test_manual_regeneration_options_are_checked_before_anything_is_generated(storage, options, message):
-    fake = Fake()
+    fake = FakeModel()
     records, scores = first_generation(storage, 1)
     with pytest.raises(ValueError, match=message):
         regenerate(storage, ref(0, scores), fake.generate, fake.score, **options)
@@ -186,7 +152,7 @@ def test_the_version_document_of_an_untouched_image_is_its_one_generation(storag
 def test_loop_versions_are_listed_in_order_with_the_current_one_marked(storage):
     records, scores = first_generation(storage, 1)
     histories = {}
-    loop(storage, Fake(), records, scores, histories, max_attempts=3, budget=5)
+    loop(storage, FakeModel(), records, scores, histories, max_attempts=3, budget=5)
     doc = version_document(storage, ref(0, scores))
     assert [v["version"] for v in doc["versions"]] == [1, 2, 3]
     assert [v["reason"] for v in doc["versions"]] == [INITIAL, AUTO, AUTO]

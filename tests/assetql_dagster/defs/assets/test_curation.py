@@ -59,6 +59,8 @@ def test_an_unreachable_threshold_regenerates_within_max_attempts_and_the_budget
     for score in curation.scores.images:
         row = by_file[score.file_name]
         assert (row["version"], row["attempts"]) == (str(score.version), str(score.attempts))
+        # The seed is the one that made the exported version, not the planned one.
+        assert row["seed"] == str(histories[score.image_id].current_version.seed)
         assert float(row["palette_score"]) >= 0 and float(row["embedding_score"]) >= 0
 
     # A re-run keeps every version and regenerates nothing more: the budget is spent.
