@@ -1,6 +1,6 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
-(style profiles) and an image's versions (`versions`, `rollback`, `regenerate`, `more`) on the local
-embedded instance."""
+(style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`) and the asset
+catalog (`catalog rebuild`, `search`) on the local embedded instance."""
 
 from __future__ import annotations
 
@@ -624,6 +624,95 @@ def add_style_parser(sub) -> None:
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
 
 
+def catalog_resource(instance):
+    """The code location's asset catalog, with its URL (e.g. bound as an EnvVar) resolved."""
+    import dagster as dg
+
+    from assetql_dagster.definitions import defs
+
+    with dg.build_resources({"catalog": defs.resources["catalog"]}, instance=instance) as resources:
+        return resources.catalog
+
+
+def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.cataloguing import rebuild
+    from resources.catalog import masked_url
+
+    with dg.DagsterInstance.get() as instance:
+        storage, catalog = storage_resource(instance), catalog_resource(instance)
+        try:
+            counts = rebuild(catalog, storage)
+        except (ValueError, LookupError, FileNotFoundError) as err:
+            return print_error(str(err))
+    for c in counts:
+        print(f"{c.batch}: {c.assets} image(s), {c.versions} version(s), {c.tags} tag(s), {c.exports} export(s)")
+    print(f"catalogued {len(counts)} batch(es) in {masked_url(catalog.url)}")
+    return 0
+
+
+SEARCH_COLUMNS = ("id", "verdict", "style_score", "category", "prompt")
+
+
+def search_table(rows: list[dict]) -> str:
+    def cell(row: dict, column: str) -> str:
+        value = row[column]
+        if column == "style_score":
+            return "-" if value is None else f"{value:.3f}"
+        text = " ".join(str(value).split())
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    cells = [[cell(r, c) for c in SEARCH_COLUMNS] for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(SEARCH_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(SEARCH_COLUMNS, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells]
+    return "\n".join(lines)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        catalog = catalog_resource(instance)
+    try:
+        rows = catalog.search(args.query, batch=args.batch, verdict=args.verdict, category=args.category,
+                              limit=args.limit, offset=args.offset)
+    except ValueError as err:
+        return print_error(str(err))
+    except Exception as err:  # e.g. no catalog yet: an OperationalError on a missing table
+        if "no such table" in str(err) or "does not exist" in str(err):
+            return print_error("the catalog is empty or not created yet: run `assetql catalog rebuild` first")
+        raise
+    if args.format == "json":
+        keep = [*SEARCH_COLUMNS, "batch_key", "image_id", "file_name", "current_version", "raw_key", "thumb_key",
+                "width", "height", "sku", "language", "extra", "tags"]
+        print(json.dumps([{k: r[k] for k in keep} for r in rows], indent=2, ensure_ascii=False, default=str))
+    elif rows:
+        print(search_table(rows))
+    else:
+        print("no matching images", file=sys.stderr)
+    return 0
+
+
+def add_catalog_parsers(sub) -> None:
+    catalog = sub.add_parser("catalog", help="the asset catalog (SQL index for search)")
+    commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    rebuild = commands.add_parser("rebuild", help="create or update the catalog from every batch in storage")
+    rebuild.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+    search = sub.add_parser("search", help="find images in the catalog by text and filters")
+    search.add_argument("query", nargs="?", help="words every result holds in its prompt, tags or metadata")
+    search.add_argument("--batch", help="only this batch (partition key)")
+    search.add_argument("--verdict", choices=["pass", "review", "unscored"], help="only images with this verdict")
+    search.add_argument("--category", help="only images of this category")
+    search.add_argument("--limit", type=int, default=50, help="at most this many results (default 50)")
+    search.add_argument("--offset", type=int, default=0, help="skip this many results first")
+    search.add_argument("--format", choices=["table", "json"], default="table")
+    search.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+
+
 VERSION_COMMANDS = {"versions": cmd_versions, "rollback": cmd_rollback, "regenerate": cmd_regenerate, "more": cmd_more}
 
 
@@ -641,7 +730,12 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--in-process", action="store_true", help="run every step in this process")
         command.add_argument("--verbose", "-v", action="store_true", help="print every step's log lines")
     add_style_parser(sub)
+    add_catalog_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command == "catalog":
+        return cmd_catalog_rebuild(args)
+    if args.command == "search":
+        return cmd_search(args)
     if args.command == "style":
         return cmd_style(args)
     if args.command in VERSION_COMMANDS:

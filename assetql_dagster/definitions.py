@@ -9,6 +9,7 @@ import dagster as dg
 
 from assetql_dagster.defs.assets.analysis import scores, tags
 from assetql_dagster.defs.assets.batch_input import batch_input
+from assetql_dagster.defs.assets.catalog_entry import catalog_entry
 from assetql_dagster.defs.assets.curation import curated_images
 from assetql_dagster.defs.assets.exports import exports
 from assetql_dagster.defs.assets.images import images
@@ -35,7 +36,7 @@ def with_io_manager(resources: dict) -> dict:
 def build_definitions() -> dg.Definitions:
     """The code location as configured by the environment."""
     return dg.Definitions(
-        assets=[batch_input, style_profile, prompts, images, scores, curated_images, tags, exports],
+        assets=[batch_input, style_profile, prompts, images, scores, curated_images, tags, exports, catalog_entry],
         jobs=[batch_job, register_batch_job],
         sensors=[inbox_sensor, registered_batch_sensor, *drop_sensors()],
         schedules=schedules_from_env(),

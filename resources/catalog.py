@@ -69,6 +69,14 @@ MIGRATION_LOCK_ID = 0x61737365_746C63  # "assetlc"
 T = TypeVar("T")
 
 
+def masked_url(url: str) -> str:
+    """`url` with its password (if any) shown as ***, for logs and the UI."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: show nothing of it
+        return "<unparsable catalog URL>"
+
+
 def sqlite_url_beside(data_dir: str | os.PathLike[str]) -> str:
     """The default catalog URL for local storage rooted at `data_dir`: `{data_dir}/catalog.sqlite3`."""
     return f"sqlite:///{(Path(data_dir) / CATALOG_FILE).as_posix()}"
@@ -328,7 +336,22 @@ class AssetCatalog(dg.ConfigurableResource):
 
         return self._write(work)
 
-    # -- reads (the search API proper comes with the search feature) --
+    def delete_assets_except(self, batch_key: str, image_ids: Iterable[str]) -> int:
+        """Remove the assets of `batch_key` whose image id is not in `image_ids` (with their
+        versions and tags), so re-cataloguing drops images storage no longer holds; returns how many."""
+        keep = set(image_ids)
+
+        def work(conn: Connection) -> int:
+            stale = [i for i in conn.execute(select(Asset.image_id).where(Asset.batch_key == batch_key)).scalars()
+                     if i not in keep]
+            for chunk in range(0, len(stale), 500):
+                conn.execute(delete(Asset).where(Asset.batch_key == batch_key,
+                                                 Asset.image_id.in_(stale[chunk:chunk + 500])))
+            return len(stale)
+
+        return self._write(work)
+
+    # -- reads --
 
     def get_asset(self, asset_id: str) -> dict[str, Any] | None:
         """One asset row as a dict (embedding as float32 bytes; `embedding_from_bytes` decodes it)."""
@@ -371,6 +394,52 @@ class AssetCatalog(dg.ConfigurableResource):
             )
         with self._read() as conn:
             return list(conn.execute(text(sql), params).scalars())
+
+    def search(self, query: str | None = None, *, batch: str | None = None, verdict: str | None = None,
+               category: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Assets matching every filter given, best style score first (unscored last), then by id.
+
+        `query` is full-text (every word in the prompt, tags or metadata, as in `search_ids`);
+        `batch`, `verdict` (pass, review, unscored) and `category` match exactly. Each result is
+        the asset's row without its embedding, plus `tags` (its tag labels, sorted).
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must not be negative, got {limit} and {offset}")
+        table = Asset.__table__
+        columns = [c for c in table.c if c.name not in ("embedding", "tags_text", "metadata_text")]
+        stmt = select(*columns)
+        if query is not None and query.strip():
+            words = re.findall(r"[^\W_]+", query.lower())
+            if not words:
+                return []
+            if self.dialect == "sqlite":
+                matches = text(
+                    "assets.id IN (SELECT s.asset_id FROM assets_fts JOIN assets_search AS s "
+                    "ON s.id = assets_fts.rowid WHERE assets_fts MATCH :q)"
+                ).bindparams(q=" ".join(f'"{w}"' for w in words))
+            else:
+                matches = text("assets.search_vector @@ plainto_tsquery('simple', :q)").bindparams(q=" ".join(words))
+            stmt = stmt.where(matches)
+        if batch is not None:
+            stmt = stmt.where(Asset.batch_key == batch)
+        if verdict is not None:
+            stmt = stmt.where(Asset.verdict == verdict)
+        if category is not None:
+            stmt = stmt.where(Asset.category == category)
+        stmt = stmt.order_by(Asset.style_score.is_(None), Asset.style_score.desc(), Asset.id)
+        stmt = stmt.limit(int(limit)).offset(int(offset))
+        with self._read() as conn:
+            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+            ids = [r["id"] for r in rows]
+            tags: dict[str, list[str]] = {i: [] for i in ids}
+            if ids:
+                for aid, label in conn.execute(
+                        select(Tag.asset_id, Tag.label).where(Tag.asset_id.in_(ids)).order_by(Tag.asset_id, Tag.label)):
+                    if label not in tags[aid]:
+                        tags[aid].append(label)
+        for row in rows:
+            row["tags"] = tags[row["id"]]
+        return rows
 
     # -- transactions --
 

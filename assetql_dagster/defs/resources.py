@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from resources.catalog import CATALOG_URL_ENV, AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.s3 import S3Connection
@@ -56,20 +57,31 @@ def _secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-def _resources(storage: AssetStorage, s3: S3Connection) -> dict:
-    return {"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3}
+def asset_catalog(default_dir: str) -> AssetCatalog:
+    """The asset catalog: $ASSETQL_CATALOG_URL (bound as a `dg.EnvVar`, so the UI shows the variable,
+    never a password in the URL) when set, else an SQLite file `catalog.sqlite3` in `default_dir`."""
+    if os.environ.get(CATALOG_URL_ENV):
+        return AssetCatalog(url=dg.EnvVar(CATALOG_URL_ENV))
+    return AssetCatalog(url=sqlite_url_beside(default_dir))
+
+
+def _resources(storage: AssetStorage, s3: S3Connection, catalog: AssetCatalog) -> dict:
+    return {"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog}
 
 
 def local_resources() -> dict:
     """The embedded default: files under ./data (or $ASSETQL_DATA_DIR), tiny models unless configured."""
-    return _resources(LocalStorage(root=os.environ.get(DATA_DIR_ENV, "data")), s3_connection())
+    data_dir = os.environ.get(DATA_DIR_ENV, "data")
+    return _resources(LocalStorage(root=data_dir), s3_connection(), asset_catalog(data_dir))
 
 
 def production_resources() -> dict:
     """Assets, references and exports in S3 (see `s3_storage`), through the same connection as
-    the drop sensor and campaign sources."""
+    the drop sensor and campaign sources. The catalog is $ASSETQL_CATALOG_URL (PostgreSQL in
+    production); without it, an SQLite file `catalog.sqlite3` in the working directory, which is
+    fine for one machine but not shared between workers (set the variable there)."""
     s3 = s3_connection()
-    return _resources(s3_storage(s3), s3)
+    return _resources(s3_storage(s3), s3, asset_catalog("."))
 
 
 def resources_from_env() -> dict:

@@ -19,6 +19,8 @@ from assetql_dagster import cli
 from assetql_dagster.cli import main
 from resources.storage import LocalStorage
 
+from harness.batch_runs import catalog_beside
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -377,7 +379,8 @@ class BatchCli:
         monkeypatch.setenv("DAGSTER_HOME", str(self.home))
         monkeypatch.setenv("ASSETQL_DATA_DIR", str(self.data))
         monkeypatch.setattr(cli, "storage_resource", lambda instance: self.storage)
-        resources = with_io_manager({"storage": self.storage, "generator": ImageGenerator(), "clip": ClipEmbedder()})
+        resources = with_io_manager({"storage": self.storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
+                                     "catalog": catalog_beside(self.storage)})
         job = dg.Definitions(assets=list(defs.assets), jobs=[batch_job], resources=resources).resolve_job_def("batch_job")
         monkeypatch.setattr(cli, "batch_job_definition", lambda: job)
 

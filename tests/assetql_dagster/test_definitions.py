@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 from PIL import Image
 
-from harness.batch_runs import materialize_partition
+from harness.batch_runs import catalog_beside, materialize_partition
 
 from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.pipeline.registration import register_batch
@@ -18,7 +18,9 @@ from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 
-STAGES = ["batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports"]
+STAGES = [
+    "batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports", "catalog_entry"
+]
 
 
 def run_batch(tmp_path, folder):
@@ -53,6 +55,7 @@ def test_asset_graph_is_the_batch_pipeline():
     assert parents["curated_images"] == {"batch_input", "prompts", "images", "scores", "style_profile"}
     assert parents["tags"] == {"curated_images", "prompts"}
     assert parents["exports"] == {"batch_input", "prompts", "curated_images", "tags", "style_profile"}
+    assert parents["catalog_entry"] == {"exports"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def == batches_partitions
 
@@ -157,7 +160,8 @@ def test_checks_report_per_partition(tmp_path, batch_factory):
         for key in (styled, plain):
             result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
                                     resources=with_io_manager({"storage": storage, "generator": ImageGenerator(),
-                                                               "clip": ClipEmbedder()}))
+                                                               "clip": ClipEmbedder(),
+                                                               "catalog": catalog_beside(storage)}))
             evaluations.update({(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()})
     checked = ("style_pass_rate", "style_spread", "style_drift", "completion_rate")
     assert set(evaluations) == {(k, c) for k in (styled, plain) for c in checked}

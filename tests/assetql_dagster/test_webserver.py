@@ -89,7 +89,8 @@ def test_webserver_serves_the_asset_graph_and_the_batch_partition(webserver):
     assert "errors" not in data, data
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert set(by_key) == {
-        "batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports"
+        "batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports",
+        "catalog_entry",
     }
     assert {"/".join(d["path"]) for d in by_key["scores"]["dependencyKeys"]} == {"batch_input", "images", "style_profile"}
     for node in by_key.values():

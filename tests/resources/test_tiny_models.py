@@ -1,9 +1,10 @@
-
 import open_clip
 import torch
 
 from resources.tiny_models import TINY_CLIP_CONFIG, TINY_CLIP_NAME, build_tiny_sd_pipeline, register_tiny_clip
 from resources.tiny_tokenizer import load_tiny_tokenizer
+
+from harness.offline import offline  # noqa: F401 - the fixture, used by name
 
 PROMPTS = ["a watercolor painting of a red fox in the snow", "portrait of an old sailor with a pipe"]
 

@@ -13,6 +13,8 @@ from resources.tiny_tokenizer import (
     text_encoder_token_ids,
 )
 
+from harness.offline import offline  # noqa: F401 - the fixture, used by name
+
 PROMPTS = ["a watercolor painting of a red fox in the snow", "portrait of an old sailor with a pipe"]
 
 

@@ -26,8 +26,10 @@ PREFIX = "assetql"
 
 
 @pytest.fixture
-def production(s3_endpoint, s3_bucket, monkeypatch):
-    """The resources an `ASSETQL_STORAGE=s3` deployment binds, on the test bucket."""
+def production(s3_endpoint, s3_bucket, monkeypatch, tmp_path):
+    """The resources an `ASSETQL_STORAGE=s3` deployment binds, on the test bucket (the catalog
+    in a temporary SQLite file, bound through ASSETQL_CATALOG_URL)."""
+    monkeypatch.setenv("ASSETQL_CATALOG_URL", f"sqlite:///{tmp_path}/catalog.sqlite3")
     monkeypatch.setenv(STORAGE_ENV, "s3")
     monkeypatch.setenv(S3_BUCKET_ENV, s3_bucket)
     monkeypatch.setenv(S3_PREFIX_ENV, PREFIX)

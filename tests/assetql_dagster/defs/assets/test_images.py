@@ -7,7 +7,7 @@ from collections import Counter
 import dagster as dg
 from PIL import Image
 
-from harness.batch_runs import materialize_partition
+from harness.batch_runs import catalog_beside, materialize_partition
 
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.pipeline.records import read_record
@@ -157,7 +157,7 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
         instance.add_dynamic_partitions(batches_partitions.name, [key])
         result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
                                 resources=with_io_manager({"storage": storage, "generator": generator,
-                                                           "clip": ClipEmbedder()}))
+                                                           "clip": ClipEmbedder(), "catalog": catalog_beside(storage)}))
         flagged = instance.get_run_by_id(result.run_id).tags["assetql/quality"]
         exports = result.asset_materializations_for_node("exports")[0].metadata
     assert "completion_rate failed: 1 of 2 planned images stored" in flagged
@@ -174,7 +174,8 @@ def test_a_stored_image_that_does_not_decode_is_generated_again_and_reported(tmp
     folder = batch_factory(rows=2)
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
-    resources = with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder()})
+    resources = with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
+                                 "catalog": catalog_beside(storage)})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
 

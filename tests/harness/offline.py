@@ -1,3 +1,5 @@
+"""The `offline` fixture: a test using it fails on any attempt to open a network connection."""
+
 import socket
 
 import pytest
