@@ -445,3 +445,37 @@ def test_the_default_url_is_a_file_beside_local_storage_and_env_vars_bind(tmp_pa
 def test_urls_the_catalog_cannot_use_are_refused(url):
     with pytest.raises(ValueError, match="catalog"):
         AssetCatalog(url=url).engine
+
+
+def test_search_filters_sorts_and_pages_the_same_on_both_dialects(catalog):
+    _batch(catalog)
+    _batch(catalog, key="other-2", name="Other")
+    catalog.upsert_assets("demo-1", [
+        AssetEntry(image_id="sword", file_name="sword.png", prompt="a crimson sword", verdict="pass",
+                   style_score=0.9, category="weapon"),
+        AssetEntry(image_id="shield", file_name="shield.png", prompt="a crimson shield", verdict="review",
+                   style_score=0.4, category="armor"),
+        AssetEntry(image_id="plain", file_name="plain.png", prompt="an oak table", category="furniture"),
+    ])
+    catalog.upsert_assets("other-2", [
+        AssetEntry(image_id="axe", file_name="axe.png", prompt="a crimson axe", verdict="pass", style_score=0.7,
+                   category="weapon"),
+    ])
+    catalog.replace_tags("demo-1/sword", [TagEntry("red", "colour", 0.9)])
+
+    def ids(**filters) -> list[str]:
+        return [row["id"] for row in catalog.search(**filters)]
+
+    assert ids(query="crimson") == ["demo-1/sword", "other-2/axe", "demo-1/shield"]
+    assert ids(query="crimson", batch="demo-1") == ["demo-1/sword", "demo-1/shield"]
+    assert ids(verdict="pass") == ["demo-1/sword", "other-2/axe"]
+    assert ids(category="weapon", batch="other-2") == ["other-2/axe"]
+    assert ids(query="red") == ["demo-1/sword"]  # tag labels are searched too
+    # Unscored images come last; paging walks the same order.
+    assert ids() == ["demo-1/sword", "other-2/axe", "demo-1/shield", "demo-1/plain"]
+    assert ids(limit=2, offset=1) == ["other-2/axe", "demo-1/shield"]
+    assert ids(query="unicorn") == [] and ids(query="!!") == []
+    [sword] = catalog.search(query="sword")
+    assert sword["tags"] == ["red"] and "embedding" not in sword
+    with pytest.raises(ValueError, match="must not be negative"):
+        catalog.search(limit=-1)
