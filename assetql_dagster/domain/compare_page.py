@@ -37,6 +37,8 @@ h1{margin:0 0 .3rem;overflow-wrap:anywhere}
 table{width:100%;border-collapse:collapse;font-size:.85rem}
 td{padding:.1rem .2rem;vertical-align:middle}
 td.num{text-align:right;font-variant-numeric:tabular-nums;width:3.2rem}
+td.meter{width:100%}
+td.name{white-space:nowrap;padding-right:.4rem}
 .bar{height:.5rem;background:#e0e0e0;border-radius:3px;overflow:hidden}
 .bar span{display:block;height:100%;background:#5c6bc0}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.1rem .6rem;font-size:.85rem;margin:.5rem 0}
@@ -70,7 +72,8 @@ def _card(version: Mapping[str, Any], thumb: str | None, link: str | None) -> st
     verdict = _text(version.get("verdict"))
     scores = version.get("scores") if isinstance(version.get("scores"), Mapping) else {}
     rows = "".join(
-        f"<tr><td>{e(name)}</td><td>{_bar(scores.get(name))}</td><td class=\"num\">{_number(scores.get(name))}</td></tr>"
+        f"<tr><td class=\"name\">{e(name)}</td><td class=\"meter\">{_bar(scores.get(name))}</td>"
+        f"<td class=\"num\">{_number(scores.get(name))}</td></tr>"
         for name in PARAMETERS
     )
     rows += (

@@ -1,9 +1,10 @@
-"""The asset catalog filled from storage: one batch (`catalog_batch`) or every registered one (`rebuild`).
+"""The asset catalog filled from a batch's records: as the pipeline passes them (`catalog_records`),
+or read back from storage for one batch (`catalog_batch`) or every registered one (`rebuild`).
 
-Storage stays the source of truth: everything here is read from a batch's stored records
-(`batch_input`, `prompts`, `curated_images`, `tags`, `exports` and `versions.json`) and upserted,
-so cataloguing a batch again gives the same rows, and a lost catalog is rebuilt from storage alone.
-Stages a batch has not reached yet are left out (a registered batch is catalogued without images).
+Storage stays the source of truth: the records (`batch_input`, `prompts`, `curated_images`, `tags`,
+`exports` and `versions.json`) are upserted, so cataloguing a batch again gives the same rows, and a
+lost catalog is rebuilt from storage alone. Stages a batch has not reached yet are left out (a
+registered batch is catalogued without images).
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from assetql_dagster.domain.layout import record_key
-from assetql_dagster.domain.records import BatchInput, Curation, ExportSummary, ImagePlan, ImageScore, TagSet
+from assetql_dagster.domain.records import (
+    BatchInput,
+    Curation,
+    ExportSummary,
+    ImageHistory,
+    ImagePlan,
+    ImageScore,
+    TagSet,
+)
+from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.regeneration import load_histories
 from assetql_dagster.pipeline.versions import registered_batches
@@ -31,7 +41,7 @@ TAG_SOURCES = {
     "mood": "pixels",
     "composition": "pixels",
 }
-SCORE_FIELDS = ("style_score", "palette_score", "lighting_score", "composition_score", "texture_score", "embedding_score")
+SCORE_FIELDS = ("style_score", *(f"{name}_score" for name in PARAMETERS))
 
 
 @dataclass(frozen=True)
@@ -61,15 +71,30 @@ def _style(value: str | list[str] | tuple[str, ...] | None) -> str | None:
 
 
 def catalog_batch(catalog: AssetCatalog, storage: AssetStorage, batch_key: str) -> CatalogCounts:
-    """Upsert batch `batch_key` with its images, versions, tags and exports from its stored
-    records; idempotent. The catalog must be migrated (`catalog.migrate()`)."""
-    batch: BatchInput = read_record(storage, batch_key, "batch_input")
-    plan: ImagePlan | None = _optional(storage, batch_key, "prompts")
-    curation: Curation | None = _optional(storage, batch_key, "curated_images")
-    tag_set: TagSet | None = _optional(storage, batch_key, "tags")
-    summary: ExportSummary | None = _optional(storage, batch_key, "exports")
-    histories = load_histories(storage, batch_key)
+    """`catalog_records` with the records stored for batch `batch_key` (those of stages it reached)."""
+    return catalog_records(
+        catalog,
+        read_record(storage, batch_key, "batch_input"),
+        _optional(storage, batch_key, "prompts"),
+        _optional(storage, batch_key, "curated_images"),
+        _optional(storage, batch_key, "tags"),
+        _optional(storage, batch_key, "exports"),
+        load_histories(storage, batch_key),
+    )
 
+
+def catalog_records(
+    catalog: AssetCatalog,
+    batch: BatchInput,
+    plan: ImagePlan | None,
+    curation: Curation | None,
+    tag_set: TagSet | None,
+    summary: ExportSummary | None,
+    histories: dict[str, ImageHistory],
+) -> CatalogCounts:
+    """Upsert the batch with its images, versions, tags and exports; idempotent. The catalog must
+    be migrated (`catalog.migrate()`)."""
+    batch_key = batch.batch
     stored = curation.images.stored if curation else ()
     scores: dict[str, ImageScore] = {s.image_id: s for s in curation.scores.images} if curation else {}
     verdicts = [scores[i.image_id].verdict for i in stored if i.image_id in scores]

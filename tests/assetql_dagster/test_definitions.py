@@ -55,7 +55,7 @@ def test_asset_graph_is_the_batch_pipeline():
     assert parents["curated_images"] == {"batch_input", "prompts", "images", "scores", "style_profile"}
     assert parents["tags"] == {"curated_images", "prompts"}
     assert parents["exports"] == {"batch_input", "prompts", "curated_images", "tags", "style_profile"}
-    assert parents["catalog_entry"] == {"exports"}
+    assert parents["catalog_entry"] == {"batch_input", "prompts", "curated_images", "tags", "exports"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).partitions_def == batches_partitions
 

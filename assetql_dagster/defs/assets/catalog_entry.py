@@ -1,8 +1,9 @@
 import dagster as dg
 
 from assetql_dagster.defs.partitions import batches_partitions
-from assetql_dagster.domain.records import ExportSummary
-from assetql_dagster.pipeline.cataloguing import catalog_batch
+from assetql_dagster.domain.records import BatchInput, Curation, ExportSummary, ImagePlan, TagSet
+from assetql_dagster.pipeline.cataloguing import catalog_records
+from assetql_dagster.pipeline.regeneration import load_histories
 from resources.catalog import AssetCatalog, masked_url
 from resources.storage import AssetStorage
 
@@ -12,15 +13,20 @@ def catalog_entry(
     context: dg.AssetExecutionContext,
     storage: AssetStorage,
     catalog: AssetCatalog,
+    batch_input: BatchInput,
+    prompts: ImagePlan,
+    curated_images: Curation,
+    tags: TagSet,
     exports: ExportSummary,
 ) -> dg.MaterializeResult:
     """The batch's rows in the asset catalog: images, prompts, scores, versions, tags and exports."""
-    # Upserted from the stored records, so re-runs give the same rows; `exports` is the lineage: a
-    # batch is catalogued once exported.
-    del exports
-    batch = context.partition_key
+    # Upserts, so re-runs give the same rows. The version histories are the style loop's own record,
+    # not an asset's output, so they are read where the loop keeps them.
+    batch = batch_input.batch
     catalog.migrate()
-    counts = catalog_batch(catalog, storage, batch)
+    counts = catalog_records(
+        catalog, batch_input, prompts, curated_images, tags, exports, load_histories(storage, batch)
+    )
     context.log.info(
         f"{batch}: catalogued {counts.assets} image(s), {counts.versions} version(s), {counts.tags} tag(s), "
         f"{counts.exports} export(s) in {masked_url(catalog.url)}"
