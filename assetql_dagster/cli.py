@@ -1,10 +1,11 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
-(style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`) and the asset
-catalog (`catalog rebuild`, `search`) on the local embedded instance."""
+(style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`), the asset
+catalog (`catalog rebuild`, `search`, `categorize`) and `rename` on the local embedded instance."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -245,7 +246,7 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -
         storage = storage_resource(instance)
         # Registration is the one validation: every problem is printed before anything runs.
         try:
-            registration = register_batch(storage, path)
+            registration = register_batch(storage, path, creator=os.environ.get("ASSETQL_USER") or getpass.getuser())
         except BatchValidationError as err:
             return print_problems(path, err)
         print_ok(path, registration.source)
@@ -500,6 +501,66 @@ def add_versions_parsers(sub) -> list:
     return [rollback, regenerate, more]
 
 
+def describe_rename(plan) -> list[str]:
+    """Human lines for `assetql rename`: the batch, then `old -> new` for every image whose name changes."""
+    changed = plan.changed
+    head = f"batch {plan.batch}: {len(changed)} of {len(plan.renames)} image(s) renamed by {plan.pattern!r}"
+    return [head + ("" if changed else "; each already has its name"), *(f"  {r.old} -> {r.new}" for r in changed)]
+
+
+def cmd_rename(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.renaming import NameCollision, plan_rename, rename, select_by_query
+
+    if args.batch is None and args.query is None:
+        return print_error("rename needs --batch KEY, --query WORDS or both, to say which images to rename")
+    if args.batch is not None and (problem := key_problem(args.batch)):
+        return print_error(problem)
+    with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
+        storage, catalog = storage_resource(instance), catalog_resource(instance)
+        # Every batch is planned and checked before any is changed: a refused rename changes nothing.
+        try:
+            selection = {args.batch: None} if args.query is None else select_by_query(catalog, args.query, args.batch)
+            plans = [plan_rename(storage, key, args.pattern, ids) for key, ids in sorted(selection.items())]
+            if not args.dry_run:
+                for plan in plans:
+                    refuse_while_running(instance, plan.batch)
+        except NameCollision as err:
+            # Every colliding name, one a line: print_error would cut the list short.
+            print(f"assetql: error: {err}", file=sys.stderr)
+            return 1
+        except (LookupError, ValueError) as err:
+            return print_error(str(err))
+        for plan in plans:
+            print("\n".join(describe_rename(plan)))
+        if args.dry_run:
+            print("dry run: nothing was changed")
+            return 0
+        for plan in (p for p in plans if p.changed):
+            summary, counts = rename(storage, catalog, plan)
+            exported = f"re-exported {', '.join(summary.exports)}" if summary else "no package yet"
+            print(f"batch {plan.batch}: renamed, old names kept as aliases ({counts.aliases} in all); {exported}; "
+                  "catalog updated")
+    return 0
+
+
+def add_rename_parser(sub) -> None:
+    rename = sub.add_parser("rename", help="rename images by a pattern: stored files, records, package and catalog")
+    rename.add_argument("--batch", metavar="KEY",
+                        help="the batch's partition key: all its images, or those --query finds in it")
+    rename.add_argument("--query", metavar="WORDS",
+                        help="words the catalog finds the images by (as in search), in any batch")
+    rename.add_argument("--pattern", required=True,
+                        help="the new names, e.g. '{sku}_{variation}'; fields: {sku} {variation} {row} {category} "
+                        "{batch} {image_id} {name} {version} {variant_id} {seq} {timestamp} {hash} and the CSV's "
+                        "other columns")
+    rename.add_argument("--dry-run", action="store_true", help="print old -> new for each image and change nothing")
+    rename.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+
+
 # At most 9 digits: anything longer is out of range anyway, and is refused before int() reads it.
 LOCK_RE = re.compile(r"([^=]+)=(-?[0-9]{1,9})")
 
@@ -653,43 +714,95 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_categorize(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.cataloguing import categorize
+
+    with dg.DagsterInstance.get() as instance:
+        storage, catalog = storage_resource(instance), catalog_resource(instance)
+        try:
+            path = categorize(catalog, storage, args.asset_id, None if args.clear else args.set)
+        except (ValueError, LookupError) as err:
+            return print_error(str(err))
+    if path is None:
+        print(f"{args.asset_id}: hand-set category cleared; the found one applies again")
+    else:
+        note = "" if path.known else " (not in the hierarchy: kept as a category of its own)"
+        print(f"{args.asset_id}: category {path.path}{note}")
+    return 0
+
+
+def add_categorize_parser(sub) -> None:
+    categorize = sub.add_parser("categorize", help="set or clear the category of one catalogued image by hand")
+    categorize.add_argument("asset_id", metavar="ASSET_ID", help="the image's catalog id, {batch}/{image_id}")
+    choice = categorize.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--set", metavar="PRIMARY[/SUB]", help="the category path, e.g. weapon/sword")
+    choice.add_argument("--clear", action="store_true", help="remove the hand-set category")
+    categorize.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+
+
 SEARCH_COLUMNS = ("id", "verdict", "style_score", "category", "prompt")
 
 
 def search_table(rows: list[dict]) -> str:
+    columns = [*SEARCH_COLUMNS[:3], *(["similarity"] if rows and "similarity" in rows[0] else []), *SEARCH_COLUMNS[3:]]
+
     def cell(row: dict, column: str) -> str:
         value = row[column]
-        if column == "style_score":
+        if column in ("style_score", "similarity"):
             return "-" if value is None else f"{value:.3f}"
+        if column == "category" and row.get("subcategory"):
+            value = f"{value}/{row['subcategory']}"
         text = " ".join(str(value).split())
         return text if len(text) <= 60 else text[:57] + "..."
 
-    cells = [[cell(r, c) for c in SEARCH_COLUMNS] for r in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(SEARCH_COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(SEARCH_COLUMNS, widths)).rstrip()]
+    cells = [[cell(r, c) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells]
     return "\n".join(lines)
+
+
+def clip_resource(instance):
+    """The code location's CLIP model resource (the one the pipeline tags with)."""
+    import dagster as dg
+
+    from assetql_dagster.definitions import defs
+
+    with dg.build_resources({"clip": defs.resources["clip"]}, instance=instance) as resources:
+        return resources.clip
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     use_local_instance(args.data_dir)
     import dagster as dg
 
+    from assetql_dagster.pipeline.searching import contact_sheet_html, find, results_csv, results_json
+    from resources.catalog_search import FILTERS
+
     with dg.DagsterInstance.get() as instance:
-        catalog = catalog_resource(instance)
+        catalog, clip = catalog_resource(instance), clip_resource(instance)
+        storage = storage_resource(instance) if args.contact_sheet else None
+    filters = {f.name: getattr(args, f.name) for f in FILTERS}
     try:
-        rows = catalog.search(args.query, batch=args.batch, verdict=args.verdict, category=args.category,
-                              limit=args.limit, offset=args.offset)
+        rows = find(catalog, clip.load, args.query, like=args.like, describe=args.describe, sort=args.sort,
+                    reverse=args.reverse, limit=args.limit, offset=args.offset, **filters)
     except ValueError as err:
         return print_error(str(err))
     except Exception as err:  # e.g. no catalog yet: an OperationalError on a missing table
         if "no such table" in str(err) or "does not exist" in str(err):
             return print_error("the catalog is empty or not created yet: run `assetql catalog rebuild` first")
         raise
+    if args.contact_sheet:
+        title = "Search: " + (" · ".join(a for a in sys.argv[2:] if a != args.contact_sheet) or "everything")
+        args.contact_sheet.write_text(contact_sheet_html(storage, rows, title[:200]), encoding="utf-8")
+        print(f"contact sheet of {len(rows)} image(s): {args.contact_sheet}", file=sys.stderr)
     if args.format == "json":
-        keep = [*SEARCH_COLUMNS, "batch_key", "image_id", "file_name", "current_version", "raw_key", "thumb_key",
-                "width", "height", "sku", "language", "extra", "tags"]
-        print(json.dumps([{k: r[k] for k in keep} for r in rows], indent=2, ensure_ascii=False, default=str))
+        print(json.dumps(results_json(rows), indent=2, ensure_ascii=False, default=str))
+    elif args.format == "csv":
+        sys.stdout.write(results_csv(rows).decode("utf-8"))
     elif rows:
         print(search_table(rows))
     else:
@@ -698,18 +811,29 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def add_catalog_parsers(sub) -> None:
+    from resources.catalog_search import FILTERS, SORTS
+
     catalog = sub.add_parser("catalog", help="the asset catalog (SQL index for search)")
     commands = catalog.add_subparsers(dest="catalog_command", required=True)
     rebuild = commands.add_parser("rebuild", help="create or update the catalog from every batch in storage")
     rebuild.add_argument("--data-dir", help="storage root for the local files (default ./data)")
-    search = sub.add_parser("search", help="find images in the catalog by text and filters")
+    search = sub.add_parser("search", help="find images in the catalog by text, filters and visual similarity")
     search.add_argument("query", nargs="?", help="words every result holds in its prompt, tags or metadata")
-    search.add_argument("--batch", help="only this batch (partition key)")
-    search.add_argument("--verdict", choices=["pass", "review", "unscored"], help="only images with this verdict")
-    search.add_argument("--category", help="only images of this category")
+    for f in FILTERS:
+        search.add_argument(f.option, dest=f.name, metavar=f.metavar, help=f.help,
+                            action="append" if f.repeatable else "store", type=f.parse)
+    similar = search.add_mutually_exclusive_group()
+    similar.add_argument("--like", metavar="ASSET_ID_OR_IMAGE",
+                         help="rank by visual similarity to a catalogued image (batch/image_id) or an image file")
+    similar.add_argument("--describe", metavar="TEXT", help="rank by similarity to a text description")
+    search.add_argument("--sort", choices=sorted(SORTS), default="score",
+                        help="order without --like/--describe: " + "; ".join(f"{s.name}: {s.help}" for s in SORTS.values()))
+    search.add_argument("--reverse", action="store_true", help="the other way round")
     search.add_argument("--limit", type=int, default=50, help="at most this many results (default 50)")
     search.add_argument("--offset", type=int, default=0, help="skip this many results first")
-    search.add_argument("--format", choices=["table", "json"], default="table")
+    search.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    search.add_argument("--contact-sheet", type=Path, metavar="OUT.html",
+                        help="also write the results as a self-contained HTML page of thumbnails")
     search.add_argument("--data-dir", help="storage root for the local files (default ./data)")
 
 
@@ -731,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--verbose", "-v", action="store_true", help="print every step's log lines")
     add_style_parser(sub)
     add_catalog_parsers(sub)
+    add_rename_parser(sub)
+    add_categorize_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "catalog":
         return cmd_catalog_rebuild(args)
@@ -738,6 +864,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_search(args)
     if args.command == "style":
         return cmd_style(args)
+    if args.command == "rename":
+        return cmd_rename(args)
+    if args.command == "categorize":
+        return cmd_categorize(args)
     if args.command in VERSION_COMMANDS:
         return VERSION_COMMANDS[args.command](args)
     if args.command == "validate":

@@ -20,25 +20,29 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, select, text, update
+import numpy as np
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from resources.catalog_models import (
+    AliasEntry,
     Asset,
+    AssetAlias,
     AssetEntry,
     AssetVersion,
     Base,
     Batch,
     BatchEntry,
+    CatalogChange,
     CategoryOverride,
     Export,
     StyleProfileVersion,
@@ -46,9 +50,11 @@ from resources.catalog_models import (
     TagEntry,
     VersionEntry,
     coerce_entry,
+    embedding_from_bytes,
     embedding_to_bytes,
     to_utc,
 )
+from resources.catalog_search import ASSET_CHANGES, MAX_TERMS, conditions, embedding_index, order_by, unit_vector
 
 CATALOG_URL_ENV = "ASSETQL_CATALOG_URL"
 CATALOG_FILE = "catalog.sqlite3"
@@ -57,11 +63,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().with_name("catalog_migrations")
 DIALECTS = ("sqlite", "postgresql")
 PG_DEFAULT_DRIVER = "postgresql+psycopg2"
 SQLITE_BUSY_TIMEOUT_S = 30.0
+ANALYZE_CHANGE = 0.2  # statistics are taken again when the image count changed by more than this share
 # Transient failures a write is retried on: PostgreSQL deadlock / serialization failure, a unique
 # violation (ON CONFLICT arbitrates only the id, so a concurrent insert of the same image can trip the
 # (batch, image) index first; the retry finds the row and updates it), and SQLite's lock when the
 # busy timeout ran out.
 RETRY_ATTEMPTS = 4
+# Ids per IN (...) list: well under SQLite's variable limit, small enough for a quick plan.
+IN_CHUNK = 500
 RETRY_PGCODES = ("40P01", "40001", "23505")
 # One key to serialise concurrent `migrate()` calls on PostgreSQL (pg_advisory_xact_lock).
 MIGRATION_LOCK_ID = 0x61737365_746C63  # "assetlc"
@@ -135,7 +144,10 @@ def _create_engine(url: str) -> Engine:
             # A bare postgresql:// means psycopg2 (what dagster-postgres installs), not
             # SQLAlchemy 2.1's default psycopg 3; name `postgresql+psycopg://` to use that.
             parsed = parsed.set(drivername=PG_DEFAULT_DRIVER)
-        return create_engine(parsed, pool_pre_ping=True)
+        # values_plus_batch: executemany UPDATEs (tag words of many assets) go in pages, not one
+        # round trip per row.
+        options = {"executemany_mode": "values_plus_batch"} if parsed.get_driver_name() == "psycopg2" else {}
+        return create_engine(parsed, pool_pre_ping=True, **options)
     raise ValueError(f"catalog URL {parsed.render_as_string()!r}: the catalog supports {' and '.join(DIALECTS)}")
 
 
@@ -191,6 +203,25 @@ class AssetCatalog(dg.ConfigurableResource):
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to `revision` (default: the latest). Concurrent calls are safe."""
         self._alembic("upgrade", revision)
+
+    def analyze(self) -> bool:
+        """On SQLite, refresh the query planner's statistics when the number of images changed by more
+        than a fifth since they were taken (as PostgreSQL's autovacuum does by itself); returns
+        whether it did. Without statistics SQLite filters a category through the verdict index,
+        reading a hundred times the rows. Called after a batch is catalogued."""
+        if self.dialect != "sqlite":
+            return False
+        with self._transaction() as conn:
+            count = conn.execute(select(func.count()).select_from(Asset)).scalar_one()
+            stat = conn.execute(text(
+                "SELECT stat FROM sqlite_stat1 WHERE tbl = 'assets' LIMIT 1")).scalar() if _has_stats(conn) else None
+            counted = int(stat.split()[0]) if stat else 0
+            if counted and abs(count - counted) <= counted * ANALYZE_CHANGE:
+                return False
+            # Whole tables, not `analysis_limit` samples: an index's first rows are one category.
+            for table in ("assets", "tags", "asset_versions"):
+                conn.exec_driver_sql(f"ANALYZE {table}")
+            return True
 
     def downgrade(self, revision: str) -> None:
         """Downgrade the schema to `revision` (`base` removes every catalog table)."""
@@ -253,11 +284,15 @@ class AssetCatalog(dg.ConfigurableResource):
         entries = _last_by(lambda e: e.image_id, (coerce_entry(AssetEntry, r) for r in rows))
         values = [_asset_row(batch_key, e, now) for e in entries]
         values.sort(key=lambda r: r["id"])
-        self._write(lambda conn: _upsert(
-            conn, Asset.__table__, values, ("id",), ("created_at",),
-            # Derived from the id; left out of the update so PostgreSQL locks only "no key" rows.
-            never_update=("batch_key", "image_id", "tags_text"),
-        ))
+        def work(conn: Connection) -> None:
+            _upsert(
+                conn, Asset.__table__, values, ("id",), ("created_at",),
+                # Derived from the id; left out of the update so PostgreSQL locks only "no key" rows.
+                never_update=("batch_key", "image_id", "tags_text"),
+            )
+            bump_changes(conn, ASSET_CHANGES)
+
+        self._write(work)
         return len(values)
 
     def upsert_versions(self, batch_key: str, rows: Iterable[VersionEntry | Mapping[str, Any]]) -> int:
@@ -295,8 +330,9 @@ class AssetCatalog(dg.ConfigurableResource):
         }
 
         def work(conn: Connection) -> dict[str, int]:
-            for aid in sorted(prepared):  # one lock order for every writer
-                _replace_tags(conn, aid, prepared[aid])
+            ids = sorted(prepared)  # one lock order for every writer
+            for start in range(0, len(ids), IN_CHUNK):
+                _replace_tags(conn, {aid: prepared[aid] for aid in ids[start:start + IN_CHUNK]})
             return {aid: len(tags) for aid, tags in prepared.items()}
 
         return self._write(work)
@@ -329,9 +365,33 @@ class AssetCatalog(dg.ConfigurableResource):
                "set_at": to_utc(set_at) or _now()}
         self._write(lambda conn: _upsert(conn, CategoryOverride.__table__, [row], ("asset_id",)))
 
+    def replace_category_overrides(self, batch_key: str, overrides: Mapping[str, tuple[str, datetime | str]]) -> int:
+        """Make `overrides` ({image_id: (category path, set_at)}) the hand-set categories of batch
+        `batch_key`'s assets, as its storage holds them: upsert them, delete the batch's others."""
+        _required(batch_key, "batch key")
+        values = [
+            {"asset_id": asset_id(batch_key, image_id), "category": _required(category, "category path"),
+             "set_at": to_utc(set_at)}
+            for image_id, (category, set_at) in sorted(overrides.items())
+        ]
+
+        def work(conn: Connection) -> int:
+            keep = {v["asset_id"] for v in values}
+            # autoescape: '_' in a batch key is a LIKE wildcard otherwise.
+            ids = conn.execute(select(CategoryOverride.asset_id).where(
+                CategoryOverride.asset_id.startswith(f"{batch_key}/", autoescape=True))).scalars()
+            stale = [aid for aid in ids if aid not in keep]
+            if stale:
+                conn.execute(delete(CategoryOverride).where(CategoryOverride.asset_id.in_(stale)))
+            _upsert(conn, CategoryOverride.__table__, values, ("asset_id",))
+            return len(values)
+
+        return self._write(work)
+
     def delete_batch(self, batch_key: str) -> bool:
         """Remove a batch with its assets, versions, tags and exports (category overrides stay)."""
         def work(conn: Connection) -> bool:
+            bump_changes(conn, ASSET_CHANGES)
             return conn.execute(delete(Batch).where(Batch.key == batch_key)).rowcount > 0
 
         return self._write(work)
@@ -344,10 +404,34 @@ class AssetCatalog(dg.ConfigurableResource):
         def work(conn: Connection) -> int:
             stale = [i for i in conn.execute(select(Asset.image_id).where(Asset.batch_key == batch_key)).scalars()
                      if i not in keep]
-            for chunk in range(0, len(stale), 500):
+            for chunk in range(0, len(stale), IN_CHUNK):
                 conn.execute(delete(Asset).where(Asset.batch_key == batch_key,
-                                                 Asset.image_id.in_(stale[chunk:chunk + 500])))
+                                                 Asset.image_id.in_(stale[chunk:chunk + IN_CHUNK])))
+            if stale:
+                bump_changes(conn, ASSET_CHANGES)
             return len(stale)
+
+        return self._write(work)
+
+    def replace_aliases(self, batch_key: str, aliases: Iterable[AliasEntry | Mapping[str, Any]]) -> int:
+        """Make `aliases` the old file names of batch `batch_key`'s assets (which must be catalogued):
+        upsert them, delete the batch's others; returns how many."""
+        _required(batch_key, "batch key")
+        entries = _last_by(lambda e: e.file_name, (coerce_entry(AliasEntry, a) for a in aliases))
+        values = sorted((
+            {"asset_id": asset_id(batch_key, e.image_id), "batch_key": batch_key,
+             "file_name": _required(e.file_name, "alias file name"), "raw_key": e.raw_key}
+            for e in entries
+        ), key=lambda r: r["file_name"])
+
+        def work(conn: Connection) -> int:
+            keep = {v["file_name"] for v in values}
+            stale = [alias_id for alias_id, name in conn.execute(
+                select(AssetAlias.id, AssetAlias.file_name).where(AssetAlias.batch_key == batch_key)) if name not in keep]
+            for chunk in range(0, len(stale), 500):
+                conn.execute(delete(AssetAlias).where(AssetAlias.id.in_(stale[chunk:chunk + 500])))
+            _upsert(conn, AssetAlias.__table__, values, ("batch_key", "file_name"))
+            return len(values)
 
         return self._write(work)
 
@@ -358,6 +442,17 @@ class AssetCatalog(dg.ConfigurableResource):
         with self._read() as conn:
             row = conn.execute(select(Asset.__table__).where(Asset.id == asset_id)).mappings().first()
         return None if row is None else dict(row)
+
+    def resolve_file_name(self, file_name: str, *, batch: str | None = None) -> list[str]:
+        """Ids of the assets called `file_name` (e.g. "sword-01.png"), in `batch` or any batch: those
+        with that name now first, then those that had it before a rename (an alias); each by id."""
+        now = select(Asset.id).where(Asset.file_name == file_name).order_by(Asset.id)
+        before = select(AssetAlias.asset_id).where(AssetAlias.file_name == file_name).order_by(AssetAlias.asset_id)
+        if batch is not None:
+            now, before = now.where(Asset.batch_key == batch), before.where(AssetAlias.batch_key == batch)
+        with self._read() as conn:
+            found = [*conn.execute(now).scalars(), *conn.execute(before).scalars()]
+        return list(dict.fromkeys(found))
 
     def row_counts(self) -> dict[str, int]:
         """Rows per catalog table."""
@@ -372,7 +467,7 @@ class AssetCatalog(dg.ConfigurableResource):
         matched whole, without stemming and case-insensitively, the same on both dialects
         (PostgreSQL folds non-ASCII case by the database's LC_CTYPE).
         """
-        words = re.findall(r"[^\W_]+", query.lower())
+        words = _words(query)
         if not words:
             return []
         params: dict[str, Any] = {"limit": int(limit), "batch": batch_key}
@@ -395,51 +490,83 @@ class AssetCatalog(dg.ConfigurableResource):
         with self._read() as conn:
             return list(conn.execute(text(sql), params).scalars())
 
-    def search(self, query: str | None = None, *, batch: str | None = None, verdict: str | None = None,
-               category: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        """Assets matching every filter given, best style score first (unscored last), then by id.
+    def search(self, query: str | None = None, *, sort: str = "score", reverse: bool = False,
+               like: Sequence[float] | np.ndarray | None = None, like_model: str | None = None,
+               exclude: str | None = None, limit: int = 50, offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+        """Assets matching `query` and every filter given, in `sort` order or by similarity to `like`.
 
-        `query` is full-text (every word in the prompt, tags or metadata, as in `search_ids`);
-        `batch`, `verdict` (pass, review, unscored) and `category` match exactly. Each result is
-        the asset's row without its embedding, plus `tags` (its tag labels, sorted).
+        `query` is full text (every word in the prompt, tags or metadata, as in `search_ids`);
+        `filters` are the keywords of `catalog_search.FILTERS` (batch, category, tag, any_tag,
+        verdict, language, style_profile, campaign, since, until, min/max_score, min/max_width,
+        min/max_height, min/max_file_size, file_format). `sort` is a key of `SORTS` (score, date, name,
+        category), `reverse` flips it. With `like` (a CLIP embedding of model `like_model`) results
+        are the most similar images of that model instead, best first, each with its `similarity`
+        (cosine); `exclude` leaves one asset id out (the one the query came from).
+
+        Each result is the asset's row without its embedding, plus `tags` (its tag labels, sorted).
         """
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must not be negative, got {limit} and {offset}")
-        table = Asset.__table__
-        columns = [c for c in table.c if c.name not in ("embedding", "tags_text", "metadata_text")]
-        stmt = select(*columns)
+        where = conditions(filters)
         if query is not None and query.strip():
-            words = re.findall(r"[^\W_]+", query.lower())
+            words = _words(query)
             if not words:
                 return []
-            if self.dialect == "sqlite":
-                matches = text(
-                    "assets.id IN (SELECT s.asset_id FROM assets_fts JOIN assets_search AS s "
-                    "ON s.id = assets_fts.rowid WHERE assets_fts MATCH :q)"
-                ).bindparams(q=" ".join(f'"{w}"' for w in words))
-            else:
-                matches = text("assets.search_vector @@ plainto_tsquery('simple', :q)").bindparams(q=" ".join(words))
-            stmt = stmt.where(matches)
-        if batch is not None:
-            stmt = stmt.where(Asset.batch_key == batch)
-        if verdict is not None:
-            stmt = stmt.where(Asset.verdict == verdict)
-        if category is not None:
-            stmt = stmt.where(Asset.category == category)
-        stmt = stmt.order_by(Asset.style_score.is_(None), Asset.style_score.desc(), Asset.id)
-        stmt = stmt.limit(int(limit)).offset(int(offset))
+            where.append(self._text_match(words))
+        columns = [c for c in Asset.__table__.c if c.name not in ("embedding", "tags_text", "metadata_text")]
         with self._read() as conn:
-            rows = [dict(r) for r in conn.execute(stmt).mappings()]
-            ids = [r["id"] for r in rows]
-            tags: dict[str, list[str]] = {i: [] for i in ids}
-            if ids:
-                for aid, label in conn.execute(
-                        select(Tag.asset_id, Tag.label).where(Tag.asset_id.in_(ids)).order_by(Tag.asset_id, Tag.label)):
-                    if label not in tags[aid]:
-                        tags[aid].append(label)
+            if like is None:
+                stmt = select(*columns).where(*where).order_by(*order_by(sort, reverse))
+                rows = [dict(r) for r in conn.execute(stmt.limit(int(limit)).offset(int(offset))).mappings()]
+            else:
+                if not like_model:
+                    raise ValueError("a similarity search needs `like_model`, the model of the `like` embedding")
+                index = embedding_index(self.url, like_model)
+                with index.lock:
+                    index.refresh(conn)
+                    allowed = set(conn.execute(select(Asset.id).where(*where)).scalars()) if where else None
+                    ranked = index.top(unit_vector(like), offset + limit, allowed, exclude)[offset:]
+                found = {r["id"]: dict(r) for r in conn.execute(
+                    select(*columns).where(Asset.id.in_([aid for aid, _ in ranked]))).mappings()}
+                rows = [{**found[aid], "similarity": round(sim, 6)} for aid, sim in ranked if aid in found]
+            tags = self._tag_labels(conn, [r["id"] for r in rows])
         for row in rows:
             row["tags"] = tags[row["id"]]
         return rows
+
+    def embedding(self, asset_id: str) -> tuple[np.ndarray, str] | None:
+        """An asset's stored CLIP embedding and the model it comes from (None when it has none)."""
+        with self._read() as conn:
+            row = conn.execute(select(Asset.embedding, Asset.embedding_model).where(Asset.id == asset_id)).first()
+        if row is None or row.embedding is None or not row.embedding_model:
+            return None
+        return embedding_from_bytes(row.embedding), row.embedding_model
+
+    def embedding_models(self) -> dict[str, int]:
+        """How many catalogued images have embeddings of each model."""
+        with self._read() as conn:
+            return dict(conn.execute(
+                select(Asset.embedding_model, func.count()).where(Asset.embedding_model.is_not(None))
+                .group_by(Asset.embedding_model)).all())
+
+    def _text_match(self, words: list[str]) -> Any:
+        if self.dialect == "sqlite":
+            return text(
+                "assets.id IN (SELECT s.asset_id FROM assets_fts JOIN assets_search AS s "
+                "ON s.id = assets_fts.rowid WHERE assets_fts MATCH :q)"
+            ).bindparams(q=" ".join(f'"{w}"' for w in words))
+        return text("assets.search_vector @@ plainto_tsquery('simple', :q)").bindparams(q=" ".join(words))
+
+    @staticmethod
+    def _tag_labels(conn: Connection, ids: list[str]) -> dict[str, list[str]]:
+        tags: dict[str, list[str]] = {i: [] for i in ids}
+        for chunk in range(0, len(ids), IN_CHUNK):
+            for aid, label in conn.execute(
+                    select(Tag.asset_id, Tag.label).where(Tag.asset_id.in_(ids[chunk:chunk + IN_CHUNK]))
+                    .order_by(Tag.asset_id, Tag.label)):
+                if label not in tags[aid]:
+                    tags[aid].append(label)
+        return tags
 
     # -- transactions --
 
@@ -474,6 +601,15 @@ class AssetCatalog(dg.ConfigurableResource):
 def asset_id(batch_key: str, image_id: str) -> str:
     """The catalog id of an image: `{batch}/{image_id}`."""
     return f"{_required(batch_key, 'batch key')}/{_required(image_id, 'image id')}"
+
+
+def _has_stats(conn: Connection) -> bool:
+    return conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first() is not None
+
+
+def _words(query: str) -> list[str]:
+    # Letters and digits; the first MAX_TERMS bound the query a command line can build.
+    return re.findall(r"[^\W_]+", query.lower())[:MAX_TERMS]
 
 
 def _required(value: str, what: str) -> str:
@@ -517,6 +653,7 @@ def _asset_row(batch_key: str, entry: AssetEntry, now: datetime) -> dict[str, An
         "created_at": to_utc(entry.created_at),
         "updated_at": now,
         "embedding": None if entry.embedding is None else embedding_to_bytes(entry.embedding),
+        "embedding_model": entry.embedding_model if entry.embedding is not None else None,
         "tags_text": "",
         "metadata_text": entry.metadata_text(),
     }
@@ -555,24 +692,39 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: tu
         conn.execute(stmt, group)
 
 
-def _replace_tags(conn: Connection, aid: str, tags: list[TagEntry]) -> None:
-    # Lock the asset row first: two concurrent replacements of the same asset then run one after
+def bump_changes(conn: Connection, name: str) -> None:
+    """Count one more change of kind `name` (see `CatalogChange`), in the writer's transaction."""
+    stmt = _insert(conn, CatalogChange.__table__).values(name=name, counter=1)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["name"],
+                                            set_={"counter": CatalogChange.__table__.c.counter + 1}))
+
+
+def _replace_tags(conn: Connection, tags_by_asset: dict[str, list[TagEntry]]) -> None:
+    """Make these the tags of each asset, a few statements for all of them (ids sorted, at most IN_CHUNK)."""
+    ids = list(tags_by_asset)
+    # Lock the asset rows first: two concurrent replacements of the same asset then run one after
     # the other, so the later one's set wins whole (SQLite writers are serial anyway).
-    locked = conn.execute(select(Asset.id).where(Asset.id == aid).with_for_update(key_share=True)).first()
-    if locked is None:
-        raise LookupError(f"asset {aid!r} is not in the catalog: upsert it before its tags")
-    wanted = {(t.label, t.group) for t in tags}
-    stale = [tag_id for tag_id, label, group in conn.execute(
-        select(Tag.id, Tag.label, Tag.group).where(Tag.asset_id == aid)) if (label, group) not in wanted]
+    locked = set(conn.execute(
+        select(Asset.id).where(Asset.id.in_(ids)).order_by(Asset.id).with_for_update(key_share=True)).scalars())
+    missing = [aid for aid in ids if aid not in locked]
+    if missing:
+        raise LookupError(f"asset {missing[0]!r} is not in the catalog: upsert it before its tags")
+    wanted = {(aid, t.label, t.group) for aid, tags in tags_by_asset.items() for t in tags}
+    stale = [tag_id for tag_id, aid, label, group in conn.execute(
+        select(Tag.id, Tag.asset_id, Tag.label, Tag.group).where(Tag.asset_id.in_(ids)))
+        if (aid, label, group) not in wanted]
     if stale:
         conn.execute(delete(Tag).where(Tag.id.in_(stale)))
-    ordered = sorted(tags, key=lambda t: (t.label, t.group))
     _upsert(conn, Tag.__table__, [
         {"asset_id": aid, "label": t.label, "group": t.group, "confidence": float(t.confidence), "source": t.source}
-        for t in ordered
+        for aid in ids for t in sorted(tags_by_asset[aid], key=lambda t: (t.label, t.group))
     ], ("asset_id", "label", "group"))
     # The tags' words become searchable with the asset (FTS trigger / generated column).
-    conn.execute(update(Asset).where(Asset.id == aid).values(tags_text=" ".join(t.label for t in tags)))
+    conn.execute(
+        update(Asset).where(Asset.id == bindparam("aid")).values(tags_text=bindparam("words"))
+        .execution_options(synchronize_session=False),
+        [{"aid": aid, "words": " ".join(t.label for t in tags_by_asset[aid])} for aid in ids],
+    )
 
 
 def _alembic_config() -> Any:

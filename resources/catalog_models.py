@@ -148,12 +148,13 @@ class Asset(Base):
     __table_args__ = (
         UniqueConstraint("batch_key", "image_id"),
         Index(None, "category", "subcategory"),
+        Index(None, "embedding_model", "updated_at"),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)  # "{batch}/{image_id}"
     batch_key: Mapped[str] = mapped_column(ForeignKey("batches.key", ondelete="CASCADE"), index=True)
     image_id: Mapped[str]
-    file_name: Mapped[str]
+    file_name: Mapped[str] = mapped_column(index=True)
     current_version: Mapped[int]
     raw_key: Mapped[str]
     thumb_key: Mapped[str]
@@ -179,6 +180,9 @@ class Asset(Base):
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
     embedding: Mapped[bytes | None]  # float32, little-endian (embedding_to_bytes)
+    # The CLIP model the embedding comes from ("tiny", "ViT-B-32:openai", ...), None exactly when
+    # there is no embedding: similarity compares only embeddings of one model.
+    embedding_model: Mapped[str | None]
     # Full-text sources besides the prompt: tag labels (kept by replace_tags) and file name,
     # category, SKU and extra values (kept by upsert_assets).
     tags_text: Mapped[str] = mapped_column(Text)
@@ -244,6 +248,16 @@ class Export(Base):
     created_at: Mapped[datetime]
 
 
+class CatalogChange(Base):
+    """A counter per kind of change ("assets"), bumped by every write of that kind, so a reader can
+    tell in one read whether anything changed since it last looked."""
+
+    __tablename__ = "catalog_changes"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    counter: Mapped[int] = mapped_column(BigInteger)
+
+
 class CategoryOverride(Base):
     """A category set by hand. Not tied to `assets` by a foreign key, so re-cataloguing a batch
     (delete and upsert) keeps it."""
@@ -253,6 +267,21 @@ class CategoryOverride(Base):
     asset_id: Mapped[str] = mapped_column(primary_key=True)
     category: Mapped[str] = mapped_column(index=True)  # a path, e.g. "weapons/swords"
     set_at: Mapped[datetime]
+
+
+class AssetAlias(Base):
+    """A file name an asset had before a rename (`batches/{batch}/names.json`), so that an old name
+    still finds it; `raw_key` is where the file of that name stays. A name refers to one image of a
+    batch, now or before."""
+
+    __tablename__ = "asset_aliases"
+    __table_args__ = (UniqueConstraint("batch_key", "file_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), index=True)
+    batch_key: Mapped[str]
+    file_name: Mapped[str] = mapped_column(index=True)
+    raw_key: Mapped[str]
 
 
 # ---- plain entries the upserts take (dicts with the same keys work too) ----------------------
@@ -328,6 +357,7 @@ class AssetEntry:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     created_at: datetime | str | None = None  # None: now on first insert, kept after
     embedding: bytes | Sequence[float] | np.ndarray | None = None
+    embedding_model: str | None = None
 
     def metadata_text(self) -> str:
         """What full-text search finds besides prompt and tags."""
@@ -352,6 +382,13 @@ class VersionEntry:
     storage_key: str = ""
     thumb_key: str = ""
     created_at: datetime | str | None = None  # None: now on first insert, kept after
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasEntry:
+    image_id: str
+    file_name: str  # the old file name, e.g. "sword-01.png"
+    raw_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,20 +49,33 @@ class LoadedClip:
         device: torch.device,
         style_checkpoint: str | None = None,
         model_name: str = "",
+        pretrained: str | None = None,
     ):
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.device = device
         self.model_name = model_name
+        self.pretrained = pretrained or None
         self.style_checkpoint = style_checkpoint or None
         self.style_backbone = style_backbone_name(self.style_checkpoint)
         self._style: StyleDescriptor | None = None
         self._style_lock = threading.Lock()
+        # Zero-shot class embeddings by their texts: a tagging vocabulary is encoded once per model.
+        self._classifiers: dict[tuple[tuple[str, ...], ...], np.ndarray] = {}
+        self._classifiers_lock = threading.Lock()
 
     def with_style(self, style_checkpoint: str) -> LoadedClip:
         """This CLIP (the same model, not a copy) with its style embeddings from `style_checkpoint`."""
-        return LoadedClip(self.model, self.preprocess, self.tokenizer, self.device, style_checkpoint, self.model_name)
+        return LoadedClip(
+            self.model, self.preprocess, self.tokenizer, self.device, style_checkpoint, self.model_name, self.pretrained
+        )
+
+    @property
+    def embedding_model(self) -> str:
+        """Which embedding space `embed_images`/`embed_texts` map into: "ViT-B-32:openai", "tiny", ...
+        Embeddings of different models never compare."""
+        return f"{self.model_name}:{self.pretrained}" if self.pretrained else self.model_name
 
     def embed_images(self, imgs: Sequence[Image.Image]) -> np.ndarray:
         """L2-normalised image embeddings, float32 [n, d]."""
@@ -96,16 +109,34 @@ class LoadedClip:
         """L2-normalised text embeddings, float32 [n, d]."""
         return self._embed("texts", texts, self._encode_texts)
 
-    def zero_shot(self, image_embeddings: np.ndarray, labels: Sequence[str], prompts: Sequence[str]) -> np.ndarray:
-        """Softmax probabilities [n_images, n_labels]; label i is scored through its text prompt prompts[i]."""
+    def zero_shot_classifier(self, prompts: Sequence[Sequence[str]]) -> np.ndarray:
+        """Unit class embeddings [n_labels, d] as open_clip's `build_zero_shot_classifier` makes them:
+        label i's texts `prompts[i]` (one per template) embedded, averaged and renormalised. Kept on
+        this model, so each vocabulary is encoded once per process."""
+        key = tuple(tuple(texts) for texts in prompts)
+        if not all(key):
+            raise ValueError(f"`prompts` must hold at least one text per label, got {[list(t) for t in key]!r}.")
+        with self._classifiers_lock:
+            if key not in self._classifiers:
+                embedded = self.embed_texts([text for texts in key for text in texts])
+                ends = np.cumsum([len(texts) for texts in key])
+                means = np.stack([part.mean(axis=0) for part in np.split(embedded, ends[:-1])])
+                self._classifiers[key] = means / np.linalg.norm(means, axis=1, keepdims=True)
+            return self._classifiers[key]
+
+    def zero_shot(
+        self, image_embeddings: np.ndarray, labels: Sequence[str], prompts: Sequence[Sequence[str]]
+    ) -> np.ndarray:
+        """Softmax probabilities [n_images, n_labels]; label i is scored through its texts prompts[i]
+        (one per template, averaged: see `zero_shot_classifier`)."""
         if len(labels) == 0:
             raise ValueError("`labels` must contain at least one label but is empty.")
         if len(prompts) != len(labels):
             raise ValueError(
-                f"`prompts` must hold one prompt per label but there are {len(labels)} labels "
-                f"and {len(prompts)} prompts."
+                f"`prompts` must hold one list of texts per label but there are {len(labels)} labels "
+                f"and {len(prompts)} lists."
             )
-        text = self.embed_texts(prompts)
+        text = self.zero_shot_classifier(prompts)
         images = np.asarray(image_embeddings, dtype=np.float32)
         if images.ndim != 2 or images.shape[1] != text.shape[1]:
             raise ValueError(
@@ -200,4 +231,6 @@ def _build(model_name: str, pretrained: str | None, device: torch.device) -> Loa
     with torch.random.fork_rng(devices=[]), _quiet_random_init(tiny):
         torch.manual_seed(0)
         model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
-    return LoadedClip(model, preprocess, open_clip.get_tokenizer(name), device, model_name=model_name)
+    return LoadedClip(
+        model, preprocess, open_clip.get_tokenizer(name), device, model_name=model_name, pretrained=pretrained
+    )

@@ -88,14 +88,14 @@ class S3Storage(AssetStorage):
     def exists(self, key: str) -> bool:
         return self.objects.head(self._full_key(key)) is not None
 
-    def list_keys(self, prefix: str) -> list[str]:
-        """Sorted keys under the folder `prefix` ("" for all), relative to the storage prefix."""
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Keys under the folder `prefix` ("" for all), relative to the storage prefix, with sizes."""
         base = self.prefix.strip("/")
         folder = self._full_key(prefix.rstrip("/")) if prefix else base
         # The trailing slash makes "raw/b1" match "raw/b1/x" but not "raw/b10/x", like a folder.
         listed = self.objects.list(f"{folder}/" if folder else "", self.list_page_size)
         strip = len(base) + 1 if base else 0
-        return sorted(obj.key[strip:] for obj in listed)
+        return dict(sorted((obj.key[strip:], obj.size) for obj in listed))
 
     def uri(self, key: str) -> str:
         return s3_uri(self.bucket, self._full_key(key))

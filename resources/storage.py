@@ -67,9 +67,13 @@ class AssetStorage(dg.ConfigurableResource):
     def exists(self, key: str) -> bool:
         raise NotImplementedError(type(self).__name__)
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every key under `prefix` with its size in bytes, in key order (one listing, no reads)."""
+        raise NotImplementedError(type(self).__name__)
+
     def list_keys(self, prefix: str) -> list[str]:
         """All keys under `prefix`, sorted."""
-        raise NotImplementedError(type(self).__name__)
+        return list(self.sizes(prefix))
 
     def uri(self, key: str) -> str:
         raise NotImplementedError(type(self).__name__)
@@ -117,16 +121,17 @@ class LocalStorage(AssetStorage):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list_keys(self, prefix: str) -> list[str]:
+    def sizes(self, prefix: str) -> dict[str, int]:
         root = Path(self.root).resolve()
         base = root / prefix if prefix else root
         if not base.exists():
-            return []
-        return sorted(
-            p.relative_to(root).as_posix()
+            return {}
+        found = {
+            p.relative_to(root).as_posix(): p.stat().st_size
             for p in base.rglob("*")
             if p.is_file() and not p.name.endswith(".part")
-        )
+        }
+        return dict(sorted(found.items()))
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()

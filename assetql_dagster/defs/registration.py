@@ -55,10 +55,11 @@ class RegisterBatchConfig(dg.Config):
     steps: int | None = _override("steps")
     width: int | None = _override("width")
     height: int | None = _override("height")
+    creator: str = Field(default="launchpad", description="Who registers it, as the catalog shows it.")
 
     def overrides(self) -> dict[str, object] | None:
         """The settings given, validated like batch.yaml (BatchValidationError), or None for none."""
-        given = {key: value for key, value in self.model_dump(exclude={"source"}).items() if value is not None}
+        given = {key: value for key, value in self.model_dump(exclude={"source", "creator"}).items() if value is not None}
         if not given:
             return None
         parse_settings(given, CONFIG_FILE)
@@ -78,7 +79,7 @@ def _register(config: RegisterBatchConfig, storage: AssetStorage, s3: S3Connecti
     if not config.source.startswith(S3_SCHEME):
         # absolute(), not resolve(): a symlinked folder keeps its own name, which names the batch.
         path = Path(config.source).expanduser().absolute()
-        return register_batch(storage, path, origin=str(path), overrides=overrides), str(path)
+        return register_batch(storage, path, origin=str(path), overrides=overrides, creator=config.creator), str(path)
     bucket, key = _s3_location(config.source)
     with tempfile.TemporaryDirectory(prefix="assetql-register-") as tmp:
         try:
@@ -87,7 +88,9 @@ def _register(config: RegisterBatchConfig, storage: AssetStorage, s3: S3Connecti
             raise dg.Failure(
                 f"could not download {config.source} ({type(error).__name__}: {error}); {S3_HELP}"
             ) from error
-        return register_batch(storage, path, origin=config.source, overrides=overrides), config.source
+        return register_batch(
+            storage, path, origin=config.source, overrides=overrides, creator=config.creator
+        ), config.source
 
 
 @dg.op(out=dg.Out(dg.Nothing))

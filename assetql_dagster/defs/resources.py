@@ -10,6 +10,7 @@ from resources.generator import ImageGenerator
 from resources.s3 import S3Connection
 from resources.s3_storage import S3Storage
 from resources.storage import AssetStorage, LocalStorage
+from resources.vision_tagger import VisionTagger
 
 DATA_DIR_ENV = "ASSETQL_DATA_DIR"
 STORAGE_ENV = "ASSETQL_STORAGE"
@@ -19,6 +20,8 @@ S3_ENDPOINT_ENV = "ASSETQL_S3_ENDPOINT_URL"
 S3_REGION_ENV = "ASSETQL_S3_REGION"
 S3_SSE_ENV = "ASSETQL_S3_SSE"
 S3_KMS_KEY_ENV = "ASSETQL_S3_KMS_KEY_ID"
+BEDROCK_REGION_ENV = "ASSETQL_BEDROCK_REGION"
+BEDROCK_ENDPOINT_ENV = "ASSETQL_BEDROCK_ENDPOINT_URL"
 STORAGE_KINDS = ("local", "s3")
 
 
@@ -65,8 +68,23 @@ def asset_catalog(default_dir: str) -> AssetCatalog:
     return AssetCatalog(url=sqlite_url_beside(default_dir))
 
 
+def vision_tagger() -> VisionTagger:
+    """The Bedrock tagger batches with `tagger: bedrock` use: ASSETQL_BEDROCK_REGION (else boto3's
+    region) and ASSETQL_BEDROCK_ENDPOINT_URL (else AWS's), with the AWS credentials bound as
+    `dg.EnvVar`s like S3's, or boto3's default chain without them. Batches tagging locally never call it."""
+    return VisionTagger(
+        region_name=os.environ.get(BEDROCK_REGION_ENV) or None,
+        endpoint_url=os.environ.get(BEDROCK_ENDPOINT_ENV) or None,
+        aws_access_key_id=_secret("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
+    )
+
+
 def _resources(storage: AssetStorage, s3: S3Connection, catalog: AssetCatalog) -> dict:
-    return {"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog}
+    return {
+        "storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog,
+        "vision_tagger": vision_tagger(),
+    }
 
 
 def local_resources() -> dict:

@@ -124,6 +124,8 @@ def campaign_run(
             overrides=campaign_overrides(campaign, load_batch(source).settings, path),
             references=style_references(campaign, storage, Path(tmp)),
             partition_key=lambda batch: campaign_partition_key(campaign.name, day, batch.content_hash),
+            creator=f"schedule {schedule_name(campaign)}",
+            campaign=campaign.name,
         )
     key = registration.key
     # Schedules cannot return partition requests the way sensors do, so the tick adds it itself.

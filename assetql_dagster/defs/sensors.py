@@ -204,7 +204,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
             stamp = fingerprint(entry)
             if seen.get(str(entry)) == stamp:
                 continue
-            registration = register_batch(storage, entry)
+            registration = register_batch(storage, entry, creator="inbox")
         except BatchValidationError as err:
             current[str(entry)] = stamp  # fixed only by changing the entry
             rejected.append(_reject_entry(context, entry, stamp, err.problems, "invalid batch"))
@@ -417,7 +417,7 @@ def _drop_run(storage: AssetStorage, bucket: S3Bucket, drop: Drop) -> dg.RunRequ
         # the registered content the one the run key describes.
         batch_files = [key for key, _ in drop.siblings]
         path = download_s3_batch(bucket, drop.key, Path(tmp), batch_files)
-        key = register_batch(storage, path, origin=drop.uri).key
+        key = register_batch(storage, path, origin=drop.uri, creator="s3 drop").key
     return dg.RunRequest(
         run_key=drop.run_key, partition_key=key, tags=run_tags.batch_run_tags(key, drop.uri)
     )

@@ -378,6 +378,7 @@ def gallery_html(
     references: Iterable[str] = (),
     style_report: StyleReport | None = None,
     drift: Drift | None = None,
+    title: str | None = None,
 ) -> str:
     """Self-contained static HTML page (no scripts, no external resources) showing every image.
 
@@ -386,11 +387,11 @@ def gallery_html(
     image links to `image_href(row)` and shows `thumb_src(row)` (default: the image itself), which
     may be an embedded data URI so the page also works on its own. With `style_report` (and the
     batch's `drift`), a "Style report" block follows the summary, and each card shows its version
-    and attempts when the rows have them.
+    and attempts when the rows have them. `title` defaults to "Batch {batch}".
     """
     e = html.escape
     rows = list(rows)
-    title = f"Batch {_cell_text(batch_meta.get('batch', ''))}".strip()
+    title = title or f"Batch {_cell_text(batch_meta.get('batch', ''))}".strip()
     details = "".join(
         f"<dt>{e(str(k))}</dt><dd>{e(_cell_text(v))}</dd>" for k, v in batch_meta.items() if k != "failed_rows"
     )

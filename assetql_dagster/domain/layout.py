@@ -41,6 +41,11 @@ def thumbnail_key(batch: str, stem: str) -> str:
     return f"thumbnails/{batch}/{stem}_thumb.jpg"
 
 
+def image_prefixes(batch: str) -> tuple[str, str]:
+    """The folders holding a batch's full-size images: current ones and every version."""
+    return f"raw/{batch}", f"versions/{batch}"
+
+
 def version_key(batch: str, stem: str, version: int) -> str:
     return f"versions/{batch}/{stem}/v{version}.png"
 

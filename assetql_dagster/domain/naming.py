@@ -70,8 +70,8 @@ def validate_pattern(pattern: str, available: set[str]) -> None:
     _parse_known(pattern, available)
 
 
-def sanitize_component(s: str) -> str:
-    """Portable, traversal-free file name part: [A-Za-z0-9._-] only, at most 80 chars, never empty."""
+def _portable(s: str) -> str:
+    """`s` as a portable, traversal-free file name part of [A-Za-z0-9._-], however long; may be empty."""
     # NFKD folds compatibility forms (as NFKC does) and also splits accents off letters,
     # so "Café" keeps its "e" instead of becoming "Caf-".
     decomposed = unicodedata.normalize("NFKD", str(s))
@@ -81,13 +81,44 @@ def sanitize_component(s: str) -> str:
     head, dot, tail = text.strip(".-").partition(".")
     if head.upper() in _WINDOWS_RESERVED:
         head += "-x"
-    return f"{head}{dot}{tail}"[:MAX_STEM_LENGTH].rstrip(".-") or "x"
+    return f"{head}{dot}{tail}"
 
 
-def render_name(pattern: str, values: Mapping[str, str]) -> str:
-    """File name stem (no extension) from `pattern` with placeholders replaced by `values`, sanitised."""
+def sanitize_component(s: str) -> str:
+    """Portable, traversal-free file name part: [A-Za-z0-9._-] only, at most 80 chars, never empty."""
+    return _portable(s)[:MAX_STEM_LENGTH].rstrip(".-") or "x"
+
+
+def check_literal_text(pattern: str) -> None:
+    """ValueError when the text of `pattern` outside its placeholders holds a character a file name
+    cannot (a path separator, a space, ...): such a pattern is refused rather than quietly changed."""
+    literal = "".join(_parse(pattern)[::2])
+    unsafe = sorted({c for c in literal if _UNSAFE_RUN.fullmatch(c)})
+    if unsafe:
+        shown = " ".join(repr(c) for c in unsafe)
+        raise ValueError(
+            f"naming pattern {pattern!r} has {shown} outside its placeholders; file names hold only "
+            "letters, digits, '.', '_' and '-' (no path separators)"
+        )
+
+
+def render_name(pattern: str, values: Mapping[str, str], *, strict: bool = False) -> str:
+    """File name stem (no extension) from `pattern` with placeholders replaced by `values`, sanitised.
+
+    A name longer than MAX_STEM_LENGTH is cut and an empty one becomes "x", unless `strict`, which
+    raises ValueError instead: a rename must not make names that collide only because they were cut.
+    """
     parts = _parse_known(pattern, set(values))
     rendered = "".join(str(values[part]) if i % 2 else part for i, part in enumerate(parts))
+    if strict:
+        full = _portable(rendered)
+        if not full:
+            raise ValueError(f"naming pattern {pattern!r} gives an empty name (its placeholders are empty)")
+        if len(full) > MAX_STEM_LENGTH:
+            raise ValueError(
+                f"naming pattern {pattern!r} gives the name {full[:40]!r}... of {len(full)} characters; "
+                f"names are at most {MAX_STEM_LENGTH}"
+            )
     return sanitize_component(rendered)
 
 
@@ -143,8 +174,9 @@ def placeholder_values(
 class NameAllocator:
     """Hands out file name stems that are unique case-insensitively, suffixing "-2", "-3", ..."""
 
-    def __init__(self) -> None:
-        self._taken: set[str] = set()
+    def __init__(self, reserved: Iterable[str] = ()) -> None:
+        # Reserved names are never handed out (e.g. names images were renamed to, and their old names).
+        self._taken: set[str] = {name.casefold() for name in reserved}
         self._next_suffix: dict[str, int] = {}
 
     def allocate(self, stem: str) -> str:

@@ -37,12 +37,18 @@ class BatchInput:
     # order; `settings.variations` counts them too. Each addition is planned after everything
     # before it, so existing images keep their sequence numbers and names.
     added_variations: tuple[int, ...] = ()
+    # Who or what registered it (a user name, "inbox", "s3 drop", "schedule NAME", ...) and the
+    # campaign it belongs to, for the catalog's filters.
+    creator: str = ""
+    campaign: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageJob:
     """One image to generate: a row × variation with its prompt, seed and file name."""
 
+    # The image's first file stem, kept as its identity (versions, catalog id) when a rename
+    # (`assetql rename`) gives it another `file_name`.
     image_id: str
     file_name: str
     variant_id: str
@@ -58,6 +64,11 @@ class ImageJob:
     # What the text encoder read, when the prompt was longer than it reads (else None).
     model_prompt: str | None = None
     prompt_tokens_dropped: int = 0
+
+    @property
+    def stem(self) -> str:
+        """The file name without its extension: what the image's raw/ and thumbnails/ keys are named by."""
+        return self.file_name.removesuffix(".png")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,14 +242,25 @@ class Curation:
 
 @dataclasses.dataclass(frozen=True)
 class ImageTags:
+    """The tags of one current image, and its CLIP image embedding (unit length; empty when not
+    embedded), which the catalog's visual similarity search compares."""
+
     image_id: str
     file_name: str
     tags: tuple[Tag, ...]
+    embedding: tuple[float, ...] = ()
+    # Its category path ("weapon/sword", "weapon"; "" when uncategorised) and where that came from
+    # (a source of `categories.CATEGORY_SOURCES`; "" when uncategorised).
+    category: str = ""
+    category_source: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class TagSet:
+    """Tags of every current image; `embedding_model` names the CLIP model of their embeddings."""
+
     images: tuple[ImageTags, ...]
+    embedding_model: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -197,6 +197,9 @@ def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default:
 
 
 _UNIT = _number(0, 1)
+TAGGERS = ("local", "bedrock")
+# Claude 3 Sonnet, the vision model the design document names for auto-tagging.
+BEDROCK_MODEL = "anthropic.claude-3-sonnet-20240229-v1:0"
 
 
 @dataclass(frozen=True)
@@ -392,6 +395,21 @@ class BatchSettings:
         "with unit s, m, h or d, from 1h to 7d (the SigV4 limit of S3 presigned URLs).",
         "lifetime of the shareable links (`3600`, `90m`, `36h`, `7d`): 1 hour to 7 days, "
         "see [Shareable links](#shareable-links)",
+    )
+    tagger: str = _setting(
+        "local",
+        lambda v: None if v in TAGGERS else f"must be one of {', '.join(TAGGERS)}, got {_quote(v)}",
+        "Who tags the images: 'local' (zero-shot CLIP, offline) or 'bedrock' (the vision-language model "
+        "bedrock_model names, through the vision_tagger resource; images it cannot tag, or all of them "
+        "when Bedrock is unavailable, are tagged locally with a warning).",
+        "`local` (zero-shot CLIP) or `bedrock` (a vision-language model, local where it fails), see "
+        "[Tags and categories](#tags-and-categories)",
+    )
+    bedrock_model: str = _setting(
+        BEDROCK_MODEL,
+        lambda v: _text(v, allow_empty=False),
+        "Bedrock model id the 'bedrock' tagger asks (a Claude 3 model with vision, as the design names).",
+        "Bedrock model id of the `bedrock` tagger",
     )
 
     def __post_init__(self) -> None:

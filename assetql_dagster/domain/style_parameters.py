@@ -217,13 +217,23 @@ def _texture(luma: np.ndarray) -> Texture:
     return Texture(gabor=tuple(float(v) for v in energy / energy.sum()), high_frequency_ratio=float(high))
 
 
-def _measures(img: Image.Image) -> tuple[Lighting, Composition, Texture]:
+def _small(img: Image.Image) -> Image.Image:
     check_has_pixels(img)
     # BOX averages each source area: the statistics of the shrunk copy are those of the image.
-    small = downscaled(to_rgb(img), MAX_SIDE, Image.Resampling.BOX)
+    return downscaled(to_rgb(img), MAX_SIDE, Image.Resampling.BOX)
+
+
+def _measures(img: Image.Image) -> tuple[Lighting, Composition, Texture]:
+    small = _small(img)
     rgb = np.asarray(small, dtype=np.float64) / 255.0
     luma = np.asarray(small.convert("L"), dtype=np.float64) / 255.0
     return _lighting(small, rgb), _composition(luma), _texture(luma)
+
+
+def image_lighting(img: Image.Image) -> Lighting:
+    """The lighting of one image alone (what tags read), without the other parameters' cost."""
+    small = _small(img)
+    return _lighting(small, np.asarray(small, dtype=np.float64) / 255.0)
 
 
 def extract_parameters(img: Image.Image) -> StyleParameters:

@@ -151,8 +151,9 @@ def image_record(batch: str, job: ImageJob, render: RenderSettings) -> StoredIma
     return StoredImage(
         image_id=job.image_id,
         file_name=job.file_name,
-        raw_key=raw_image_key(batch, job.image_id),
-        thumb_key=thumbnail_key(batch, job.image_id),
+        # Named as the image is now called, which a rename may have changed since it was planned.
+        raw_key=raw_image_key(batch, job.stem),
+        thumb_key=thumbnail_key(batch, job.stem),
         width=render.width,
         height=render.height,
         seed=job.seed,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from assetql_dagster.domain.batch_loader import BatchSource
@@ -12,6 +12,7 @@ from assetql_dagster.domain.errors import Problem
 from assetql_dagster.domain.layout import image_seed
 from assetql_dagster.domain.naming import NameAllocator, image_identity, placeholder_values, render_name
 from assetql_dagster.domain.records import BatchInput, ImageJob, ImagePlan, Shard
+from assetql_dagster.pipeline.names import ImageName
 from resources.prompt_tokens import PromptTokenizer
 
 # No text encoder keeps fewer prompt tokens than this, and every token spans at least one
@@ -19,15 +20,19 @@ from resources.prompt_tokens import PromptTokenizer
 MIN_ENCODER_TOKENS = 75
 
 
-def plan_images(batch: BatchInput, style: str = "") -> ImagePlan:
+def plan_images(batch: BatchInput, style: str = "", renamed: Mapping[str, ImageName] | None = None) -> ImagePlan:
     """Every image of `batch`, each with its seed and collision-free file stem; `style` (the locked
-    parameters' weighted modifiers) is appended to every prompt."""
+    parameters' weighted modifiers) is appended to every prompt. The images of `renamed` (by image
+    id, see `load_names`) get the names a rename gave them."""
     settings = batch.settings
     template = batch_template(settings)
     # Names carry the registration time, not the run time, so a retried or resumed run
     # produces the same file names and finds the images it already stored.
     registered_at = datetime.fromisoformat(batch.registered_at)
-    names = NameAllocator()
+    renamed = renamed or {}
+    # An image added later (`assetql more`) must not get a name a renamed image has or had; the
+    # renamed images' own ids are left free, so each is still planned under its id.
+    names = NameAllocator(reserved={n for r in renamed.values() for n in r.held()} - set(renamed))
     jobs: list[ImageJob] = []
     # Round by round (see `variation_rounds`): every row's images of a round before the next round's.
     for row, variations in ((row, v) for v in variation_rounds(batch) for row in batch.rows):
@@ -50,7 +55,7 @@ def plan_images(batch: BatchInput, style: str = "") -> ImagePlan:
             jobs.append(
                 ImageJob(
                     image_id=stem,
-                    file_name=f"{stem}.png",
+                    file_name=f"{renamed[stem].name if stem in renamed else stem}.png",
                     variant_id=row.variant_id,
                     variation=variation,
                     seed=seed,

@@ -57,19 +57,23 @@ def register_batch(
     references: Path | None = None,
     partition_key: Callable[[BatchSource], str] = default_partition_key,
     models_dir: str | None = None,
+    creator: str = "",
+    campaign: str = "",
 ) -> Registration:
     """Validate `path` and snapshot it into storage; registering the same content again is a no-op.
 
     `overrides` replace settings of the batch's batch.yaml and `references` replaces its
     references folder; a `style` setting is resolved against the stored style profiles. The
-    snapshot then holds the derived batch.
+    snapshot then holds the derived batch. `creator` and `campaign` are kept with it (the first
+    registration's, when the same content comes again).
     """
+    made_by = {"creator": creator, "campaign": campaign}
     path = Path(path)
     origin = origin or str(path.resolve())
     if overrides is None and references is None:
         source = check_batch(path, models_dir)
         if source.settings.style is None:
-            return _snapshot(storage, source, origin, partition_key)
+            return _snapshot(storage, source, origin, partition_key, made_by)
     else:
         load_batch(path)  # problems are reported against the user's own files first
     with tempfile.TemporaryDirectory(prefix="assetql-derived-") as tmp:
@@ -84,7 +88,7 @@ def register_batch(
                 copy_profile_references(storage, style.profile, profile_references)
             path = derive_batch(path, Path(tmp) / "styled", style.settings, profile_references)
             source = check_batch(path, models_dir)
-        return _snapshot(storage, source, origin, partition_key)
+        return _snapshot(storage, source, origin, partition_key, made_by)
 
 
 def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
@@ -104,7 +108,8 @@ def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
 
 
 def _snapshot(
-    storage: AssetStorage, source: BatchSource, origin: str, partition_key: Callable[[BatchSource], str]
+    storage: AssetStorage, source: BatchSource, origin: str, partition_key: Callable[[BatchSource], str],
+    made_by: Mapping[str, str],
 ) -> Registration:
     key = partition_key(source)
     marker = record_key(key, "source")
@@ -125,6 +130,7 @@ def _snapshot(
         settings=source.settings,
         references=references,
         rows=source.rows,
+        **made_by,
     )
     write_record(storage, marker, batch)
     return Registration(key, source, created=True)

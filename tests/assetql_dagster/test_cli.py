@@ -373,6 +373,7 @@ class BatchCli:
         from assetql_dagster.defs.jobs import batch_job
         from resources.clip import ClipEmbedder
         from resources.generator import ImageGenerator
+        from resources.vision_tagger import VisionTagger
 
         self.home, self.data = tmp_path / "home", tmp_path / "data"
         self.storage = LocalStorage(root=str(self.data))
@@ -380,7 +381,7 @@ class BatchCli:
         monkeypatch.setenv("ASSETQL_DATA_DIR", str(self.data))
         monkeypatch.setattr(cli, "storage_resource", lambda instance: self.storage)
         resources = with_io_manager({"storage": self.storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
-                                     "catalog": catalog_beside(self.storage)})
+                                     "catalog": catalog_beside(self.storage), "vision_tagger": VisionTagger()})
         job = dg.Definitions(assets=list(defs.assets), jobs=[batch_job], resources=resources).resolve_job_def("batch_job")
         monkeypatch.setattr(cli, "batch_job_definition", lambda: job)
 
@@ -665,3 +666,45 @@ def test_versions_and_input_are_not_changed_while_a_run_of_the_batch_is_going(ba
     assert batch_cli(*args, "--in-process") == 1
     assert f"batch demo-12345678 has run(s) queued or going: {run.run_id}; try again when they end" in one_error_line(capsys)
     assert not batch_cli.data.exists()
+
+
+def test_rename_plans_refuses_collisions_renames_and_survives_a_rollback(batch_cli, batch_factory, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "catalog_resource", lambda instance: catalog_beside(batch_cli.storage))
+    key = batch_cli.run(batch_factory(rows=2, variations=1))
+    old = {j.variant_id: j.file_name for j in batch_cli.record(key, "prompts").jobs}
+    files = {k: batch_cli.storage.read_bytes(k) for k in batch_cli.storage.list_keys("")}
+    capsys.readouterr()
+
+    assert batch_cli("rename", "--batch", key, "--pattern", "{sku}_{variation}", "--dry-run") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"batch {key}: 2 of 2 image(s) renamed by '{{sku}}_{{variation}}'",
+                   f"  {old['sword-01']} -> SKU-1001_1.png", f"  {old['sword-02']} -> SKU-1002_1.png",
+                   "dry run: nothing was changed"]
+    assert batch_cli("rename", "--batch", key, "--pattern", "{category}") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"assetql: error: rename of batch {key} refused, nothing was changed: 1 name(s)")
+    assert err[1:] == ["  weapon.png for sword-01#1, sword-02#1"]
+    for args, message in [
+        (("--pattern", "{sku}"), "rename needs --batch KEY, --query WORDS or both"),
+        (("--batch", key, "--pattern", "{sku}/{row}"), "has '/' outside its placeholders"),
+        (("--batch", "../etc", "--pattern", "{sku}"), "invalid batch key '../etc'"),
+        (("--query", "unicorn", "--pattern", "{sku}"), "no catalogued image matches 'unicorn'"),
+    ]:
+        assert batch_cli("rename", *args) == 1
+        assert message in one_error_line(capsys)
+    assert {k: batch_cli.storage.read_bytes(k) for k in batch_cli.storage.list_keys("")} == files
+
+    assert batch_cli("rename", "--query", "scimitar", "--batch", key, "--pattern", "{sku}_{variation}") == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"batch {key}: renamed, old names kept as aliases (1 in all); re-exported zip, manifest, gallery, links; "
+        "catalog updated")
+    rows, images = batch_cli.exported(key)
+    assert set(rows) == set(images) == {old["sword-01"], "SKU-1002_1.png"}
+
+    # A rollback re-exports through the batch's assets: the new name stays.
+    assert batch_cli("rollback", key, "sword-02", "--to", "1", "--in-process") == 0
+    assert capsys.readouterr().out.startswith("SKU-1002_1.png: v1 is current and pinned")
+    rows, images = batch_cli.exported(key)
+    assert set(rows) == set(images) == {old["sword-01"], "SKU-1002_1.png"}
+    assert catalog_beside(batch_cli.storage).resolve_file_name(old["sword-02"]) == [
+        f"{key}/{old['sword-02'].removesuffix('.png')}"]

@@ -17,6 +17,7 @@ from assetql_dagster.pipeline.records import read_record
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
+from resources.vision_tagger import VisionTagger
 
 STAGES = [
     "batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports", "catalog_entry"
@@ -53,7 +54,7 @@ def test_asset_graph_is_the_batch_pipeline():
     assert parents["images"] == {"batch_input", "prompts", "style_profile"}
     assert parents["scores"] == {"batch_input", "images", "style_profile"}
     assert parents["curated_images"] == {"batch_input", "prompts", "images", "scores", "style_profile"}
-    assert parents["tags"] == {"curated_images", "prompts"}
+    assert parents["tags"] == {"batch_input", "curated_images", "prompts"}
     assert parents["exports"] == {"batch_input", "prompts", "curated_images", "tags", "style_profile"}
     assert parents["catalog_entry"] == {"batch_input", "prompts", "curated_images", "tags", "exports"}
     for key in graph.get_all_asset_keys():
@@ -161,7 +162,8 @@ def test_checks_report_per_partition(tmp_path, batch_factory):
             result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
                                     resources=with_io_manager({"storage": storage, "generator": ImageGenerator(),
                                                                "clip": ClipEmbedder(),
-                                                               "catalog": catalog_beside(storage)}))
+                                                               "catalog": catalog_beside(storage),
+                                                               "vision_tagger": VisionTagger()}))
             evaluations.update({(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()})
     checked = ("style_pass_rate", "style_spread", "style_drift", "completion_rate")
     assert set(evaluations) == {(k, c) for k in (styled, plain) for c in checked}

@@ -9,6 +9,7 @@ from assetql_dagster.defs.partitions import batches_partitions
 from resources.catalog import AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
+from resources.vision_tagger import VisionTagger
 
 
 def catalog_beside(storage) -> AssetCatalog:
@@ -33,6 +34,7 @@ def materialize_partition(storage, key, generator=None, selection=None, catalog=
                 "generator": generator or ImageGenerator(),
                 "clip": ClipEmbedder(),
                 "catalog": catalog or catalog_beside(storage),
+                "vision_tagger": VisionTagger(),
             }),
             selection=selection,
             raise_on_error=False,

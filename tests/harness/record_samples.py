@@ -63,7 +63,10 @@ SAMPLES = [
              ScoreSet(0.7, parameter_weights({}), (ImageScore("demo_sword_1", "demo_sword_1.png", "pass", 0.9,
                                                              version=2, attempts=2),)),
              pass_rate_before=0.0, regenerated=1, budget=3, seconds_generating=0.25),
-    TagSet((ImageTags("demo_sword_1", "demo_sword_1.png", (Tag("red", "color", 0.5), Tag("weapon", "category", 1.0))),)),
+    TagSet((ImageTags("demo_sword_1", "demo_sword_1.png",
+                      (Tag("red", "color", 0.5, "pixels"), Tag("weapon", "category", 1.0, "csv"),
+                       Tag("sword", "category", 1.0, "csv")),
+                      category="weapon/sword", category_source="csv"),)),
     ExportSummary(1, 1, ("zip",), {"zip": "file:///data/exports/b/b.zip"}, zip_bytes=10, links=1, links_local=True,
                   link_expiry_s=3600),
 ]

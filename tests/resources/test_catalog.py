@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import threading
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -14,10 +13,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from harness.catalog_writers import VERSIONS, WRITER_TAGS, WRITER_WORDS, image_ids, write_batch, write_batch_together
-from sqlalchemy import create_engine, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import NullPool
 
 from resources.catalog import (
     CATALOG_URL_ENV,
@@ -29,6 +26,7 @@ from resources.catalog import (
     sqlite_url_beside,
 )
 from resources.catalog_models import (
+    AliasEntry,
     AssetEntry,
     Base,
     BatchEntry,
@@ -41,43 +39,9 @@ from resources.catalog_models import (
     is_search_object,
 )
 
-TABLES = {"batches", "assets", "asset_versions", "tags", "style_profiles", "exports", "category_overrides"}
+TABLES = {"catalog_changes", "batches", "assets", "asset_versions", "tags", "style_profiles", "exports", "category_overrides",
+          "asset_aliases"}
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def postgres_catalog_url(postgres_url):
-    """A new, empty database on the session's PostgreSQL server, dropped after the test."""
-    name = f"catalog_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(postgres_url).set(drivername="postgresql+psycopg2"),
-                          isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        dispose_engine(url)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def catalog_url(request, tmp_path):
-    if request.param == "postgresql":
-        yield request.getfixturevalue("postgres_catalog_url")
-        return
-    url = sqlite_url_beside(tmp_path / "data")
-    yield url
-    dispose_engine(url)
-
-
-@pytest.fixture
-def catalog(catalog_url) -> AssetCatalog:
-    catalog = AssetCatalog(url=catalog_url)
-    catalog.migrate()
-    return catalog
 
 
 def _batch(catalog: AssetCatalog, key: str = "demo-1", **fields) -> None:
@@ -85,7 +49,8 @@ def _batch(catalog: AssetCatalog, key: str = "demo-1", **fields) -> None:
 
 
 def _catalog_everything(catalog: AssetCatalog, newer: bool) -> None:
-    """One batch with 3 assets, 2 versions each, 3 tags each, 2 exports, a profile and an override."""
+    """One batch with 3 assets, 2 versions each, 3 tags each, 2 exports, a profile, an override and an
+    old file name."""
     _batch(catalog, name="Demo v2" if newer else "Demo", status="exported" if newer else "registered",
            images_planned=3, images_stored=3, images_passed=2 if newer else 1, settings={"steps": 30 if newer else 20},
            style_profile="brand-x@2", campaign="spring", registered_at="2026-05-01T12:00:00Z")
@@ -113,17 +78,18 @@ def _catalog_everything(catalog: AssetCatalog, newer: bool) -> None:
                                       "manifest": "exports/demo-1/manifest.csv"})
     catalog.upsert_style_profile("brand-x", 2, {"threshold": 0.9 if newer else 0.8})
     catalog.set_category_override("demo-1/img-0", "weapons/daggers" if newer else "weapons/knives")
+    catalog.replace_aliases("demo-1", [AliasEntry("img-1", "sword-1.png", "raw/demo-1/sword-1.png" if newer else "")])
 
 
 EVERYTHING = {"batches": 1, "assets": 3, "asset_versions": 6, "tags": 9, "exports": 2, "style_profiles": 1,
-              "category_overrides": 1}
+              "category_overrides": 1, "asset_aliases": 1, "catalog_changes": 1}
 
 
 def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
     catalog = AssetCatalog(url=catalog_url)
     assert catalog.current_revision() is None
     catalog.migrate()
-    assert catalog.current_revision() == AssetCatalog.head_revision() == "0001"
+    assert catalog.current_revision() == AssetCatalog.head_revision()
     inspector = inspect(catalog.engine)
     assert TABLES <= set(inspector.get_table_names())
     if catalog.dialect == "sqlite":
@@ -145,7 +111,8 @@ def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
                 "WHERE table_name = 'assets' AND column_name = 'search_vector'")).scalar_one()
         assert "USING gin (search_vector)" in indexdef and generated == "ALWAYS"
     expected_indexes = {"ix_assets_batch_key", "ix_assets_category_subcategory", "ix_assets_verdict",
-                        "ix_assets_style_score", "ix_assets_created_at", "ix_assets_language"}
+                        "ix_assets_style_score", "ix_assets_created_at", "ix_assets_language",
+                        "ix_assets_file_name", "ix_assets_embedding_model_updated_at"}
     assert expected_indexes <= {i["name"] for i in inspector.get_indexes("assets")}
     assert "ix_tags_label" in {i["name"] for i in inspector.get_indexes("tags")}
 
@@ -166,8 +133,31 @@ def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
         assert sequences == []
 
     catalog.migrate()  # and up again from base
-    assert catalog.current_revision() == "0001"
+    assert catalog.current_revision() == AssetCatalog.head_revision()
     assert catalog.row_counts() == dict.fromkeys(EVERYTHING, 0)
+
+
+def test_0002_adds_the_embedding_model_and_going_down_keeps_every_other_value(catalog_url):
+    catalog = AssetCatalog(url=catalog_url)
+    catalog.migrate("0001")
+    _batch(catalog)
+    with catalog.engine.begin() as conn:  # a row as 0001 wrote it, without the new column
+        conn.execute(text(
+            "INSERT INTO assets (id, batch_key, image_id, file_name, current_version, raw_key, thumb_key, category,"
+            " subcategory, category_source, verdict, width, height, format, prompt, negative_prompt, language, sku,"
+            " extra, created_at, updated_at, tags_text, metadata_text) VALUES ('demo-1/a', 'demo-1', 'a', 'a.png',"
+            " 1, 'raw/a.png', 'thumb/a.jpg', 'weapon', '', 'csv', 'pass', 64, 64, 'png', 'a lantern', '', 'en', '',"
+            " '{}', '2026-11-26 00:00:00', '2026-11-26 00:00:00', '', 'a a.png')"))
+    catalog.migrate("0002")
+    assert catalog.get_asset("demo-1/a")["embedding_model"] is None
+    assert catalog.search(query="lantern")[0]["id"] == "demo-1/a"
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="a.png", prompt="a lantern",
+                                                embedding=[1.0, 0.0], embedding_model="tiny")])
+    catalog.downgrade("0001")
+    assert "embedding_model" not in {c["name"] for c in inspect(catalog.engine).get_columns("assets")}
+    assert catalog.search_ids("lantern") == ["demo-1/a"]  # full text survives the way down
+    catalog.migrate()
+    assert catalog.get_asset("demo-1/a")["embedding_model"] is None
 
 
 def test_the_models_describe_exactly_the_migrated_schema(catalog):
@@ -196,7 +186,7 @@ def test_concurrent_migrations_end_at_head_once(catalog_url):
         t.join(120)
     assert errors == []
     catalog = AssetCatalog(url=catalog_url)
-    assert catalog.current_revision() == "0001"
+    assert catalog.current_revision() == AssetCatalog.head_revision()
     with catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
 
@@ -436,7 +426,7 @@ def test_the_default_url_is_a_file_beside_local_storage_and_env_vars_bind(tmp_pa
         with dg.build_resources({"catalog": AssetCatalog(url=dg.EnvVar(CATALOG_URL_ENV))}) as resources:
             assert resources.catalog.url == url
             resources.catalog.migrate()
-            assert resources.catalog.current_revision() == "0001"
+            assert resources.catalog.current_revision() == AssetCatalog.head_revision()
     finally:
         dispose_engine(url)
 
@@ -479,3 +469,61 @@ def test_search_filters_sorts_and_pages_the_same_on_both_dialects(catalog):
     assert sword["tags"] == ["red"] and "embedding" not in sword
     with pytest.raises(ValueError, match="must not be negative"):
         catalog.search(limit=-1)
+
+
+def test_0003_adds_old_file_names_and_going_down_drops_only_them(catalog_url):
+    catalog = AssetCatalog(url=catalog_url)
+    catalog.migrate("0002")
+    assert "asset_aliases" not in inspect(catalog.engine).get_table_names()
+    _batch(catalog)
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="SKU-1_1.png", prompt="a lantern")])
+    catalog.migrate("0003")
+    assert catalog.current_revision() == "0003"
+    indexes = {i["name"] for i in inspect(catalog.engine).get_indexes("asset_aliases")}
+    assert {"ix_asset_aliases_asset_id", "ix_asset_aliases_file_name"} <= indexes
+    catalog.replace_aliases("demo-1", [AliasEntry("a", "a.png", "raw/demo-1/a.png")])
+    assert catalog.resolve_file_name("a.png") == ["demo-1/a"]
+
+    catalog.downgrade("0002")
+    assert "asset_aliases" not in inspect(catalog.engine).get_table_names()
+    assert catalog.get_asset("demo-1/a")["file_name"] == "SKU-1_1.png"
+    assert catalog.search_ids("lantern") == ["demo-1/a"]
+    catalog.migrate()
+    assert catalog.resolve_file_name("a.png") == [] and catalog.resolve_file_name("SKU-1_1.png") == ["demo-1/a"]
+
+
+def test_old_file_names_resolve_to_their_asset_until_it_is_removed(catalog):
+    _batch(catalog)
+    _batch(catalog, key="other-2", name="Other")
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="SKU-1_1.png"),
+                                     AssetEntry(image_id="b", file_name="b.png")])
+    catalog.upsert_assets("other-2", [AssetEntry(image_id="x", file_name="a.png")])
+    renamed = [AliasEntry("a", "a.png", "raw/demo-1/a.png"), AliasEntry("a", "first.png", "raw/demo-1/first.png")]
+    assert catalog.replace_aliases("demo-1", renamed) == 2
+
+    # Those named so now come first, then those that were, each by id.
+    assert catalog.resolve_file_name("a.png") == ["other-2/x", "demo-1/a"]
+    assert catalog.resolve_file_name("a.png", batch="demo-1") == ["demo-1/a"]
+    assert catalog.resolve_file_name("SKU-1_1.png") == ["demo-1/a"]
+    assert catalog.resolve_file_name("first.png", batch="other-2") == [] == catalog.resolve_file_name("A.PNG")
+
+    assert catalog.replace_aliases("demo-1", renamed[:1]) == 1  # exactly the given ones stay
+    assert catalog.resolve_file_name("first.png") == []
+    with pytest.raises(IntegrityError):  # the asset must be catalogued first
+        catalog.replace_aliases("demo-1", [AliasEntry("ghost", "ghost.png")])
+    assert catalog.resolve_file_name("a.png") == ["other-2/x", "demo-1/a"]
+    catalog.delete_assets_except("demo-1", ["b"])
+    assert catalog.resolve_file_name("a.png") == ["other-2/x"] and catalog.row_counts()["asset_aliases"] == 0
+
+
+def test_category_overrides_are_replaced_per_batch_and_a_key_is_no_pattern(catalog):
+    catalog.replace_category_overrides("b_1", {"x": ("weapon/bow", T0), "y": ("potion", T0)})
+    # As a LIKE pattern, "b_1/%" would match this batch's ids too.
+    catalog.replace_category_overrides("bx1", {"z": ("ui", T0)})
+    assert catalog.replace_category_overrides("b_1", {"y": ("potion/mana", T0 + timedelta(minutes=1))}) == 1
+    with catalog.engine.connect() as conn:
+        rows = sorted(conn.execute(select(CategoryOverride.asset_id, CategoryOverride.category,
+                                          CategoryOverride.set_at)).all())
+    assert rows == [("b_1/y", "potion/mana", T0 + timedelta(minutes=1)), ("bx1/z", "ui", T0)]
+    assert catalog.replace_category_overrides("b_1", {}) == 0
+    assert catalog.row_counts()["category_overrides"] == 1

@@ -64,23 +64,45 @@ def test_load_is_cached_per_process(tiny):
 
 
 def test_zero_shot_gives_a_probability_distribution_per_image(tiny, images):
-    probs = tiny.zero_shot(tiny.embed_images(images), ["fox", "sailor", "castle"], TEXTS)
+    probs = tiny.zero_shot(tiny.embed_images(images), ["fox", "sailor", "castle"], [[t] for t in TEXTS])
     assert probs.shape == (len(images), len(TEXTS))
     assert (probs >= 0).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_zero_shot_ranks_the_label_whose_prompt_matches_the_embedding(tiny):
-    probs = tiny.zero_shot(tiny.embed_texts(TEXTS), ["fox", "sailor", "castle"], TEXTS)
+    probs = tiny.zero_shot(tiny.embed_texts(TEXTS), ["fox", "sailor", "castle"], [[t] for t in TEXTS])
     assert list(probs.argmax(axis=1)) == list(range(len(TEXTS)))
+
+
+def test_zero_shot_classifier_averages_each_labels_templates_as_open_clip_does(tiny):
+    templates = [["a photo of a fox.", "a drawing of a fox."], ["a photo of a castle.", "a drawing of a castle."]]
+    classifier = tiny.zero_shot_classifier(templates)
+    for row, texts in zip(classifier, templates):
+        mean = tiny.embed_texts(texts).mean(axis=0)
+        np.testing.assert_allclose(row, mean / np.linalg.norm(mean), rtol=1e-5, atol=1e-6)
+    assert_unit_rows(classifier, 2)
+
+
+def test_zero_shot_classifier_is_encoded_once_per_model(images, monkeypatch):
+    clip = ClipEmbedder(device="cpu").load()
+    encoded = []
+    encode = clip._encode_texts
+    monkeypatch.setattr(clip, "_encode_texts", lambda texts: encoded.append(list(texts)) or encode(texts))
+    prompts = [["a tiny fox", "a small fox"], ["a big castle", "a huge castle"]]
+    first = clip.zero_shot(clip.embed_images(images), ["fox", "castle"], prompts)
+    again = clip.zero_shot(clip.embed_images(images[:2]), ["fox", "castle"], prompts)
+    assert encoded == [[text for texts in prompts for text in texts]]
+    np.testing.assert_allclose(again, first[:2], rtol=1e-5)
 
 
 @pytest.mark.parametrize(
     ("labels", "prompts", "embeddings", "message"),
     [
         ([], [], np.zeros((1, DIM)), "`labels` must contain at least one label"),
-        (["fox"], TEXTS, np.zeros((1, DIM)), "one prompt per label but there are 1 labels and 3 prompts"),
-        (["fox"], TEXTS[:1], np.zeros((1, DIM + 1)), rf"shape \[n_images, {DIM}\] but has shape \(1, {DIM + 1}\)"),
+        (["fox"], [[t] for t in TEXTS], np.zeros((1, DIM)), "one list of texts per label but there are 1 labels and 3"),
+        (["fox", "cat"], [["a fox"], []], np.zeros((1, DIM)), "at least one text per label"),
+        (["fox"], [TEXTS[:1]], np.zeros((1, DIM + 1)), rf"shape \[n_images, {DIM}\] but has shape \(1, {DIM + 1}\)"),
     ],
 )
 def test_zero_shot_rejects_inconsistent_inputs(tiny, labels, prompts, embeddings, message):

@@ -61,6 +61,7 @@ def test_list_keys_pages_through_a_folder_only(storage, s3_endpoint, s3_bucket):
     assert storage.list_keys("raw/b1/") == sorted(wanted)
     assert len(storage.list_keys("")) == len(wanted) + 2
     assert storage.list_keys("exports/b1") == []
+    assert storage.sizes("raw/b1") == {key: len(key) for key in sorted(wanted)}  # sizes come with the listing
 
 
 def test_list_keys_without_prefix_returns_whole_keys(connection, s3_bucket):

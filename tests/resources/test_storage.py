@@ -22,7 +22,8 @@ def test_round_trip_listing_and_uris(tmp_path):
     assert storage.read_bytes("raw/b/one.png") == b"1" and storage.read_text("raw/b/two.txt") == "zwei"
     assert storage.exists("raw/b/one.png") and not storage.exists("raw/b/three.png")
     assert storage.list_keys("raw") == ["raw/b/one.png", "raw/b/two.txt"]
-    assert storage.list_keys("missing") == []
+    assert storage.list_keys("missing") == [] and storage.sizes("missing") == {}
+    assert storage.sizes("raw/b") == {"raw/b/one.png": 1, "raw/b/two.txt": 4}
 
 
 def test_writes_replace_atomically_and_leave_no_temp_files(tmp_path):

@@ -99,7 +99,7 @@ def test_a_style_checkpoint_leaves_clip_embeddings_and_zero_shot_alone(checkpoin
     with_style = styled(checkpoint).load()
     assert with_style is not plain and with_style.model is plain.model
     np.testing.assert_array_equal(with_style.embed_images(images), plain.embed_images(images))
-    labels, prompts = ["fox", "castle"], ["a red fox", "a castle on a hill"]
+    labels, prompts = ["fox", "castle"], [["a red fox"], ["a castle on a hill"]]
     np.testing.assert_array_equal(
         with_style.zero_shot(with_style.embed_images(images), labels, prompts),
         plain.zero_shot(plain.embed_images(images), labels, prompts),

@@ -14,6 +14,7 @@ from assetql_dagster.domain.scoring import pass_rate
 from assetql_dagster.pipeline.analysis import score_images, tag_images
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
+from resources.vision_tagger import VisionTagger
 
 
 @dg.asset(
@@ -39,15 +40,32 @@ def scores(
     op_tags=GPU_OP_TAGS,
     pool=GPU_POOL,
 )
-def tags(storage: AssetStorage, clip: ClipEmbedder, prompts: ImagePlan, curated_images: Curation) -> dg.Output[TagSet]:
-    """At least five tags per current image, each with a confidence: colours, mood, composition, category, CLIP labels."""
-    result = tag_images(storage, curated_images.images, prompts.jobs, clip.load())
+def tags(
+    context: dg.AssetExecutionContext,
+    storage: AssetStorage,
+    clip: ClipEmbedder,
+    vision_tagger: VisionTagger,
+    batch_input: BatchInput,
+    prompts: ImagePlan,
+    curated_images: Curation,
+) -> dg.Output[TagSet]:
+    """At least five tags per current image, each with a confidence and a source (pixels, CSV, prompt
+    keywords, CLIP or Bedrock), and its category path."""
+    result = tag_images(
+        storage, batch_input.settings, curated_images.images, prompts.jobs, clip.load(), vision_tagger,
+        context.log.warning,
+    )
     counts = Counter(t.label for image in result.images for t in image.tags)
     return dg.Output(
         result,
         metadata={
             "images": len(result.images),
+            "tagger": batch_input.settings.tagger,
             "min_tags_per_image": min((len(r.tags) for r in result.images), default=0),
+            "tag_sources": dg.MetadataValue.json(dict(Counter(t.source for r in result.images for t in r.tags))),
+            "category_sources": dg.MetadataValue.json(
+                dict(Counter(r.category_source or "uncategorised" for r in result.images))
+            ),
             "top_tags": markdown_table(["tag", "images"], counts.most_common(15)),
         },
     )

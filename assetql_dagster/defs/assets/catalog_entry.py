@@ -2,7 +2,9 @@ import dagster as dg
 
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.records import BatchInput, Curation, ExportSummary, ImagePlan, TagSet
-from assetql_dagster.pipeline.cataloguing import catalog_records
+from assetql_dagster.pipeline.categorizing import load_overrides
+from assetql_dagster.pipeline.cataloguing import catalog_records, file_sizes
+from assetql_dagster.pipeline.names import load_names
 from assetql_dagster.pipeline.regeneration import load_histories
 from resources.catalog import AssetCatalog, masked_url
 from resources.storage import AssetStorage
@@ -21,11 +23,13 @@ def catalog_entry(
 ) -> dg.MaterializeResult:
     """The batch's rows in the asset catalog: images, prompts, scores, versions, tags and exports."""
     # Upserts, so re-runs give the same rows. The version histories are the style loop's own record,
-    # not an asset's output, so they are read where the loop keeps them.
+    # not an asset's output, so they are read where the loop keeps them, as are the names renames
+    # gave and the categories people set; file sizes come from one storage listing.
     batch = batch_input.batch
     catalog.migrate()
     counts = catalog_records(
-        catalog, batch_input, prompts, curated_images, tags, exports, load_histories(storage, batch)
+        catalog, batch_input, prompts, curated_images, tags, exports, load_histories(storage, batch),
+        file_sizes(storage, batch), load_names(storage, batch), load_overrides(storage, batch),
     )
     context.log.info(
         f"{batch}: catalogued {counts.assets} image(s), {counts.versions} version(s), {counts.tags} tag(s), "
@@ -38,5 +42,6 @@ def catalog_entry(
         "tags": counts.tags,
         "exports": counts.exports,
         "assets_removed": counts.removed,
+        "aliases": counts.aliases,
         "catalog_url": masked_url(catalog.url),
     })

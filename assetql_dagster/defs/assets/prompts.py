@@ -4,15 +4,21 @@ from assetql_dagster.defs.metadata import markdown_table
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.records import BatchInput, ImagePlan, StyleProfile
 from assetql_dagster.domain.style_prompt import style_modifiers
+from assetql_dagster.pipeline.names import load_names
 from assetql_dagster.pipeline.planning import fit_to_encoder, plan_images
 from resources.generator import ImageGenerator
+from resources.storage import AssetStorage
 
 PREVIEW_ROWS = 10
 
 
 @dg.asset(partitions_def=batches_partitions, group_name="batch")
 def prompts(
-    context: dg.AssetExecutionContext, batch_input: BatchInput, style_profile: StyleProfile, generator: ImageGenerator
+    context: dg.AssetExecutionContext,
+    storage: AssetStorage,
+    batch_input: BatchInput,
+    style_profile: StyleProfile,
+    generator: ImageGenerator,
 ) -> dg.Output[ImagePlan]:
     """Rendered prompt, seed and file name for every image of the batch."""
     # Only the tokenizer loads here (and only for long prompts): the manifest records what the
@@ -21,7 +27,9 @@ def prompts(
     # Locked palette, lighting and texture become weighted words in every prompt, so the model is
     # asked for the style rather than only corrected toward it afterwards.
     style = style_modifiers(style_profile.parameters, locks) if style_profile.parameters is not None else ""
-    plan = fit_to_encoder(plan_images(batch_input, style), lambda: generator.prompt_tokenizer(model))
+    # Names a rename gave images are kept in storage, so this run plans them under those names.
+    renamed = load_names(storage, batch_input.batch)
+    plan = fit_to_encoder(plan_images(batch_input, style, renamed), lambda: generator.prompt_tokenizer(model))
     cut = {j.variant_id: j.prompt_tokens_dropped for j in plan.jobs if j.prompt_tokens_dropped}
     if cut:
         listed = ", ".join(f"{variant} ({dropped})" for variant, dropped in list(cut.items())[:PREVIEW_ROWS])

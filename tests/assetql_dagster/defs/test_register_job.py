@@ -69,6 +69,7 @@ def test_a_registered_batch_gets_its_partition_and_the_sensor_starts_its_run(sto
         assert instance.get_run_by_id(result.run_id).tags[run_tags.ORIGIN] == str(folder)
         batch = registered_batch(storage, key)
         assert batch.origin == str(folder) and len(batch.rows) == 2 and len(batch.references) == 2
+        assert batch.creator == "launchpad" and batch.campaign == ""
         metadata = output_metadata(result)
         assert (metadata["partition_key"], metadata["rows"], metadata["origin"]) == (key, 2, str(folder))
         assert metadata["newly_registered"] is True

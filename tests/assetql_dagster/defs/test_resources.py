@@ -10,6 +10,8 @@ from dagster_postgres import PostgresRunStorage
 
 from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.defs.resources import (
+    BEDROCK_ENDPOINT_ENV,
+    BEDROCK_REGION_ENV,
     S3_BUCKET_ENV,
     S3_ENDPOINT_ENV,
     S3_PREFIX_ENV,
@@ -126,3 +128,18 @@ def test_storage_is_chosen_by_the_environment(production, s3_bucket, s3_endpoint
     monkeypatch.delenv(S3_BUCKET_ENV)
     with pytest.raises(ValueError, match="needs the bucket name in ASSETQL_S3_BUCKET"):
         resources_from_env()
+
+
+def test_the_vision_tagger_is_configured_from_the_environment_with_credentials_as_env_vars(monkeypatch):
+    monkeypatch.setenv(STORAGE_ENV, "local")
+    monkeypatch.setenv(BEDROCK_REGION_ENV, "eu-central-1")
+    monkeypatch.setenv(BEDROCK_ENDPOINT_ENV, "https://bedrock.example.internal")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    tagger = resources_from_env()["vision_tagger"]
+    assert (tagger.region_name, tagger.endpoint_url) == ("eu-central-1", "https://bedrock.example.internal")
+    assert tagger.aws_secret_access_key == dg.EnvVar("AWS_SECRET_ACCESS_KEY")
+    for name in (BEDROCK_REGION_ENV, BEDROCK_ENDPOINT_ENV, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    tagger = resources_from_env()["vision_tagger"]
+    assert (tagger.region_name, tagger.endpoint_url, tagger.aws_access_key_id) == (None, None, None)

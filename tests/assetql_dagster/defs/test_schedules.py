@@ -123,6 +123,7 @@ def test_a_batch_name_reuses_the_newest_stored_references(tmp_path, batch_factor
     [reference] = source.references
     assert storage.read_bytes(reference).endswith(b"new")
     assert source.origin.startswith("campaign holiday")
+    assert (source.campaign, source.creator) == ("holiday", "schedule campaign_holiday")
 
 
 def test_an_unknown_reference_batch_fails_the_tick_saying_why(tmp_path, batch_factory, storage):

@@ -10,6 +10,7 @@ from assetql_dagster.domain.naming import (
     MAX_STEM_LENGTH,
     NameAllocator,
     available_placeholders,
+    check_literal_text,
     format_seq,
     format_timestamp,
     image_identity,
@@ -97,6 +98,26 @@ def test_render_name_does_not_evaluate_values_as_patterns():
     assert render_name("{batch}", {"batch": "{0.__class__}"}) == "0.__class__"
 
 
+def test_strict_render_refuses_what_the_batch_pattern_would_cut_or_fill_in():
+    assert render_name("{sku}_{variation}", {"sku": "SKU 1", "variation": "2"}, strict=True) == "SKU-1_2"
+    with pytest.raises(ValueError, match=f"of 85 characters; names are at most {MAX_STEM_LENGTH}"):
+        render_name("{sku}", {"sku": "a" * 85}, strict=True)
+    assert render_name("{sku}", {"sku": "a" * 85}) == "a" * MAX_STEM_LENGTH
+    with pytest.raises(ValueError, match="gives an empty name"):
+        render_name("{sku}", {"sku": "/"}, strict=True)
+    assert render_name("{sku}", {"sku": "/"}) == "x"
+
+
+@pytest.mark.parametrize("pattern", ["{sku}/{variation}", "..\\{sku}", "{sku} {variation}", "{sku}:{row}"])
+def test_literal_text_a_file_name_cannot_hold_is_refused(pattern):
+    with pytest.raises(ValueError, match="outside its placeholders; file names hold only"):
+        check_literal_text(pattern)
+
+
+def test_literal_text_of_safe_characters_passes():
+    check_literal_text("shop_{sku}-v{variation}.final")
+
+
 def test_render_name_requires_every_placeholder_value():
     with pytest.raises(ValueError, match=r"unknown placeholder '\{sku\}'"):
         render_name("{batch}_{sku}", {"batch": "b"})
@@ -145,6 +166,11 @@ def test_allocator_suffixes_collisions_case_insensitively():
     names = [allocator.allocate(stem) for stem in ["Hero", "hero", "HERO", "hero-2"]]
     assert names == ["Hero", "hero-2", "HERO-3", "hero-2-2"]
     assert len({n.casefold() for n in names}) == len(names)
+
+
+def test_allocator_never_hands_out_a_reserved_name():
+    allocator = NameAllocator(reserved=["Hero", "hero-2"])
+    assert [allocator.allocate("hero"), allocator.allocate("villain")] == ["hero-3", "villain"]
 
 
 def test_allocator_keeps_long_names_within_limit():

@@ -31,3 +31,14 @@ def test_unknown_documents_and_types_are_refused_by_name():
         from_json({"format": 1, "type": "Nope", "value": {}})
     with pytest.raises(TypeError, match="cannot store a dict"):
         to_json({"a": 1})
+
+
+def test_tags_stored_before_sources_and_categories_still_load():
+    document = to_json(next(s for s in SAMPLES if isinstance(s, TagSet)))
+    image = document["value"]["images"][0]
+    for tag in image["tags"]:
+        del tag["source"]
+    del image["category"], image["category_source"]
+    loaded = from_json(document).images[0]
+    assert {t.source for t in loaded.tags} == {"unrecorded"}
+    assert (loaded.category, loaded.category_source) == ("", "")

@@ -111,6 +111,8 @@ def test_valid_values_are_kept():
         "micro_batch": 64,
         "exports": ["zip", "links"],
         "link_expiry": "36h",
+        "tagger": "bedrock",
+        "bedrock_model": "anthropic.claude-3-haiku-20240307-v1:0",
     }
     settings = parse_settings(data, "batch.yaml")
     floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0, "regeneration_budget": 1.0}
@@ -190,6 +192,8 @@ def test_modifiers_list_is_comma_joined():
         ("exports", ["zip", "unity"], "unknown export(s) ['unity']"),
         ("exports", ["zip", "zip"], "more than once"),
         ("exports", "zip", "non-empty list"),
+        ("tagger", "claude", "must be one of local, bedrock, got 'claude'"),
+        ("bedrock_model", "", "non-empty text"),
     ],
 )
 def test_invalid_value_names_field(field, value, fragment):

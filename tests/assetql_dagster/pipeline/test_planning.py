@@ -51,3 +51,29 @@ def test_validation_warns_with_row_variant_and_dropped_tokens(batch_factory):
     assert (warning.file, warning.row) == ("batch.csv", 3)
     assert warning.message.startswith("variant 'sword-02': the prompt is ")
     assert "token(s) longer than the model reads (75); its end is dropped" in warning.message
+
+
+def test_renamed_images_keep_their_names_and_images_added_later_never_take_one(tmp_path, batch_factory):
+    import dataclasses
+
+    from assetql_dagster.pipeline.names import ImageName
+    from assetql_dagster.pipeline.versions import extended
+
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    folder = batch_factory(rows=2)
+    settings = (folder / "batch.yaml").read_text()
+    (folder / "batch.yaml").write_text(settings + "naming_pattern: '{variant_id}-{variation}'\n")
+    batch = registered_batch(storage, register_batch(storage, folder).key)
+    first = plan_images(batch)
+    assert [j.image_id for j in first.jobs] == ["sword-01-1", "sword-02-1"]
+    # sword-01-1 is now "hero" (and was "sword-02-2" in between): a second variation of sword-02
+    # would be planned as sword-02-2, which must keep referring to sword-01-1.
+    renamed = {"sword-01-1": ImageName("hero", ("sword-01-1", "sword-02-2"))}
+
+    plan = plan_images(extended(batch, 1), renamed=renamed)
+
+    jobs = {j.image_id: j for j in plan.jobs}
+    assert jobs["sword-01-1"].file_name == "hero.png" and jobs["sword-01-1"].stem == "hero"
+    assert jobs["sword-02-1"] == first.jobs[1]
+    assert [j.file_name for j in plan.jobs[2:]] == ["sword-01-2.png", "sword-02-2-2.png"]
+    assert dataclasses.replace(jobs["sword-01-1"], file_name=first.jobs[0].file_name) == first.jobs[0]

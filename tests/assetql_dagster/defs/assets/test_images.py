@@ -13,6 +13,7 @@ from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.pipeline.records import read_record
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
+from resources.vision_tagger import VisionTagger
 
 ATTEMPTS: Counter = Counter()
 
@@ -157,7 +158,8 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
         instance.add_dynamic_partitions(batches_partitions.name, [key])
         result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
                                 resources=with_io_manager({"storage": storage, "generator": generator,
-                                                           "clip": ClipEmbedder(), "catalog": catalog_beside(storage)}))
+                                                           "clip": ClipEmbedder(), "catalog": catalog_beside(storage),
+                                                           "vision_tagger": VisionTagger()}))
         flagged = instance.get_run_by_id(result.run_id).tags["assetql/quality"]
         exports = result.asset_materializations_for_node("exports")[0].metadata
     assert "completion_rate failed: 1 of 2 planned images stored" in flagged
@@ -175,7 +177,7 @@ def test_a_stored_image_that_does_not_decode_is_generated_again_and_reported(tmp
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
     resources = with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
-                                 "catalog": catalog_beside(storage)})
+                                 "catalog": catalog_beside(storage), "vision_tagger": VisionTagger()})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
 
