@@ -54,7 +54,15 @@ from resources.catalog_models import (
     embedding_to_bytes,
     to_utc,
 )
-from resources.catalog_search import ASSET_CHANGES, MAX_TERMS, conditions, embedding_index, order_by, unit_vector
+from resources.catalog_search import (
+    ASSET_CHANGES,
+    MAX_TERMS,
+    EmbeddingIndex,
+    conditions,
+    embedding_index,
+    order_by,
+    unit_vector,
+)
 
 CATALOG_URL_ENV = "ASSETQL_CATALOG_URL"
 CATALOG_FILE = "catalog.sqlite3"
@@ -63,6 +71,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().with_name("catalog_migrations")
 DIALECTS = ("sqlite", "postgresql")
 PG_DEFAULT_DRIVER = "postgresql+psycopg2"
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# Similarity with filters: candidates checked per round (k × growth, then × growth again, ...), and
+# where checking stops and the filter's ids are read instead.
+POSTFILTER_GROWTH = 8
+POSTFILTER_MAX = 4096
 ANALYZE_CHANGE = 0.2  # statistics are taken again when the image count changed by more than this share
 # Transient failures a write is retried on: PostgreSQL deadlock / serialization failure, a unique
 # violation (ON CONFLICT arbitrates only the id, so a concurrent insert of the same image can trip the
@@ -524,8 +536,7 @@ class AssetCatalog(dg.ConfigurableResource):
                 index = embedding_index(self.url, like_model)
                 with index.lock:
                     index.refresh(conn)
-                    allowed = set(conn.execute(select(Asset.id).where(*where)).scalars()) if where else None
-                    ranked = index.top(unit_vector(like), offset + limit, allowed, exclude)[offset:]
+                    ranked = _nearest(conn, index, unit_vector(like), offset + limit, where, exclude)[offset:]
                 found = {r["id"]: dict(r) for r in conn.execute(
                     select(*columns).where(Asset.id.in_([aid for aid, _ in ranked]))).mappings()}
                 rows = [{**found[aid], "similarity": round(sim, 6)} for aid, sim in ranked if aid in found]
@@ -690,6 +701,30 @@ def _upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: tu
             set_={c: stmt.excluded[c] for c in group[0] if c not in skip},
         )
         conn.execute(stmt, group)
+
+
+def _nearest(conn: Connection, index: EmbeddingIndex, query: np.ndarray, k: int, where: list[Any],
+             exclude: str | None) -> list[tuple[str, float]]:
+    """The `k` images nearest `query` that meet every condition of `where`.
+
+    Filters are checked on the nearest candidates first, widening by POSTFILTER_GROWTH while too few
+    pass; a selective filter (under one candidate in POSTFILTER_MAX passes) gets its matching ids
+    from the database instead and ranks only those. Reading a broad filter's ids (a category: an
+    eighth of the catalog) costs more than the ranking itself.
+    """
+    if not where:
+        return index.top(query, k, None, exclude)
+    wanted, ranked = k * POSTFILTER_GROWTH, index.ranking(query, None, exclude)
+    while wanted <= POSTFILTER_MAX:
+        near = ranked(wanted)
+        ids = [aid for aid, _ in near]
+        passed = {aid for start in range(0, len(ids), IN_CHUNK) for aid in conn.execute(
+            select(Asset.id).where(Asset.id.in_(ids[start:start + IN_CHUNK]), *where)).scalars()}
+        if len([aid for aid in ids if aid in passed]) >= k or len(near) < wanted:
+            return [(aid, sim) for aid, sim in near if aid in passed][:k]
+        wanted *= POSTFILTER_GROWTH
+    allowed = set(conn.execute(select(Asset.id).where(*where)).scalars())
+    return index.top(query, k, allowed, exclude)
 
 
 def bump_changes(conn: Connection, name: str) -> None:

@@ -256,8 +256,14 @@ class EmbeddingIndex:
     def top(self, query: np.ndarray, k: int, allowed: set[str] | None = None,
             exclude: str | None = None) -> list[tuple[str, float]]:
         """The `k` ids most similar to `query` (cosine, best first; ties by id), among `allowed`."""
-        if not self.ids or k <= 0:
-            return []
+        return self.ranking(query, allowed, exclude)(k)
+
+    def ranking(self, query: np.ndarray, allowed: set[str] | None = None,
+                exclude: str | None = None) -> Callable[[int], list[tuple[str, float]]]:
+        """`top` for any k, scoring every vector once: a filter checked on ever more candidates
+        asks for a longer list without paying the matrix product again."""
+        if not self.ids:
+            return lambda k: []
         if query.shape[0] != self.matrix.shape[1]:
             raise ValueError(
                 f"the query embedding has {query.shape[0]} values but model {self.model!r}'s catalogued "
@@ -271,12 +277,16 @@ class EmbeddingIndex:
             scores = self.matrix[rows] @ query
         if exclude is not None and exclude in self._positions:
             scores[rows == self._positions[exclude]] = -np.inf
-        k = min(k, len(rows))
-        if k == 0:
-            return []
-        best = np.argpartition(-scores, k - 1)[:k]
-        return sorted(((self.ids[rows[i]], float(scores[i])) for i in best if np.isfinite(scores[i])),
-                      key=lambda item: (-item[1], item[0]))
+
+        def first(k: int) -> list[tuple[str, float]]:
+            k = min(k, len(rows))
+            if k <= 0:
+                return []
+            best = np.argpartition(-scores, k - 1)[:k]
+            return sorted(((self.ids[rows[i]], float(scores[i])) for i in best if np.isfinite(scores[i])),
+                          key=lambda item: (-item[1], item[0]))
+
+        return first
 
 
 _INDEXES: dict[tuple[str, str], EmbeddingIndex] = {}

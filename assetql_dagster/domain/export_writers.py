@@ -55,6 +55,7 @@ MANIFEST_COLUMNS = [
     "attempts",
     "tags",
     "category",
+    "category_source",
     "sku",
     "language",
     "extra",

@@ -35,6 +35,7 @@ from assetql_dagster.domain.records import (
 )
 from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.domain.style_report import Drift, StyleReport, style_report
+from assetql_dagster.pipeline.categorizing import load_overrides, with_overrides
 from assetql_dagster.pipeline.drift import load_style_report
 from assetql_dagster.pipeline.regeneration import load_histories
 from resources.storage import AssetStorage
@@ -52,7 +53,7 @@ def manifest_rows(
     settings = batch.settings
     jobs = {j.image_id: j for j in plan.jobs}
     scored = {s.image_id: s for s in scores.images}
-    tagged = {t.image_id: t.tags for t in tags.images}
+    tagged = {t.image_id: t for t in tags.images}
     rows = []
     for image in images.stored:
         job, score = jobs[image.image_id], scored[image.image_id]
@@ -78,8 +79,11 @@ def manifest_rows(
                 "verdict": score.verdict,
                 "version": score.version,
                 "attempts": score.attempts,
-                "tags": [f"{t.label}:{t.confidence:.2f}" for t in tagged[image.image_id]],
-                "category": job.category,
+                "tags": [f"{t.label}:{t.confidence:.2f}" for t in tagged[image.image_id].tags],
+                # The category path the tags stage found (or a person set); the CSV's value before
+                # tags recorded paths.
+                "category": tagged[image.image_id].category or job.category,
+                "category_source": tagged[image.image_id].category_source or "csv",
                 "sku": job.sku,
                 "language": job.language,
                 "extra": job.extra,
@@ -151,6 +155,7 @@ def package(
     """Write what the batch's `exports` setting asks for; the summary and the manifest's columns."""
     key, exports = batch.batch, batch.settings.exports
     current = {image_id: h.current_version for image_id, h in load_histories(storage, key).items()}
+    tags = with_overrides(tags, load_overrides(storage, key))
     rows = manifest_rows(batch, plan, images, scores, tags, current)
     meta = batch_meta(batch, images)
     palette = [(c.hex, c.share) for c in profile.palette]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import resources.catalog as catalog_module
 from resources.catalog import AssetCatalog
 from resources.catalog_models import AssetEntry, BatchEntry, TagEntry
 from resources.catalog_search import FILTERS, SORTS, EmbeddingIndex, parse_day, parse_size
@@ -196,3 +197,17 @@ def test_sqlite_statistics_are_taken_again_only_when_the_catalog_grew(catalog):
         stat = conn.exec_driver_sql(
             "SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_assets_category_subcategory'").scalar_one()
     assert stat.split()[:2] == ["75", "19"]  # 75 images, about 19 per category
+
+
+@pytest.mark.parametrize("postfilter_max", [0, 4, 4096])
+def test_filtered_similarity_is_the_same_whether_filters_check_candidates_or_read_ids(filled, monkeypatch,
+                                                                                       postfilter_max):
+    # 0: always read the filter's ids; 4: a round or two of candidates, then the ids; 4096: candidates only.
+    monkeypatch.setattr(catalog_module, "POSTFILTER_MAX", postfilter_max)
+    monkeypatch.setattr(catalog_module, "POSTFILTER_GROWTH", 2)
+    query = _unit(1, 0, 0.1, 0)
+    assert ids(filled, like=query, like_model="tiny", category="weapon", limit=2) == [
+        "spring-1/sword", "spring-1/sword-copy"]
+    assert ids(filled, like=query, like_model="tiny", batch="winter-1", limit=1) == ["winter-1/potion"]
+    assert ids(filled, like=query, like_model="tiny", tag=["brown"]) == ["spring-1/bow"]
+    assert ids(filled, like=query, like_model="tiny", verdict="review", exclude="spring-1/sword-copy") == []

@@ -248,12 +248,16 @@ def test_a_hand_set_category_survives_recataloguing_a_rerun_and_a_rebuild_from_s
         assert category_rows(catalog, aid) == set_by_hand
         catalog_batch(catalog, storage, key)
         assert category_rows(catalog, aid) == set_by_hand
-        rerun = materialize_partition(storage, key, selection=["tags", "catalog_entry"], catalog=catalog)
+        rerun = materialize_partition(storage, key, selection=["tags", "exports", "catalog_entry"], catalog=catalog)
         assert rerun.success
-        # The tags record keeps what was found; cataloguing applies the override from storage.
+        # The tags record keeps what was found; cataloguing and exports apply the override from storage.
         tagged = {t.image_id: t for t in read_record(storage, key, "tags").images}[image_id]
         assert (tagged.category, tagged.category_source) == ("weapon", "csv")
         assert category_rows(catalog, aid) == set_by_hand
+        manifest = json.loads(storage.read_text(f"exports/{key}/manifest.json"))["images"]
+        row = next(r for r in manifest if r["file_name"] == tagged.file_name)
+        assert (row["category"], row["category_source"]) == ("weapon/bow", "override")
+        assert {r["category_source"] for r in manifest if r is not row} == {"csv"}
 
         database = Path(catalog.engine.url.database)
         dispose_engine(catalog.url)
