@@ -1,6 +1,6 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
 (style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`), the asset
-catalog (`catalog rebuild`, `search`, `categorize`) and `rename` on the local embedded instance."""
+catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename` on the local embedded instance."""
 
 from __future__ import annotations
 
@@ -246,7 +246,7 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -
         storage = storage_resource(instance)
         # Registration is the one validation: every problem is printed before anything runs.
         try:
-            registration = register_batch(storage, path, creator=os.environ.get("ASSETQL_USER") or getpass.getuser())
+            registration = register_batch(storage, path, creator=cli_user())
         except BatchValidationError as err:
             return print_problems(path, err)
         print_ok(path, registration.source)
@@ -743,6 +743,40 @@ def add_categorize_parser(sub) -> None:
     categorize.add_argument("--data-dir", help="storage root for the local files (default ./data)")
 
 
+def cli_user() -> str:
+    """Who runs the command: $ASSETQL_USER, else the login name."""
+    return os.environ.get("ASSETQL_USER") or getpass.getuser()
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.pipeline.library_state import APPROVED, REJECTED
+    from assetql_dagster.pipeline.reviews import set_review
+
+    decision = APPROVED if args.approve else REJECTED if args.reject else None
+    with dg.DagsterInstance.get() as instance:
+        storage, catalog = storage_resource(instance), catalog_resource(instance)
+        try:
+            catalog.migrate()
+            count = set_review(storage, catalog, args.asset_ids, decision, cli_user())
+        except (ValueError, LookupError) as err:
+            return print_error(str(err))
+    print(f"{count} image(s) {decision or 'back to pending review'}")
+    return 0
+
+
+def add_review_parser(sub) -> None:
+    review = sub.add_parser("review", help="approve, reject or clear the review of catalogued images")
+    review.add_argument("asset_ids", nargs="+", metavar="ASSET_ID", help="the images' catalog ids, {batch}/{image_id}")
+    choice = review.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--approve", action="store_true", help="approve them (exported by export_only: approved)")
+    choice.add_argument("--reject", action="store_true", help="reject them")
+    choice.add_argument("--clear", action="store_true", help="remove the decision: pending review again")
+    review.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+
+
 SEARCH_COLUMNS = ("id", "verdict", "style_score", "category", "prompt")
 
 
@@ -775,6 +809,21 @@ def clip_resource(instance):
         return resources.clip
 
 
+def search_title(args: argparse.Namespace) -> str:
+    """What was searched for, in words: the contact sheet's title."""
+    from resources.catalog_search import FILTERS
+
+    parts = [f"“{args.query}”"] if args.query else []
+    parts += [f"like {args.like}"] if args.like else []
+    parts += [f"described as “{args.describe}”"] if args.describe else []
+    for f in FILTERS:
+        value = getattr(args, f.name)
+        if value is not None:
+            parts.append(f"{f.name.replace('_', ' ')} {', '.join(map(str, value)) if f.repeatable else value}")
+    title = "Search: " + (" · ".join(parts) or "every image")
+    return title if len(title) <= 200 else title[:199] + "…"
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     use_local_instance(args.data_dir)
     import dagster as dg
@@ -796,8 +845,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             return print_error("the catalog is empty or not created yet: run `assetql catalog rebuild` first")
         raise
     if args.contact_sheet:
-        title = "Search: " + (" · ".join(a for a in sys.argv[2:] if a != args.contact_sheet) or "everything")
-        args.contact_sheet.write_text(contact_sheet_html(storage, rows, title[:200]), encoding="utf-8")
+        args.contact_sheet.write_text(contact_sheet_html(storage, rows, search_title(args)), encoding="utf-8")
         print(f"contact sheet of {len(rows)} image(s): {args.contact_sheet}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(results_json(rows), indent=2, ensure_ascii=False, default=str))
@@ -840,6 +888,46 @@ def add_catalog_parsers(sub) -> None:
 VERSION_COMMANDS = {"versions": cmd_versions, "rollback": cmd_rollback, "regenerate": cmd_regenerate, "more": cmd_more}
 
 
+def cmd_library(args: argparse.Namespace) -> int:
+    """Serves the asset library over this installation's storage, catalog and Dagster instance."""
+    from assetql_dagster.library.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:  # every problem, one a line
+        print(f"assetql: error: {err}", file=sys.stderr)
+        return 1
+    use_local_instance(args.data_dir)
+    import dagster as dg
+    import uvicorn
+
+    from assetql_dagster.defs.launching import GraphQLLauncher, InstanceLauncher
+    from assetql_dagster.library.app import create_app
+
+    with dg.DagsterInstance.get() as instance:
+        storage, catalog = storage_resource(instance), catalog_resource(instance)
+        generator, clip = model_resources(instance)
+        catalog.migrate()
+        launcher = GraphQLLauncher(config.dagster_url) if config.dagster_url else InstanceLauncher(instance)
+        app = create_app(config, storage, catalog, launcher, clip, generator=generator)
+        if config.development:
+            print("development mode (no library.yaml): one local administrator, for requests from this machine only",
+                  file=sys.stderr)
+        # proxy_headers off: the peer address must be the real one, since only a trusted proxy's
+        # X-Forwarded-Email is believed (uvicorn would otherwise take X-Forwarded-For as the peer).
+        uvicorn.run(app, host=args.host, port=args.port, proxy_headers=False, log_level="info")
+    return 0
+
+
+def add_library_parser(sub) -> None:
+    library = sub.add_parser("library", help="serve the asset library (web app and JSON API)")
+    library.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    library.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    library.add_argument("--config", type=Path, help="library.yaml (default $ASSETQL_LIBRARY_CONFIG, else ./library.yaml; "
+                         "none: development mode)")
+    library.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assetql", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -857,6 +945,8 @@ def main(argv: list[str] | None = None) -> int:
     add_catalog_parsers(sub)
     add_rename_parser(sub)
     add_categorize_parser(sub)
+    add_review_parser(sub)
+    add_library_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "catalog":
         return cmd_catalog_rebuild(args)
@@ -868,6 +958,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_rename(args)
     if args.command == "categorize":
         return cmd_categorize(args)
+    if args.command == "review":
+        return cmd_review(args)
+    if args.command == "library":
+        return cmd_library(args)
     if args.command in VERSION_COMMANDS:
         return VERSION_COMMANDS[args.command](args)
     if args.command == "validate":

@@ -34,6 +34,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from resources.catalog_models import (
+    Activity,
+    ActivityEntry,
     AliasEntry,
     Asset,
     AssetAlias,
@@ -44,6 +46,8 @@ from resources.catalog_models import (
     BatchEntry,
     CatalogChange,
     CategoryOverride,
+    Download,
+    DownloadEntry,
     Export,
     StyleProfileVersion,
     Tag,
@@ -84,6 +88,8 @@ RETRY_ATTEMPTS = 4
 # Ids per IN (...) list: well under SQLite's variable limit, small enough for a quick plan.
 IN_CHUNK = 500
 RETRY_PGCODES = ("40P01", "40001", "23505")
+# Entries one read of the activity log or download history returns at most.
+HISTORY_MAX = 10_000
 # One key to serialise concurrent `migrate()` calls on PostgreSQL (pg_advisory_xact_lock).
 MIGRATION_LOCK_ID = 0x61737365_746C63  # "assetlc"
 
@@ -285,6 +291,7 @@ class AssetCatalog(dg.ConfigurableResource):
             "campaign": entry.campaign,
             "registered_at": to_utc(entry.registered_at),
             "updated_at": _now(),
+            "owner": entry.owner,
         }
         self._write(lambda conn: _upsert(conn, Batch.__table__, [row], ("key",), ("registered_at",)))
 
@@ -400,6 +407,77 @@ class AssetCatalog(dg.ConfigurableResource):
 
         return self._write(work)
 
+    def set_reviews(self, decisions: Mapping[str, str]) -> int:
+        """Set the review column of catalogued assets ({asset id: approved, rejected or "" for
+        pending}); returns how many rows there were to set (assets not catalogued are left out)."""
+        wanted = {_required(aid, "asset id"): review for aid, review in decisions.items()}
+        ids = sorted(wanted)  # one lock order for every writer
+
+        def work(conn: Connection) -> int:
+            # The driver's row count of an executemany is not reliable (psycopg2's batches), so
+            # the catalogued ones are read first.
+            found = [aid for i in range(0, len(ids), IN_CHUNK)
+                     for aid in conn.execute(select(Asset.id).where(Asset.id.in_(ids[i:i + IN_CHUNK]))).scalars()]
+            if found:
+                # Only the decision changes: no embedding moved, so no change counter is bumped.
+                conn.execute(update(Asset).where(Asset.id == bindparam("aid")).values(review=bindparam("review"))
+                             .execution_options(synchronize_session=False),
+                             [{"aid": aid, "review": wanted[aid]} for aid in sorted(found)])
+            return len(found)
+
+        return self._write(work) if ids else 0
+
+    def set_batch_owner(self, batch_key: str, owner: str) -> bool:
+        """Set a catalogued batch's owner; False when the batch is not catalogued."""
+        stmt = update(Batch).where(Batch.key == _required(batch_key, "batch key")).values(
+            owner=_required(owner, "owner"), updated_at=_now())
+        return self._write(lambda conn: conn.execute(stmt).rowcount > 0)
+
+    def add_activity(self, entries: Iterable[ActivityEntry | Mapping[str, Any]]) -> int:
+        """Append entries to the activity log (`at` None: now); returns how many."""
+        now = _now()
+        values = [
+            {"at": to_utc(e.at) or now, "user": _required(e.user, "user"), "action": _required(e.action, "action"),
+             "target": _required(e.target, "activity target"), "detail": e.detail}
+            for e in (coerce_entry(ActivityEntry, entry) for entry in entries)
+        ]
+        if values:
+            self._write(lambda conn: conn.execute(Activity.__table__.insert(), values))
+        return len(values)
+
+    def add_download(self, entry: DownloadEntry | Mapping[str, Any]) -> None:
+        """Record one download (`at` None: now)."""
+        e = coerce_entry(DownloadEntry, entry)
+        row = {"at": to_utc(e.at) or _now(), "user": _required(e.user, "user"),
+               "target": _required(e.target, "download target"), "kind": _required(e.kind, "download kind")}
+        self._write(lambda conn: conn.execute(Download.__table__.insert(), [row]))
+
+    def activity(self, *, target: str | None = None, user: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The activity log, newest first: of `target` (a batch key takes in its assets' entries,
+        `{batch}/...`) and/or of `user`, at most `limit` entries."""
+        stmt = select(Activity.__table__)
+        if target is not None:
+            stmt = stmt.where(_target_or_below(Activity.target, target))
+        if user is not None:
+            stmt = stmt.where(Activity.user == user)
+        return self._history(stmt.order_by(Activity.at.desc(), Activity.id.desc()), limit)
+
+    def downloads(self, *, user: str | None = None, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The download history, newest first: of `user` and/or `target` (a batch key takes in its
+        assets), at most `limit` entries."""
+        stmt = select(Download.__table__)
+        if user is not None:
+            stmt = stmt.where(Download.user == user)
+        if target is not None:
+            stmt = stmt.where(_target_or_below(Download.target, target))
+        return self._history(stmt.order_by(Download.at.desc(), Download.id.desc()), limit)
+
+    def _history(self, stmt: Any, limit: int) -> list[dict[str, Any]]:
+        if not isinstance(limit, int) or not 1 <= limit <= HISTORY_MAX:
+            raise ValueError(f"limit must be a whole number from 1 to {HISTORY_MAX}, got {limit!r}")
+        with self._read() as conn:
+            return [dict(row) for row in conn.execute(stmt.limit(limit)).mappings()]
+
     def delete_batch(self, batch_key: str) -> bool:
         """Remove a batch with its assets, versions, tags and exports (category overrides stay)."""
         def work(conn: Connection) -> bool:
@@ -454,6 +532,73 @@ class AssetCatalog(dg.ConfigurableResource):
         with self._read() as conn:
             row = conn.execute(select(Asset.__table__).where(Asset.id == asset_id)).mappings().first()
         return None if row is None else dict(row)
+
+    def list_batches(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Batches, most recently registered first (ties by key), each its row as a dict."""
+        stmt = select(Batch.__table__).order_by(Batch.registered_at.desc(), Batch.key)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(stmt.limit(int(limit)).offset(int(offset))).mappings()]
+
+    def get_batch(self, batch_key: str) -> dict[str, Any] | None:
+        """One batch row as a dict."""
+        with self._read() as conn:
+            row = conn.execute(select(Batch.__table__).where(Batch.key == batch_key)).mappings().first()
+        return None if row is None else dict(row)
+
+    def asset_tags(self, asset_id: str) -> list[dict[str, Any]]:
+        """An asset's tags (label, group, confidence, source), most confident first."""
+        stmt = (select(Tag.label, Tag.group, Tag.confidence, Tag.source).where(Tag.asset_id == asset_id)
+                .order_by(Tag.confidence.desc(), Tag.label, Tag.group))
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def asset_versions(self, asset_id: str) -> list[dict[str, Any]]:
+        """An asset's versions, oldest first."""
+        columns = [c for c in AssetVersion.__table__.c if c.name not in ("id", "asset_id")]
+        stmt = select(*columns).where(AssetVersion.asset_id == asset_id).order_by(AssetVersion.version)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def batch_exports(self, batch_key: str) -> dict[str, str]:
+        """The export files of a batch: kind → storage key."""
+        stmt = select(Export.kind, Export.storage_key).where(Export.batch_key == batch_key).order_by(Export.kind)
+        with self._read() as conn:
+            return dict(conn.execute(stmt).all())
+
+    def batch_facets(self, batch_key: str | None = None) -> dict[str, list[str]]:
+        """The category paths and tag labels present (in one batch, or everywhere), sorted: what a
+        filter form offers to pick from."""
+        categories = select(Asset.category, Asset.subcategory).where(Asset.category != "").distinct()
+        labels = select(Tag.label).distinct()
+        if batch_key is not None:
+            categories = categories.where(Asset.batch_key == batch_key)
+            labels = labels.join(Asset, Asset.id == Tag.asset_id).where(Asset.batch_key == batch_key)
+        with self._read() as conn:
+            found = conn.execute(categories).all()
+            # Each primary on its own too: a filter by `weapon` takes every weapon subcategory.
+            paths = {c for c, _ in found} | {f"{c}/{s}" for c, s in found if s}
+            return {"categories": sorted(paths), "tags": sorted(conn.execute(labels).scalars())}
+
+    def known_file(self, key: str) -> bool:
+        """Whether storage key `key` is a file the catalog lists: an image or thumbnail (now, of a
+        version, or under an old name) or an export. The key's second part names its batch
+        (`raw/{batch}/…`, `versions/{batch}/…`, `exports/{batch}/…`), which narrows each lookup to an index."""
+        parts = key.split("/")
+        if len(parts) < 3:
+            return False
+        batch = parts[1]
+        prefix = f"{batch}/"
+        checks = [
+            select(Asset.id).where(Asset.batch_key == batch, (Asset.raw_key == key) | (Asset.thumb_key == key)),
+            # Version ids start with "{batch}/": a range on the (asset_id, version) index.
+            select(AssetVersion.id).where(
+                AssetVersion.asset_id >= prefix, AssetVersion.asset_id < f"{batch}0",
+                (AssetVersion.storage_key == key) | (AssetVersion.thumb_key == key)),
+            select(AssetAlias.id).where(AssetAlias.batch_key == batch, AssetAlias.raw_key == key),
+            select(Export.id).where(Export.batch_key == batch, Export.storage_key == key),
+        ]
+        with self._read() as conn:
+            return any(conn.execute(check.limit(1)).first() is not None for check in checks)
 
     def resolve_file_name(self, file_name: str, *, batch: str | None = None) -> list[str]:
         """Ids of the assets called `file_name` (e.g. "sword-01.png"), in `batch` or any batch: those
@@ -510,7 +655,7 @@ class AssetCatalog(dg.ConfigurableResource):
         `query` is full text (every word in the prompt, tags or metadata, as in `search_ids`);
         `filters` are the keywords of `catalog_search.FILTERS` (batch, category, tag, any_tag,
         verdict, language, style_profile, campaign, since, until, min/max_score, min/max_width,
-        min/max_height, min/max_file_size, file_format). `sort` is a key of `SORTS` (score, date, name,
+        min/max_height, min/max_file_size, file_format, review). `sort` is a key of `SORTS` (score, date, name,
         category), `reverse` flips it. With `like` (a CLIP embedding of model `like_model`) results
         are the most similar images of that model instead, best first, each with its `similarity`
         (cosine); `exclude` leaves one asset id out (the one the query came from).
@@ -614,6 +759,11 @@ def asset_id(batch_key: str, image_id: str) -> str:
     return f"{_required(batch_key, 'batch key')}/{_required(image_id, 'image id')}"
 
 
+def _target_or_below(column: Any, target: str) -> Any:
+    # autoescape: '_' in a batch key is a LIKE wildcard otherwise.
+    return column.startswith(f"{_required(target, 'target')}/", autoescape=True) | (column == target)
+
+
 def _has_stats(conn: Connection) -> bool:
     return conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first() is not None
 
@@ -667,6 +817,7 @@ def _asset_row(batch_key: str, entry: AssetEntry, now: datetime) -> dict[str, An
         "embedding_model": entry.embedding_model if entry.embedding is not None else None,
         "tags_text": "",
         "metadata_text": entry.metadata_text(),
+        "review": entry.review,
     }
 
 

@@ -1,9 +1,11 @@
 """Tables of the asset catalog (SQLAlchemy 2) and the plain entries its upserts take.
 
 The catalog is an index over what storage holds (batches, images, versions, tags, exports), kept
-for search; storage stays the source of truth. The schema itself is created by the Alembic
-migrations in `resources/catalog_migrations/`; these models describe the same tables for queries
-and for autogenerating the next migration. Full-text search objects are dialect-specific and live
+for search; storage stays the source of truth. The asset library's activity log and download
+history are the exception: they are history, kept here only (a catalog rebuilt from nothing starts
+them empty). The schema itself is created by the Alembic migrations in
+`resources/catalog_migrations/`; these models describe the same tables for queries and for
+autogenerating the next migration. Full-text search objects are dialect-specific and live
 in the migrations only (see `SEARCH_OBJECTS`).
 
 Nothing here imports the code location: callers turn their records into the entries below.
@@ -139,6 +141,9 @@ class Batch(Base):
     campaign: Mapped[str | None] = mapped_column(index=True)
     registered_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
+    # Who answers for the batch in the asset library: its creator until an admin transfers it
+    # (`batches/{batch}/owner.json`).
+    owner: Mapped[str] = mapped_column(server_default="")
 
 
 class Asset(Base):
@@ -187,6 +192,8 @@ class Asset(Base):
     # category, SKU and extra values (kept by upsert_assets).
     tags_text: Mapped[str] = mapped_column(Text)
     metadata_text: Mapped[str] = mapped_column(Text)
+    # A person's review decision (`batches/{batch}/reviews.json`): approved, rejected, or "" while pending.
+    review: Mapped[str] = mapped_column(index=True, server_default="")
 
 
 class AssetVersion(Base):
@@ -284,6 +291,34 @@ class AssetAlias(Base):
     raw_key: Mapped[str]
 
 
+class Activity(Base):
+    """One thing a person did in the asset library (reviewed, transferred, deleted, downloaded, ...),
+    on a target: a batch key or an asset id. History, not an index of storage: kept in the catalog
+    only, and not tied to the batches and assets it names, so it outlives them."""
+
+    __tablename__ = "activity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    user: Mapped[str] = mapped_column(index=True)
+    action: Mapped[str]
+    target: Mapped[str] = mapped_column(index=True)
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class Download(Base):
+    """One download from the asset library: who took which asset or batch, in what form (original,
+    compressed, zip, ...). Kept in the catalog only, like `Activity`."""
+
+    __tablename__ = "downloads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    user: Mapped[str] = mapped_column(index=True)
+    target: Mapped[str] = mapped_column(index=True)
+    kind: Mapped[str]
+
+
 # ---- plain entries the upserts take (dicts with the same keys work too) ----------------------
 
 E = TypeVar("E")
@@ -327,6 +362,7 @@ class BatchEntry:
     style_profile: str | None = None
     campaign: str | None = None
     registered_at: datetime | str | None = None  # None: now on first insert, kept after
+    owner: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,6 +394,7 @@ class AssetEntry:
     created_at: datetime | str | None = None  # None: now on first insert, kept after
     embedding: bytes | Sequence[float] | np.ndarray | None = None
     embedding_model: str | None = None
+    review: str = ""  # approved, rejected, or "" while pending
 
     def metadata_text(self) -> str:
         """What full-text search finds besides prompt and tags."""
@@ -389,6 +426,23 @@ class AliasEntry:
     image_id: str
     file_name: str  # the old file name, e.g. "sword-01.png"
     raw_key: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivityEntry:
+    user: str
+    action: str  # e.g. review.approved, owner.transfer, batch.delete
+    target: str  # a batch key or an asset id
+    detail: str = ""
+    at: datetime | str | None = None  # None: now
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadEntry:
+    user: str
+    target: str  # a batch key or an asset id
+    kind: str  # e.g. original, compressed, zip
+    at: datetime | str | None = None  # None: now
 
 
 @dataclasses.dataclass(frozen=True)

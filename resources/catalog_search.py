@@ -83,6 +83,16 @@ def _any_tag(labels: str | Iterable[str]) -> ColumnElement[bool]:
     return exists().where(Tag.asset_id == Asset.id, Tag.label.in_(_terms(labels)))
 
 
+REVIEWS = ("approved", "rejected", "pending")
+
+
+def _review(value: str) -> ColumnElement[bool]:
+    if value not in REVIEWS:
+        raise ValueError(f"review {str(value)[:40]!r} is not one of {', '.join(REVIEWS)}")
+    # Pending: nobody decided yet, stored as "".
+    return Asset.review == ("" if value == "pending" else value)
+
+
 def _batch_column(column: Any) -> Callable[[str], ColumnElement[bool]]:
     return lambda value: Asset.batch_key.in_(select(Batch.key).where(column == value))
 
@@ -138,6 +148,8 @@ FILTERS: tuple[Filter, ...] = (
     Filter("max_file_size", "only files of at most this size: 2048, 500KB, 1.5MB",
            lambda v: Asset.file_size <= parse_size(v), metavar="SIZE"),
     Filter("file_format", "only files of this format: png, jpeg, ...", lambda v: Asset.format == v, metavar="FORMAT"),
+    Filter("review", "only images with this review decision: approved, rejected or pending (not decided yet)",
+           _review, metavar="DECISION"),
 )
 FILTERS_BY_NAME = {f.name: f for f in FILTERS}
 

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # Where an image's category came from, in the order they are tried (an override beats them all).
-CATEGORY_SOURCES = ("override", "csv", "keywords", "clip")
+# "csv+keywords": the CSV named a primary (`weapon`) and a keyword of the prompt its subcategory.
+CATEGORY_SOURCES = ("override", "csv", "csv+keywords", "keywords", "clip")
 # Confidence of a category found in the prompt: the prompt asked for it, the image may not show it.
 KEYWORD_CONFIDENCE = 0.9
 # Least zero-shot probability (softmax over every subcategory) for CLIP to categorise an image.

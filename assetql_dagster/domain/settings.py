@@ -198,6 +198,7 @@ def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default:
 
 _UNIT = _number(0, 1)
 TAGGERS = ("local", "bedrock")
+EXPORT_ONLY = ("all", "approved")
 # Claude 3 Sonnet, the vision model the design document names for auto-tagging.
 BEDROCK_MODEL = "anthropic.claude-3-sonnet-20240229-v1:0"
 
@@ -387,6 +388,15 @@ class BatchSettings:
         "what `exports` writes: `zip` (images + manifest CSV/JSON + gallery `index.html`), `manifest` "
         "(standalone `manifest.csv`/`.json`), `gallery` (standalone `gallery.html`), `links` "
         "(`links.csv`/`.json`)",
+    )
+    export_only: str = _setting(
+        "all",
+        lambda v: None if v in EXPORT_ONLY else f"must be one of {', '.join(EXPORT_ONLY)}, got {_quote(v)}",
+        "Which images the export packages: 'all' stored images, or only those a reviewer 'approved' in the "
+        "asset library or with `assetql review` (until then the package holds no image; the library's "
+        "export-approved button writes it again from the stored records).",
+        "`all` stored images, or only those `approved` in review (`assetql review`, the asset library), "
+        "see [Review and ownership](#review-and-ownership)",
     )
     link_expiry: int | str = _setting(
         "7d",

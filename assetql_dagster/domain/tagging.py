@@ -30,7 +30,7 @@ from assetql_dagster.domain.validation import check_int, check_unit
 KIND_ORDER = ("category", "object", "scene", "style", "color", "mood", "composition")
 # Where a tag comes from: the CSV, the prompt's keywords or a person (categories), image statistics,
 # zero-shot CLIP, or the Bedrock vision-language model.
-TAG_SOURCES = ("csv", "keywords", "override", "pixels", "clip", "bedrock")
+TAG_SOURCES = (*CATEGORY_SOURCES, "pixels", "bedrock")
 # What tags stored before sources were recorded read as; re-materializing `tags` records them.
 UNRECORDED_SOURCE = "unrecorded"
 

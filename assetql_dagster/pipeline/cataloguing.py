@@ -5,7 +5,9 @@ Storage stays the source of truth: the records (`batch_input`, `prompts`, `curat
 `exports`, `versions.json` and `names.json`) are upserted, so cataloguing a batch again gives the same rows, and a
 lost catalog is rebuilt from storage alone. Stages a batch has not reached yet are left out (a
 registered batch is catalogued without images). Hand-set categories are kept in storage too
-(`category_overrides.json`); `categorize` sets one and catalogues its batch again.
+(`category_overrides.json`); `categorize` sets one and catalogues its batch again. So are the asset
+library's review decisions, owner and deletion (`library_state`): a batch an admin deleted is left
+out of the catalog, its rows removed, however often it is catalogued.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from assetql_dagster.pipeline.categorizing import (
     save_override,
     with_overrides,
 )
+from assetql_dagster.pipeline.library_state import LibraryState, deletion, load_state
 from assetql_dagster.pipeline.names import ImageName, load_names
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.regeneration import load_histories, now_iso
@@ -57,10 +60,11 @@ class CatalogCounts:
     exports: int = 0
     removed: int = 0
     aliases: int = 0
+    deleted: bool = False  # deleted from the library: its rows were removed, none upserted
 
     @property
     def rows(self) -> int:
-        return 1 + self.assets + self.versions + self.tags + self.exports + self.aliases
+        return 0 if self.deleted else 1 + self.assets + self.versions + self.tags + self.exports + self.aliases
 
 
 def _optional(storage: AssetStorage, batch: str, stage: str):
@@ -93,6 +97,8 @@ def _category(
 
 def catalog_batch(catalog: AssetCatalog, storage: AssetStorage, batch_key: str) -> CatalogCounts:
     """`catalog_records` with the records stored for batch `batch_key` (those of stages it reached)."""
+    if deletion(storage, batch_key) is not None:  # its records need not be read
+        return forget_batch(catalog, batch_key)
     return catalog_records(
         catalog,
         read_record(storage, batch_key, "batch_input"),
@@ -104,7 +110,17 @@ def catalog_batch(catalog: AssetCatalog, storage: AssetStorage, batch_key: str) 
         file_sizes(storage, batch_key),
         load_names(storage, batch_key),
         load_overrides(storage, batch_key),
+        load_state(storage, batch_key),
     )
+
+
+def forget_batch(catalog: AssetCatalog, batch_key: str) -> CatalogCounts:
+    """Remove a deleted batch's rows: the batch, its images (with their versions, tags and old names),
+    exports and hand-set categories."""
+    removed = catalog.delete_assets_except(batch_key, [])
+    catalog.delete_batch(batch_key)
+    catalog.replace_category_overrides(batch_key, {})
+    return CatalogCounts(batch_key, removed=removed, deleted=True)
 
 
 def catalog_records(
@@ -118,12 +134,16 @@ def catalog_records(
     sizes: Mapping[str, int],
     renamed: Mapping[str, ImageName],
     overrides: Mapping[str, ManualCategory],
+    state: LibraryState,
 ) -> CatalogCounts:
     """Upsert the batch with its images, versions, tags, exports and the old names of its renamed
     images (`renamed`, see `load_names`); idempotent. `sizes` are the stored files' sizes by key
     (`file_sizes`); `overrides` the hand-set categories by image id (`load_overrides`), which
-    replace the found ones. The catalog must be migrated (`catalog.migrate()`)."""
+    replace the found ones; `state` the review decisions and owner to show (`load_state`), or the
+    deletion that removes the batch's rows instead. The catalog must be migrated (`catalog.migrate()`)."""
     batch_key = batch.batch
+    if state.deleted is not None:
+        return forget_batch(catalog, batch_key)
     tag_set = with_overrides(tag_set, overrides) if tag_set else None
     stored = curation.images.stored if curation else ()
     scores: dict[str, ImageScore] = {s.image_id: s for s in curation.scores.images} if curation else {}
@@ -145,6 +165,7 @@ def catalog_records(
         style_profile=_style(settings.style),
         campaign=batch.campaign or None,
         registered_at=batch.registered_at,
+        owner=state.owner or batch.creator,
     ))
 
     jobs = {j.image_id: j for j in plan.jobs} if plan else {}
@@ -180,6 +201,7 @@ def catalog_records(
             created_at=created or batch.registered_at,
             embedding=embedding or None,
             embedding_model=tag_set.embedding_model if embedding and tag_set else None,
+            review=state.reviews[image.image_id].decision if image.image_id in state.reviews else "",
         ))
         if history:
             versions += [
@@ -224,10 +246,11 @@ def catalog_records(
 
 
 def rebuild(catalog: AssetCatalog, storage: AssetStorage, batches: Iterable[str] | None = None) -> list[CatalogCounts]:
-    """Migrate the catalog, then catalog every batch registered in storage (`batches/*/source.json`)."""
+    """Migrate the catalog, then catalog every batch registered in storage (`batches/*/source.json`);
+    the counts of those catalogued (deleted batches are only removed)."""
     catalog.migrate()
     keys = registered_batches(storage) if batches is None else list(batches)
-    return [catalog_batch(catalog, storage, key) for key in keys]
+    return [counts for counts in (catalog_batch(catalog, storage, key) for key in keys) if not counts.deleted]
 
 
 def categorize(catalog: AssetCatalog, storage: AssetStorage, asset: str, category: str | None) -> CategoryPath | None:

@@ -34,10 +34,13 @@ class ManualCategory:
 def found_category(job: ImageJob) -> tuple[CategoryPath, str, float] | None:
     """(path, source, confidence) from the CSV `category`, else the prompt's keywords; None when
     neither names one (then zero-shot CLIP may)."""
-    typed = resolve_category(job.category)
+    typed, keyword = resolve_category(job.category), category_from_prompt(job.prompt)
     if typed is not None:
+        # A bare primary is refined by the prompt when it names one of that primary's subcategories
+        # ("weapon" and "a longsword ..." give weapon/sword); the CSV still decides the primary.
+        if not typed.sub and keyword is not None and keyword.primary == typed.primary:
+            return keyword, "csv+keywords", KEYWORD_CONFIDENCE
         return typed, "csv", 1.0
-    keyword = category_from_prompt(job.prompt)
     return (keyword, "keywords", KEYWORD_CONFIDENCE) if keyword is not None else None
 
 

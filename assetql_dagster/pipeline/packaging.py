@@ -37,6 +37,7 @@ from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.domain.style_report import Drift, StyleReport, style_report
 from assetql_dagster.pipeline.categorizing import load_overrides, with_overrides
 from assetql_dagster.pipeline.drift import load_style_report
+from assetql_dagster.pipeline.library_state import APPROVED, approved_images
 from assetql_dagster.pipeline.regeneration import load_histories
 from resources.storage import AssetStorage
 
@@ -152,8 +153,13 @@ def package(
     tags: TagSet,
     profile: StyleProfile,
 ) -> tuple[ExportSummary, list[str]]:
-    """Write what the batch's `exports` setting asks for; the summary and the manifest's columns."""
+    """Write what the batch's `exports` setting asks for, of the images its `export_only` setting
+    takes (every stored one, or those approved in review); the summary and the manifest's columns."""
     key, exports = batch.batch, batch.settings.exports
+    if batch.settings.export_only == APPROVED:
+        # Read at export time, so approving more and exporting again takes them in.
+        approved = approved_images(storage, key)
+        images = dataclasses.replace(images, stored=tuple(i for i in images.stored if i.image_id in approved))
     current = {image_id: h.current_version for image_id, h in load_histories(storage, key).items()}
     tags = with_overrides(tags, load_overrides(storage, key))
     rows = manifest_rows(batch, plan, images, scores, tags, current)

@@ -220,11 +220,15 @@ def renamed(value: Any, stems: Mapping[str, str], batch: str) -> Any:
     return dataclasses.replace(value, **changes) if changes else value
 
 
-def reexport(storage: AssetStorage, key: str) -> ExportSummary:
-    """The batch's package written again from its stored records, as the `exports` asset writes it."""
+def reexport(storage: AssetStorage, key: str, export_only: str | None = None) -> ExportSummary:
+    """The batch's package written again from its stored records, as the `exports` asset writes it;
+    `export_only` (all, approved) replaces the batch's own setting for this package."""
     curation = read_record(storage, key, "curated_images")
+    batch = read_record(storage, key, "batch_input")
+    if export_only is not None:
+        batch = dataclasses.replace(batch, settings=dataclasses.replace(batch.settings, export_only=export_only))
     summary, _ = package(
-        storage, read_record(storage, key, "batch_input"), read_record(storage, key, "prompts"), curation.images,
+        storage, batch, read_record(storage, key, "prompts"), curation.images,
         curation.scores, read_record(storage, key, "tags"), read_record(storage, key, "style_profile"),
     )
     write_record(storage, record_key(key, "exports"), summary)

@@ -23,7 +23,7 @@ from resources.storage import AssetStorage
 MAX_DESCRIPTION_CHARS = 500
 # What `--format csv` and `--format json` show of each result, in order.
 RESULT_COLUMNS = (
-    "id", "batch_key", "image_id", "file_name", "current_version", "verdict", "style_score", "category",
+    "id", "batch_key", "image_id", "file_name", "current_version", "verdict", "review", "style_score", "category",
     "subcategory", "category_source", "tags", "width", "height", "file_size", "format", "language", "sku",
     "prompt", "raw_key", "thumb_key", "created_at",
 )

@@ -708,3 +708,34 @@ def test_rename_plans_refuses_collisions_renames_and_survives_a_rollback(batch_c
     assert set(rows) == set(images) == {old["sword-01"], "SKU-1002_1.png"}
     assert catalog_beside(batch_cli.storage).resolve_file_name(old["sword-02"]) == [
         f"{key}/{old['sword-02'].removesuffix('.png')}"]
+
+
+def test_library_refuses_a_bad_config_and_serves_the_asset_library(tmp_path, capsys):
+    import urllib.request
+
+    bad = tmp_path / "library.yaml"
+    bad.write_text("rate_limit_per_minute: 0\ncolour: blue\n")
+    assert main(["library", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "rate_limit_per_minute: must be a whole number from 1 to 100000, got 0" in err and "'colour'" in err
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # No library.yaml where it runs: development mode, the local admin for loopback requests.
+    server = assetql("library", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+                     env={"DAGSTER_HOME": str(tmp_path / "home"), "ASSETQL_LIBRARY_CONFIG": ""})
+    try:
+        deadline, me = time.monotonic() + 120, None
+        while me is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/me", timeout=5) as answer:
+                    me = json.load(answer)
+            except OSError:
+                time.sleep(0.5)
+        assert me == {"user": "local-admin", "role": "admin", "via": "local"}, server.poll()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/batches", timeout=5) as answer:
+            assert "Development mode" in answer.read().decode()
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "development mode (no library.yaml)" in output

@@ -26,11 +26,13 @@ from resources.catalog import (
     sqlite_url_beside,
 )
 from resources.catalog_models import (
+    ActivityEntry,
     AliasEntry,
     AssetEntry,
     Base,
     BatchEntry,
     CategoryOverride,
+    DownloadEntry,
     Export,
     Tag,
     TagEntry,
@@ -40,7 +42,7 @@ from resources.catalog_models import (
 )
 
 TABLES = {"catalog_changes", "batches", "assets", "asset_versions", "tags", "style_profiles", "exports", "category_overrides",
-          "asset_aliases"}
+          "asset_aliases", "activity", "downloads"}
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
@@ -53,14 +55,15 @@ def _catalog_everything(catalog: AssetCatalog, newer: bool) -> None:
     old file name."""
     _batch(catalog, name="Demo v2" if newer else "Demo", status="exported" if newer else "registered",
            images_planned=3, images_stored=3, images_passed=2 if newer else 1, settings={"steps": 30 if newer else 20},
-           style_profile="brand-x@2", campaign="spring", registered_at="2026-05-01T12:00:00Z")
+           style_profile="brand-x@2", campaign="spring", registered_at="2026-05-01T12:00:00Z",
+           owner="bo" if newer else "ana")
     catalog.upsert_assets("demo-1", [
         AssetEntry(image_id=f"img-{i}", file_name=f"img-{i}.png", raw_key=f"raw/demo-1/img-{i}.png",
                    category="weapons", subcategory="swords", style_score=0.9 if newer else 0.5,
                    palette_score=0.8, verdict="pass" if newer else "review", width=512, height=512,
                    file_size=1000 + i, prompt=f"{'golden' if newer else 'silver'} sword number {i}",
                    language="en", sku=f"SKU-{i}", extra={"material": "gold" if newer else "steel"},
-                   current_version=2 if newer else 1)
+                   current_version=2 if newer else 1, review="approved" if newer else "")
         for i in range(3)
     ])
     catalog.upsert_versions("demo-1", [
@@ -81,8 +84,9 @@ def _catalog_everything(catalog: AssetCatalog, newer: bool) -> None:
     catalog.replace_aliases("demo-1", [AliasEntry("img-1", "sword-1.png", "raw/demo-1/sword-1.png" if newer else "")])
 
 
+# The activity log and download history are appended to, not upserted: nothing here writes them.
 EVERYTHING = {"batches": 1, "assets": 3, "asset_versions": 6, "tags": 9, "exports": 2, "style_profiles": 1,
-              "category_overrides": 1, "asset_aliases": 1, "catalog_changes": 1}
+              "category_overrides": 1, "asset_aliases": 1, "catalog_changes": 1, "activity": 0, "downloads": 0}
 
 
 def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
@@ -112,9 +116,11 @@ def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
         assert "USING gin (search_vector)" in indexdef and generated == "ALWAYS"
     expected_indexes = {"ix_assets_batch_key", "ix_assets_category_subcategory", "ix_assets_verdict",
                         "ix_assets_style_score", "ix_assets_created_at", "ix_assets_language",
-                        "ix_assets_file_name", "ix_assets_embedding_model_updated_at"}
+                        "ix_assets_file_name", "ix_assets_embedding_model_updated_at", "ix_assets_review"}
     assert expected_indexes <= {i["name"] for i in inspector.get_indexes("assets")}
     assert "ix_tags_label" in {i["name"] for i in inspector.get_indexes("tags")}
+    for table in ("activity", "downloads"):
+        assert {f"ix_{table}_{c}" for c in ("at", "user", "target")} <= {i["name"] for i in inspector.get_indexes(table)}
 
     _catalog_everything(catalog, newer=False)
     catalog.migrate()  # at head already: changes nothing
@@ -137,22 +143,36 @@ def test_migrations_go_up_to_head_and_down_to_base(catalog_url):
     assert catalog.row_counts() == dict.fromkeys(EVERYTHING, 0)
 
 
-def test_0002_adds_the_embedding_model_and_going_down_keeps_every_other_value(catalog_url):
-    catalog = AssetCatalog(url=catalog_url)
-    catalog.migrate("0001")
-    _batch(catalog)
-    with catalog.engine.begin() as conn:  # a row as 0001 wrote it, without the new column
+def _rows_as_0001_wrote_them(catalog: AssetCatalog, file_name: str = "a.png") -> None:
+    """Batch demo-1 (by ana) with image a, written in SQL: the models describe the newest schema, so
+    a test of an older revision cannot write or read through them."""
+    with catalog.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO batches (\"key\", name, description, creator, status, images_planned, images_stored,"
+            " images_failed, images_passed, images_review, settings, registered_at, updated_at) VALUES ('demo-1',"
+            " 'Demo', '', 'ana', 'exported', 1, 1, 0, 1, 0, '{}', '2026-11-26 00:00:00', '2026-11-26 00:00:00')"))
         conn.execute(text(
             "INSERT INTO assets (id, batch_key, image_id, file_name, current_version, raw_key, thumb_key, category,"
             " subcategory, category_source, verdict, width, height, format, prompt, negative_prompt, language, sku,"
-            " extra, created_at, updated_at, tags_text, metadata_text) VALUES ('demo-1/a', 'demo-1', 'a', 'a.png',"
+            " extra, created_at, updated_at, tags_text, metadata_text) VALUES ('demo-1/a', 'demo-1', 'a', :name,"
             " 1, 'raw/a.png', 'thumb/a.jpg', 'weapon', '', 'csv', 'pass', 64, 64, 'png', 'a lantern', '', 'en', '',"
-            " '{}', '2026-11-26 00:00:00', '2026-11-26 00:00:00', '', 'a a.png')"))
+            " '{}', '2026-11-26 00:00:00', '2026-11-26 00:00:00', '', 'a a.png')"), {"name": file_name})
+
+
+def _value(catalog: AssetCatalog, sql: str):
+    with catalog.engine.connect() as conn:
+        return conn.execute(text(sql)).scalar_one()
+
+
+def test_0002_adds_the_embedding_model_and_going_down_keeps_every_other_value(catalog_url):
+    catalog = AssetCatalog(url=catalog_url)
+    catalog.migrate("0001")
+    _rows_as_0001_wrote_them(catalog)
     catalog.migrate("0002")
-    assert catalog.get_asset("demo-1/a")["embedding_model"] is None
-    assert catalog.search(query="lantern")[0]["id"] == "demo-1/a"
-    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="a.png", prompt="a lantern",
-                                                embedding=[1.0, 0.0], embedding_model="tiny")])
+    assert _value(catalog, "SELECT embedding_model FROM assets") is None
+    assert catalog.search_ids("lantern") == ["demo-1/a"]
+    with catalog.engine.begin() as conn:
+        conn.execute(text("UPDATE assets SET embedding_model = 'tiny'"))
     catalog.downgrade("0001")
     assert "embedding_model" not in {c["name"] for c in inspect(catalog.engine).get_columns("assets")}
     assert catalog.search_ids("lantern") == ["demo-1/a"]  # full text survives the way down
@@ -204,18 +224,19 @@ def test_upserts_are_idempotent_and_the_newer_values_win(catalog):
     assert (asset["style_score"], asset["verdict"], asset["current_version"]) == (0.9, "pass", 2)
     assert asset["prompt"] == "golden sword number 1" and asset["extra"] == {"material": "gold"}
     assert asset["palette_score"] == 0.8 and asset["file_size"] == 1001 and asset["batch_key"] == "demo-1"
+    assert asset["review"] == "approved"
     # A created_at left None keeps the first one; updated_at moves on.
     assert asset["created_at"] == first["created_at"] and asset["updated_at"] > first["updated_at"]
     assert asset["created_at"].tzinfo is not None
     with catalog.engine.connect() as conn:
         batch = conn.execute(text(
-            "SELECT name, status, images_passed, registered_at FROM batches WHERE key = 'demo-1'")).one()
+            "SELECT name, status, images_passed, owner, registered_at FROM batches WHERE key = 'demo-1'")).one()
         versions = conn.execute(text("SELECT verdict, created_at FROM asset_versions ORDER BY asset_id, version")).all()
         confidences = conn.execute(select(Tag.confidence).where(Tag.label == "gold")).scalars().all()
         exports = dict(conn.execute(select(Export.kind, Export.storage_key)).all())
         override = conn.execute(select(CategoryOverride.category)).scalar_one()
         spec = conn.execute(text("SELECT spec FROM style_profiles")).scalar_one()
-    assert batch[:3] == ("Demo v2", "exported", 2)
+    assert batch[:4] == ("Demo v2", "exported", 2, "bo")
     assert {v for v, _ in versions} == {"pass"}
     assert confidences == [0.9] * 3
     assert exports == {"zip": "exports/demo-1/demo-1.zip", "manifest": "exports/demo-1/manifest.csv"}
@@ -475,8 +496,7 @@ def test_0003_adds_old_file_names_and_going_down_drops_only_them(catalog_url):
     catalog = AssetCatalog(url=catalog_url)
     catalog.migrate("0002")
     assert "asset_aliases" not in inspect(catalog.engine).get_table_names()
-    _batch(catalog)
-    catalog.upsert_assets("demo-1", [AssetEntry(image_id="a", file_name="SKU-1_1.png", prompt="a lantern")])
+    _rows_as_0001_wrote_them(catalog, file_name="SKU-1_1.png")
     catalog.migrate("0003")
     assert catalog.current_revision() == "0003"
     indexes = {i["name"] for i in inspect(catalog.engine).get_indexes("asset_aliases")}
@@ -486,7 +506,7 @@ def test_0003_adds_old_file_names_and_going_down_drops_only_them(catalog_url):
 
     catalog.downgrade("0002")
     assert "asset_aliases" not in inspect(catalog.engine).get_table_names()
-    assert catalog.get_asset("demo-1/a")["file_name"] == "SKU-1_1.png"
+    assert _value(catalog, "SELECT file_name FROM assets") == "SKU-1_1.png"
     assert catalog.search_ids("lantern") == ["demo-1/a"]
     catalog.migrate()
     assert catalog.resolve_file_name("a.png") == [] and catalog.resolve_file_name("SKU-1_1.png") == ["demo-1/a"]
@@ -527,3 +547,106 @@ def test_category_overrides_are_replaced_per_batch_and_a_key_is_no_pattern(catal
     assert rows == [("b_1/y", "potion/mana", T0 + timedelta(minutes=1)), ("bx1/z", "ui", T0)]
     assert catalog.replace_category_overrides("b_1", {}) == 0
     assert catalog.row_counts()["category_overrides"] == 1
+
+
+def test_0004_adds_reviews_owners_activity_and_downloads_and_going_down_keeps_the_rest(catalog_url):
+    catalog = AssetCatalog(url=catalog_url)
+    catalog.migrate("0003")
+    _rows_as_0001_wrote_them(catalog)
+    catalog.migrate("0004")
+    assert catalog.current_revision() == "0004"
+    # Existing images are pending review; existing batches are owned by their creator.
+    assert catalog.get_asset("demo-1/a")["review"] == "" and _value(catalog, "SELECT owner FROM batches") == "ana"
+    assert catalog.set_reviews({"demo-1/a": "approved"}) == 1
+    catalog.add_activity([ActivityEntry("ana", "review.approved", "demo-1/a")])
+    catalog.add_download(DownloadEntry("ana", "demo-1/a", "original"))
+
+    catalog.downgrade("0003")
+    tables = set(inspect(catalog.engine).get_table_names())
+    assert not {"activity", "downloads"} & tables and "asset_aliases" in tables
+    assert "review" not in {c["name"] for c in inspect(catalog.engine).get_columns("assets")}
+    assert "owner" not in {c["name"] for c in inspect(catalog.engine).get_columns("batches")}
+    assert catalog.search_ids("lantern") == ["demo-1/a"]  # full text survives the way down
+    catalog.migrate()
+    assert catalog.get_asset("demo-1/a")["review"] == "" and catalog.activity() == []
+
+
+def test_reviews_and_owners_are_set_on_catalogued_rows_only(catalog):
+    _batch(catalog, creator="ana", owner="ana")
+    catalog.upsert_assets("demo-1", [AssetEntry(image_id=i, file_name=f"{i}.png") for i in ("a", "b", "c")])
+    changes = catalog.row_counts()["catalog_changes"], catalog.get_asset("demo-1/a")["updated_at"]
+    assert catalog.set_reviews({"demo-1/a": "approved", "demo-1/b": "rejected", "demo-1/ghost": "approved"}) == 2
+    assert catalog.set_reviews({}) == 0
+    assert [catalog.get_asset(f"demo-1/{i}")["review"] for i in "abc"] == ["approved", "rejected", ""]
+    assert {r["id"] for r in catalog.search(review="approved")} == {"demo-1/a"}
+    assert {r["id"] for r in catalog.search(review="pending")} == {"demo-1/c"}
+    # A decision moves no embedding: the similarity index has nothing to read again.
+    assert (catalog.row_counts()["catalog_changes"], catalog.get_asset("demo-1/a")["updated_at"]) == changes
+    assert catalog.set_reviews({"demo-1/b": ""}) == 1 and catalog.get_asset("demo-1/b")["review"] == ""
+
+    assert catalog.set_batch_owner("demo-1", "bo") and not catalog.set_batch_owner("other-1", "bo")
+    assert _value(catalog, "SELECT owner FROM batches") == "bo"
+    with pytest.raises(ValueError, match="owner must be a non-empty string"):
+        catalog.set_batch_owner("demo-1", "")
+
+
+def test_activity_and_downloads_are_listed_newest_first_by_target_and_user(catalog):
+    catalog.add_activity([
+        ActivityEntry("ana", "review.approved", "b_1/x", at=T0),
+        ActivityEntry("bo", "owner.transfer", "b_1", "from ana to bo", at=T0 + timedelta(minutes=2)),
+        # As a LIKE pattern, "b_1/%" would match this batch's assets too.
+        ActivityEntry("ana", "review.rejected", "bx1/y", at=T0 + timedelta(minutes=1)),
+        {"user": "ana", "action": "batch.submit", "target": "b_10", "at": T0 + timedelta(minutes=3)},
+    ])
+    assert catalog.add_activity([]) == 0
+    entries = catalog.activity()
+    assert [e["target"] for e in entries] == ["b_10", "b_1", "bx1/y", "b_1/x"]
+    assert entries[1] == {"id": entries[1]["id"], "at": T0 + timedelta(minutes=2), "user": "bo",
+                          "action": "owner.transfer", "target": "b_1", "detail": "from ana to bo"}
+    assert [e["target"] for e in catalog.activity(target="b_1")] == ["b_1", "b_1/x"]
+    assert [e["target"] for e in catalog.activity(target="b_1", user="ana")] == ["b_1/x"]
+    assert [e["action"] for e in catalog.activity(user="ana", limit=2)] == ["batch.submit", "review.rejected"]
+    for limit in (0, 10_001, 1.5):
+        with pytest.raises(ValueError, match="limit must be a whole number from 1 to 10000"):
+            catalog.activity(limit=limit)
+    with pytest.raises(ValueError, match="action must be a non-empty string"):
+        catalog.add_activity([ActivityEntry("ana", "", "b_1")])
+
+    catalog.add_download(DownloadEntry("ana", "b_1/x", "original", at=T0))
+    catalog.add_download(DownloadEntry("bo", "b_1", "zip", at=T0 + timedelta(minutes=1)))
+    catalog.add_download({"user": "ana", "target": "bx1/y", "kind": "compressed"})  # at: now
+    assert [(d["user"], d["target"], d["kind"]) for d in catalog.downloads()] == [
+        ("ana", "bx1/y", "compressed"), ("bo", "b_1", "zip"), ("ana", "b_1/x", "original")]
+    assert [d["target"] for d in catalog.downloads(user="ana")] == ["bx1/y", "b_1/x"]
+    assert [d["target"] for d in catalog.downloads(target="b_1")] == ["b_1", "b_1/x"]
+    assert catalog.downloads(user="cy") == []
+    # History outlives what it names.
+    _batch(catalog, key="b_1")
+    catalog.delete_batch("b_1")
+    assert len(catalog.activity(target="b_1")) == 2 and len(catalog.downloads(target="b_1")) == 2
+
+
+def test_library_reads_list_batches_tags_versions_exports_and_facets(catalog):
+    _catalog_everything(catalog, newer=True)
+    _batch(catalog, "older-1", name="Older", registered_at="2026-04-01T00:00:00Z")
+    assert [b["key"] for b in catalog.list_batches()] == ["demo-1", "older-1"]  # newest registration first
+    assert [b["key"] for b in catalog.list_batches(limit=1, offset=1)] == ["older-1"]
+    assert catalog.get_batch("demo-1")["owner"] == "bo" and catalog.get_batch("nope") is None
+    tags = catalog.asset_tags("demo-1/img-0")
+    assert [(t["label"], t["group"], t["confidence"]) for t in tags] == [
+        ("gold", "colour", 0.9), ("sword", "object", 0.8), ("calm", "mood", 0.7)]  # most confident first
+    assert [(v["version"], v["reason"]) for v in catalog.asset_versions("demo-1/img-1")] == [
+        (1, "initial"), (2, "auto-regenerate")]
+    assert catalog.batch_exports("demo-1") == {"manifest": "exports/demo-1/manifest.csv", "zip": "exports/demo-1/demo-1.zip"}
+    assert catalog.batch_facets("demo-1") == {"categories": ["weapons", "weapons/swords"], "tags": ["calm", "gold", "sword"]}
+    assert catalog.batch_facets("older-1") == {"categories": [], "tags": []}
+
+
+def test_known_files_are_exactly_the_catalogued_keys(catalog):
+    _catalog_everything(catalog, newer=True)
+    for key in ("raw/demo-1/img-0.png", "versions/demo-1/img-2/v2.png", "exports/demo-1/demo-1.zip",
+                "raw/demo-1/sword-1.png"):  # an image, a version, an export, an old name's file
+        assert catalog.known_file(key), key
+    for key in ("raw/demo-1/img-9.png", "batches/demo-1/source.json", "exports/demo-1/old.zip", "raw/demo-1",
+                "raw/other/img-0.png", "versions/demo-10/img-2/v2.png", ""):
+        assert not catalog.known_file(key), key

@@ -29,11 +29,11 @@ def filled(catalog: AssetCatalog) -> AssetCatalog:
         AssetEntry(image_id="sword", file_name="sword.png", category="weapon", subcategory="sword",
                    style_score=0.91, verdict="pass", width=1024, height=1024, file_size=900_000, language="en",
                    prompt="a crimson sword", created_at="2026-03-01T10:00:00Z",
-                   embedding=_unit(1, 0, 0, 0), embedding_model="tiny"),
+                   embedding=_unit(1, 0, 0, 0), embedding_model="tiny", review="approved"),
         AssetEntry(image_id="sword-copy", file_name="blade.png", category="weapon", subcategory="sword",
                    style_score=0.55, verdict="review", width=1024, height=1024, file_size=1_500_000, language="es",
                    prompt="una espada carmesí", created_at="2026-03-02T10:00:00Z",
-                   embedding=_unit(0.98, 0.05, 0, 0), embedding_model="tiny"),
+                   embedding=_unit(0.98, 0.05, 0, 0), embedding_model="tiny", review="rejected"),
         AssetEntry(image_id="bow", file_name="bow.png", category="weapon", subcategory="bow",
                    width=512, height=768, file_size=300_000, language="en", prompt="a yew bow",
                    created_at="2026-03-03T10:00:00Z", embedding=_unit(0, 1, 0, 0), embedding_model="tiny"),
@@ -81,6 +81,7 @@ def test_every_filter_narrows_the_results(filled):
         "min_file_size": ("1MB", {"spring-1/sword-copy"}),
         "max_file_size": ("300KB", {"spring-1/bow", "winter-1/potion"}),  # unknown sizes never match
         "file_format": ("jpeg", {"winter-1/potion"}),
+        "review": ("approved", {"spring-1/sword"}),
     }
     assert set(cases) == {f.name for f in FILTERS}  # a case per filter
     for name, (value, expected) in cases.items():
@@ -88,6 +89,8 @@ def test_every_filter_narrows_the_results(filled):
     assert ids(filled, category="weapon/sword", tag=["red"], language="en") == ["spring-1/sword"]
     assert ids(filled, "red", since=date(2026, 12, 1)) == ["winter-1/potion"]  # full text with filters
     assert ids(filled, until=datetime(2026, 3, 2, 9, tzinfo=timezone.utc)) == ["spring-1/sword"]
+    assert ids(filled, review="rejected") == ["spring-1/sword-copy"]
+    assert set(ids(filled, review="pending")) == everything - {"spring-1/sword", "spring-1/sword-copy"}
 
 
 def test_sorts_run_their_natural_way_and_reverse_and_page(filled):
@@ -167,6 +170,8 @@ def test_bad_search_input_is_refused_before_any_query(filled):
         filled.search(category="/")
     with pytest.raises(ValueError, match="at most 20 tags"):
         filled.search(tag=[f"t{i}" for i in range(21)])
+    with pytest.raises(ValueError, match="review 'done' is not one of approved, rejected, pending"):
+        filled.search(review="done")
 
 
 def test_the_readme_names_every_filter_and_sort():

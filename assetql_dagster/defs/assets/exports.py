@@ -26,6 +26,12 @@ def exports(
         storage, batch_input, prompts, curated_images.images, curated_images.scores, tags, style_profile
     )
     context.log.info(f"{batch}: exported {', '.join(summary.exports)} under {export_key(batch, '')}")
+    if batch_input.settings.export_only == "approved":
+        context.log.info(
+            f"{batch}: export_only: approved, so the package holds the {summary.images} of "
+            f"{len(curated_images.images.stored)} image(s) approved in review; approve more (assetql review, "
+            "the asset library) and export again to add them"
+        )
     if summary.failed_rows:
         context.log.warning(
             f"{batch}: exported {summary.images} images without {summary.failed_rows} failed one(s); "

@@ -19,3 +19,17 @@ def test_no_rate_yet_means_no_eta():
 def test_state_survives_its_tag_text(shards):
     progress = ImageProgress(total=12, started=1.5, done_by_shard=shards)
     assert ImageProgress.parse(progress.dump()) == progress
+
+
+def test_eta_is_elapsed_times_remaining_over_done():
+    progress = ImageProgress(total=40, started=100.0, done_by_shard={"0": 10})
+    assert progress.eta(now=105.0) == pytest.approx(15.0)
+    assert ImageProgress(total=4, started=1.0).eta(now=9.0) is None
+    assert ImageProgress(total=4, started=1.0, done_by_shard={"0": 4}).eta(now=9.0) == 0.0
+
+
+def test_the_counts_read_back_from_the_line():
+    progress = ImageProgress(total=64, started=100.0, done_by_shard={"0": 25, "1": 7})
+    again = ImageProgress.from_line(progress.line(now=104.0), started=100.0)
+    assert (again.done, again.total, again.eta(now=104.0)) == (32, 64, pytest.approx(4.0))
+    assert ImageProgress.from_line("queued", started=0.0) is None

@@ -110,6 +110,7 @@ def test_valid_values_are_kept():
         "shard_size": 500,
         "micro_batch": 64,
         "exports": ["zip", "links"],
+        "export_only": "approved",
         "link_expiry": "36h",
         "tagger": "bedrock",
         "bedrock_model": "anthropic.claude-3-haiku-20240307-v1:0",
@@ -193,6 +194,7 @@ def test_modifiers_list_is_comma_joined():
         ("exports", ["zip", "zip"], "more than once"),
         ("exports", "zip", "non-empty list"),
         ("tagger", "claude", "must be one of local, bedrock, got 'claude'"),
+        ("export_only", "reviewed", "must be one of all, approved, got 'reviewed'"),
         ("bedrock_model", "", "non-empty text"),
     ],
 )

@@ -84,8 +84,8 @@ def test_catalog_entry_asset_catalogues_the_batch(catalogued):
 
         sources = set(conn.execute(select(Tag.group, Tag.source).distinct()).all())
     # Each tag's own source; the tiny CLIP's zero-shot labels are all under their thresholds.
-    assert {("category", "csv"), ("color", "pixels"), ("mood", "pixels"), ("composition", "pixels")} <= sources
-    assert {source for _, source in sources} <= {"csv", "keywords", "pixels"}
+    assert {("category", "csv+keywords"), ("color", "pixels"), ("mood", "pixels"), ("composition", "pixels")} <= sources
+    assert {source for _, source in sources} <= {"csv", "csv+keywords", "keywords", "pixels"}
 
 
 def test_catalog_batch_is_idempotent_and_rebuild_restores_the_rows(catalogued):
@@ -125,8 +125,8 @@ def test_search_by_text_verdict_batch_and_category(catalogued):
     assert [r["id"] for r in catalog.search(limit=1, offset=1)] == [everything[1]["id"]]
 
 
-def test_cli_rebuilds_the_catalog_and_searches_it(catalogued, tmp_path):
-    storage, key, _, _ = catalogued
+def cli(storage, tmp_path):
+    """`assetql ARGS --data-dir {storage}` with its own Dagster home and catalog file."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ASSETQL_CATALOG_URL": f"sqlite:///{tmp_path}/cli.sqlite3"}
     env.pop("ASSETQL_STORAGE", None)
 
@@ -134,6 +134,12 @@ def test_cli_rebuilds_the_catalog_and_searches_it(catalogued, tmp_path):
         return subprocess.run([sys.executable, "-m", "assetql_dagster.cli", *args, "--data-dir", storage.root],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
+    return assetql
+
+
+def test_cli_rebuilds_the_catalog_and_searches_it(catalogued, tmp_path):
+    storage, key, _, _ = catalogued
+    assetql = cli(storage, tmp_path)
     built = assetql("catalog", "rebuild")
     assert built.returncode == 0, built.stderr
     assert f"{key}: 3 image(s)" in built.stdout and "catalogued 1 batch(es)" in built.stdout
@@ -199,13 +205,7 @@ class FakeModel:
 
 def test_cli_search_filters_ranks_by_similarity_and_writes_csv_and_a_contact_sheet(catalogued, tmp_path):
     storage, key, _, _ = catalogued
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ASSETQL_CATALOG_URL": f"sqlite:///{tmp_path}/cli.sqlite3"}
-    env.pop("ASSETQL_STORAGE", None)
-
-    def assetql(*args):
-        return subprocess.run([sys.executable, "-m", "assetql_dagster.cli", *args, "--data-dir", storage.root],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
+    assetql = cli(storage, tmp_path)
     assert assetql("catalog", "rebuild").returncode == 0
     first = json.loads(assetql("search", "--sort", "name", "--format", "json").stdout)
     similar = assetql("search", "--like", first[0]["id"], "--format", "csv", "--min-width", "1")
@@ -218,7 +218,7 @@ def test_cli_search_filters_ranks_by_similarity_and_writes_csv_and_a_contact_she
     assert written.returncode == 0, written.stderr
     page = sheet.read_text()
     assert page.count("data:image/jpeg;base64,") == 3 and "similarity" in page
-    assert "Search: --describe · a glowing potion" in page
+    assert "Search: described as “a glowing potion”</title>" in page
     empty = assetql("search", "--min-width", "100000", "--format", "csv")
     assert empty.returncode == 0 and empty.stdout.splitlines()[0].startswith("id,batch_key")
     bad = assetql("search", "--max-file-size", "huge")
@@ -240,7 +240,8 @@ def test_a_hand_set_category_survives_recataloguing_a_rerun_and_a_rebuild_from_s
     storage, key, catalog, _ = catalogued
     image_id = read_record(storage, key, "curated_images").images.stored[0].image_id
     aid = f"{key}/{image_id}"
-    found = (("weapon", "", "csv"), {("weapon", "csv")}, None)
+    # The CSV says weapon, the prompt "a longsword ...": the found path is weapon/sword.
+    found = (("weapon", "sword", "csv+keywords"), {("weapon", "csv+keywords"), ("sword", "csv+keywords")}, None)
     set_by_hand = (("weapon", "bow", "override"), {("weapon", "override"), ("bow", "override")}, "weapon/bow")
     assert category_rows(catalog, aid) == found
     try:
@@ -252,12 +253,12 @@ def test_a_hand_set_category_survives_recataloguing_a_rerun_and_a_rebuild_from_s
         assert rerun.success
         # The tags record keeps what was found; cataloguing and exports apply the override from storage.
         tagged = {t.image_id: t for t in read_record(storage, key, "tags").images}[image_id]
-        assert (tagged.category, tagged.category_source) == ("weapon", "csv")
+        assert (tagged.category, tagged.category_source) == ("weapon/sword", "csv+keywords")
         assert category_rows(catalog, aid) == set_by_hand
         manifest = json.loads(storage.read_text(f"exports/{key}/manifest.json"))["images"]
         row = next(r for r in manifest if r["file_name"] == tagged.file_name)
         assert (row["category"], row["category_source"]) == ("weapon/bow", "override")
-        assert {r["category_source"] for r in manifest if r is not row} == {"csv"}
+        assert {r["category_source"] for r in manifest if r is not row} == {"csv+keywords"}
 
         database = Path(catalog.engine.url.database)
         dispose_engine(catalog.url)
@@ -296,13 +297,7 @@ def test_categorize_rejects_bad_paths_and_unknown_images_before_writing(catalogu
 
 def test_cli_categorize_sets_and_clears_a_category(catalogued, tmp_path):
     storage, key, _, _ = catalogued
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "ASSETQL_CATALOG_URL": f"sqlite:///{tmp_path}/cli.sqlite3"}
-    env.pop("ASSETQL_STORAGE", None)
-
-    def assetql(*args):
-        return subprocess.run([sys.executable, "-m", "assetql_dagster.cli", *args, "--data-dir", storage.root],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
+    assetql = cli(storage, tmp_path)
     aid = f"{key}/{read_record(storage, key, 'curated_images').images.stored[1].image_id}"
     try:
         done = assetql("categorize", aid, "--set", "gadgets/widget")

@@ -33,7 +33,11 @@ def test_overrides_are_kept_in_storage_set_replaced_and_cleared(tmp_path):
 
 
 def test_found_category_tries_the_csv_then_the_prompt():
-    assert found_category(JOB) == (CategoryPath("weapon"), "csv", 1.0)
+    # The CSV's bare primary takes its subcategory from the prompt ("a sword, ...") ...
+    assert found_category(JOB) == (CategoryPath("weapon", "sword"), "csv+keywords", 0.9)
+    # ... but never another primary's, and a CSV path stands as typed.
+    assert found_category(dataclasses.replace(JOB, prompt="a potion of healing")) == (CategoryPath("weapon"), "csv", 1.0)
+    assert found_category(dataclasses.replace(JOB, category="weapon/axe")) == (CategoryPath("weapon", "axe"), "csv", 1.0)
     keyworded = dataclasses.replace(JOB, category=" ", prompt="a longbow of yew")
     assert found_category(keyworded) == (CategoryPath("weapon", "bow"), "keywords", 0.9)
     assert found_category(dataclasses.replace(JOB, category="", prompt="a cloud")) is None
