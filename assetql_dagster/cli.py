@@ -219,6 +219,7 @@ def storage_resource(instance):
 
 
 def report(result, key: str, storage) -> int:
+    from assetql_dagster.pipeline.notifications import exported_files
     from assetql_dagster.pipeline.records import read_record
 
     if not result.success:
@@ -226,9 +227,8 @@ def report(result, key: str, storage) -> int:
         return 1
     summary = read_record(storage, key, "exports")
     print(f"run {result.run_id} succeeded: {summary.images} images")
-    for label, field in (("package", "zip"), ("gallery", "gallery"), ("manifest", "manifest"), ("links", "links_manifest")):
-        if field in summary.files:
-            print(f"  {label + ':':9} {storage.uri(summary.files[field])}")
+    for label, uri in exported_files(storage, summary).items():
+        print(f"  {label + ':':9} {uri}")
     if summary.failed_rows:
         print(f"  {summary.failed_rows} image(s) failed; re-run just those with: assetql retry-failed {key}")
     return 0

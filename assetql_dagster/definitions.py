@@ -17,6 +17,7 @@ from assetql_dagster.defs.assets.prompts import prompts
 from assetql_dagster.defs.assets.style_profile import style_profile
 from assetql_dagster.defs.io_manager import record_io_manager
 from assetql_dagster.defs.jobs import batch_job
+from assetql_dagster.defs.notifications import batch_failed_sensor, batch_succeeded_sensor
 from assetql_dagster.defs.registration import register_batch_job, registered_batch_sensor
 from assetql_dagster.defs.resources import resources_from_env
 from assetql_dagster.defs.schedules import schedules_from_env
@@ -38,7 +39,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[batch_input, style_profile, prompts, images, scores, curated_images, tags, exports, catalog_entry],
         jobs=[batch_job, register_batch_job],
-        sensors=[inbox_sensor, registered_batch_sensor, *drop_sensors()],
+        sensors=[inbox_sensor, registered_batch_sensor, batch_succeeded_sensor, batch_failed_sensor, *drop_sensors()],
         schedules=schedules_from_env(),
         resources=with_io_manager(resources_from_env()),
         # Model steps run in one warm worker per device (on the CPU when there is no GPU), which

@@ -65,6 +65,7 @@ from resources.catalog_search import (
     conditions,
     embedding_index,
     order_by,
+    owned_by,
     unit_vector,
 )
 
@@ -360,15 +361,23 @@ class AssetCatalog(dg.ConfigurableResource):
         """Insert or update the export file of `kind` of a batch."""
         self.upsert_exports(batch_key, {kind: storage_key}, created_at=created_at)
 
-    def upsert_exports(self, batch_key: str, files: Mapping[str, str], *, created_at: datetime | str | None = None) -> int:
-        """`upsert_export` for every `kind: storage_key` of `files` (e.g. `ExportSummary.files`)."""
+    def upsert_exports(self, batch_key: str, files: Mapping[str, str], *, created_at: datetime | str | None = None,
+                       replace: bool = False) -> int:
+        """`upsert_export` for every `kind: storage_key` of `files` (e.g. `ExportSummary.files`);
+        with `replace`, the batch's other kinds are deleted (a package written again in fewer formats)."""
         _required(batch_key, "batch key")
         values = [
             {"batch_key": batch_key, "kind": _required(kind, "export kind"), "storage_key": key,
              "created_at": to_utc(created_at)}
             for kind, key in sorted(files.items())
         ]
-        self._write(lambda conn: _upsert(conn, Export.__table__, values, ("batch_key", "kind"), ("created_at",)))
+
+        def work(conn: Connection) -> None:
+            if replace:
+                conn.execute(delete(Export).where(Export.batch_key == batch_key, Export.kind.not_in(list(files))))
+            _upsert(conn, Export.__table__, values, ("batch_key", "kind"), ("created_at",))
+
+        self._write(work)
         return len(values)
 
     def upsert_style_profile(self, name: str, version: int, spec: Mapping[str, Any], *,
@@ -533,9 +542,12 @@ class AssetCatalog(dg.ConfigurableResource):
             row = conn.execute(select(Asset.__table__).where(Asset.id == asset_id)).mappings().first()
         return None if row is None else dict(row)
 
-    def list_batches(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Batches, most recently registered first (ties by key), each its row as a dict."""
+    def list_batches(self, *, limit: int = 100, offset: int = 0, owner: str | None = None) -> list[dict[str, Any]]:
+        """Batches, most recently registered first (ties by key), each its row as a dict; only those
+        `owner` owns when given."""
         stmt = select(Batch.__table__).order_by(Batch.registered_at.desc(), Batch.key)
+        if owner is not None:
+            stmt = stmt.where(owned_by(owner))
         with self._read() as conn:
             return [dict(r) for r in conn.execute(stmt.limit(int(limit)).offset(int(offset))).mappings()]
 

@@ -97,6 +97,16 @@ def _batch_column(column: Any) -> Callable[[str], ColumnElement[bool]]:
     return lambda value: Asset.batch_key.in_(select(Batch.key).where(column == value))
 
 
+def owned_by(user: str) -> ColumnElement[bool]:
+    """Batches `user` owns: a batch catalogued before it had an owner ("") is its creator's, as the
+    asset library shows it."""
+    return or_(Batch.owner == user, and_(Batch.owner == "", Batch.creator == user))
+
+
+def _owner(user: str) -> ColumnElement[bool]:
+    return Asset.batch_key.in_(select(Batch.key).where(owned_by(user)))
+
+
 @dataclasses.dataclass(frozen=True)
 class Filter:
     """One search filter: `name` is its keyword and, with - for _, its command-line option."""
@@ -127,6 +137,10 @@ FILTERS: tuple[Filter, ...] = (
     Filter("style_profile", "only batches made with this style profile, e.g. brand-x@2",
            _batch_column(Batch.style_profile), metavar="PROFILE"),
     Filter("campaign", "only batches of this campaign", _batch_column(Batch.campaign), metavar="NAME"),
+    Filter("owner", "only batches this person owns (their creator until an admin transferred them)", _owner,
+           metavar="USER"),
+    Filter("creator", "only batches this person (or process) registered", _batch_column(Batch.creator),
+           metavar="USER"),
     Filter("since", "only images created on or after this date (2026-11-01) or time",
            lambda v: Asset.created_at >= parse_day(v), metavar="DATE"),
     Filter("until", "only images created up to this date (inclusive) or time",

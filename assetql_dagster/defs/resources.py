@@ -7,6 +7,7 @@ import dagster as dg
 from resources.catalog import CATALOG_URL_ENV, AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
+from resources.notifier import FORMATS, Notifier, base_url
 from resources.s3 import S3Connection
 from resources.s3_storage import S3Storage
 from resources.storage import AssetStorage, LocalStorage
@@ -23,6 +24,10 @@ S3_KMS_KEY_ENV = "ASSETQL_S3_KMS_KEY_ID"
 BEDROCK_REGION_ENV = "ASSETQL_BEDROCK_REGION"
 BEDROCK_ENDPOINT_ENV = "ASSETQL_BEDROCK_ENDPOINT_URL"
 STORAGE_KINDS = ("local", "s3")
+NOTIFY_WEBHOOK_ENV = "ASSETQL_NOTIFY_WEBHOOK_URL"
+NOTIFY_FORMAT_ENV = "ASSETQL_NOTIFY_FORMAT"
+DAGSTER_URL_ENV = "ASSETQL_DAGSTER_URL"
+LIBRARY_URL_ENV = "ASSETQL_LIBRARY_URL"
 
 
 def s3_connection() -> S3Connection:
@@ -80,10 +85,24 @@ def vision_tagger() -> VisionTagger:
     )
 
 
+def notifier() -> Notifier:
+    """Where batch completion is notified: $ASSETQL_NOTIFY_WEBHOOK_URL (bound as a `dg.EnvVar`: a
+    Slack webhook URL is a secret; unset, notifications are off) in $ASSETQL_NOTIFY_FORMAT (`json`,
+    the default, or `slack`), linking to the run on $ASSETQL_DAGSTER_URL and to the batch on
+    $ASSETQL_LIBRARY_URL when those are set."""
+    form = os.environ.get(NOTIFY_FORMAT_ENV) or "json"
+    if form not in FORMATS:
+        raise ValueError(f"{NOTIFY_FORMAT_ENV}={form[:40]!r} is not a notification format; expected one of {FORMATS}")
+    # Checked now, so that a mistyped URL stops the code location loading instead of a later sensor tick.
+    ui_url = base_url(os.environ.get(DAGSTER_URL_ENV, ""), f"${DAGSTER_URL_ENV}")
+    library_url = base_url(os.environ.get(LIBRARY_URL_ENV, ""), f"${LIBRARY_URL_ENV}")
+    return Notifier(webhook_url=_secret(NOTIFY_WEBHOOK_ENV) or "", format=form, ui_url=ui_url, library_url=library_url)
+
+
 def _resources(storage: AssetStorage, s3: S3Connection, catalog: AssetCatalog) -> dict:
     return {
         "storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog,
-        "vision_tagger": vision_tagger(),
+        "vision_tagger": vision_tagger(), "notifier": notifier(),
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from assetql_dagster.domain.batch_loader import REFERENCES_DIR
+from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.library import service
 from assetql_dagster.library.auth import Identity
@@ -97,12 +98,25 @@ def review(lib: Library, identity: Identity, asset_ids: Iterable[str], decision:
 
 def export_approved(lib: Library, identity: Identity, key: str) -> Any:
     """The batch's package rewritten with its approved images only; the catalog's exports follow."""
+    return export_preset(lib, identity, key, None, "approved")
+
+
+def export_preset(lib: Library, identity: Identity, key: str, exports: list[str] | None, export_only: str) -> Any:
+    """The batch's package rewritten in the formats `exports` (None: the batch's own) with the images
+    `export_only` takes (all, approved); the catalog's exports become the new package's files."""
+    if exports is not None and not exports:
+        raise BadRequest(f"choose at least one export format among {', '.join(EXPORT_FORMATS)}")
     try:
-        summary = reviews.export_approved(lib.storage, key)
+        summary = reviews.export_preset(lib.storage, key, exports, export_only)
     except LookupError as missing:
         raise NotFound(str(missing)) from None
-    lib.catalog.upsert_exports(key, summary.files)
-    reviews.record_activity(lib.catalog, identity.user, "export.approved", key, f"{summary.images} image(s)")
+    except ValueError as problem:
+        raise BadRequest(str(problem)) from None
+    lib.catalog.upsert_exports(key, summary.files, replace=True)
+    action = "export.approved" if exports is None and export_only == "approved" else "export.preset"
+    formats = ", ".join(summary.exports)
+    reviews.record_activity(lib.catalog, identity.user, action, key,
+                            f"{summary.images} image(s) ({export_only}) as {formats}")
     return summary
 
 

@@ -92,11 +92,15 @@ async def batches_list(request: Request) -> Response:
     parameters:
       - {name: page, in: query, schema: {type: integer, minimum: 1}}
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500}}
+      - {name: owner, in: query, description: "only the batches this user owns", schema: {type: string}}
+      - {name: mine, in: query, description: "1: only the caller's batches", schema: {type: integer, enum: [0, 1]}}
     responses:
       200: {description: "{batches: [...]}"}
     """
-    limit, offset = service.page_from(request.query_params)
-    return JSONResponse({"batches": service.list_batches(lib_of(request), limit, offset)})
+    params = request.query_params
+    limit, offset = service.page_from(params)
+    owner = request.state.identity.user if params.get("mine") == "1" else params.get("owner") or None
+    return JSONResponse({"batches": service.list_batches(lib_of(request), limit, offset, owner=owner)})
 
 
 @requires(Role.CREATOR)
@@ -198,8 +202,42 @@ async def batch_export_approved(request: Request) -> Response:
     """
     key = request.path_params["key"]
     summary = actions.export_approved(lib_of(request), request.state.identity, key)
-    return JSONResponse({"key": key, "images": summary.images,
-                         "files": {kind: file_url(k) for kind, k in summary.files.items()}})
+    return JSONResponse(export_json(key, summary))
+
+
+def export_json(key: str, summary: Any) -> dict[str, Any]:
+    return {"key": key, "images": summary.images, "exports": list(summary.exports),
+            "files": {kind: file_url(k) for kind, k in summary.files.items()}}
+
+
+@requires(Role.CREATOR)
+async def batch_export_preset(request: Request) -> Response:
+    """
+    ---
+    summary: Rewrite the batch's package in chosen formats, of all its images or only the approved
+    description: >
+      `exports` lists the formats to write (default: the batch's own `exports` setting); files of
+      the others are no longer listed. `export_only` is `all` (default) or `approved`. Later runs of
+      the batch follow its settings again.
+    tags: [exports]
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            properties:
+              exports: {type: array, items: {type: string, enum: [zip, manifest, gallery, links]}}
+              export_only: {type: string, enum: [all, approved]}
+    responses:
+      200: {description: "{key, images, exports, files}"}
+      400: {description: "an unknown format or export_only"}
+    """
+    key = request.path_params["key"]
+    body = JsonParams(await json_body(request))
+    exports = [str(e) for e in body.getlist("exports")] if "exports" in body.data else None
+    summary = actions.export_preset(lib_of(request), request.state.identity, key, exports,
+                                    str(body.get("export_only") or "all"))
+    return JSONResponse(export_json(key, summary))
 
 
 # ---- assets and search -----------------------------------------------------------------------------------
@@ -222,7 +260,7 @@ async def assets_list(request: Request) -> Response:
       Query parameters: `q` (words), `like` (an asset id: visually similar), `describe` (text:
       similar to the description), `sort` (score, date, name, category), `reverse`, `page`,
       `limit`, and every catalog filter by its name (batch, category, tag, any_tag, verdict,
-      review, language, style_profile, campaign, since, until, min_score, max_score, min/max_width,
+      review, language, style_profile, campaign, owner, creator, since, until, min_score, max_score, min/max_width,
       min/max_height, min/max_file_size, file_format); repeatable ones take several values or
       comma-separated words.
     tags: [assets]
@@ -325,6 +363,29 @@ async def asset_regenerate(request: Request) -> Response:
     task = actions.regenerate_one(lib_of(request), request.state.identity, asset_id,
                                   JsonParams(await json_body(request)))
     return JSONResponse({"regenerating": asset_id}, status_code=202, background=BackgroundTask(task.run))
+
+
+@requires(Role.CREATOR)
+async def assets_regenerate(request: Request) -> Response:
+    """
+    ---
+    summary: A new version of each of the given images (any batches), with a fresh seed
+    description: >
+      One regeneration per image, within each image's `max_manual_regenerations`, as
+      `assetql regenerate` makes it; each batch is re-exported afterwards. Refused (409) while a run
+      of one of the batches is queued or going.
+    tags: [assets]
+    requestBody:
+      content: {application/json: {schema: {type: object, properties: {asset_ids: {type: array, items: {type: string}}}}}}
+    responses:
+      202: {description: "{regenerating: [asset ids]}: the versions appear when the batches have been re-exported"}
+      400: {description: "no images, too many, or an image out of manual regenerations"}
+      503: {description: "this library has no image generator"}
+    """
+    task = actions.regenerate_many(lib_of(request), request.state.identity,
+                                   JsonParams(await json_body(request)).getlist("asset_ids"))
+    ids = [f"{ref.key}/{ref.job.image_id}" for ref in task.refs]
+    return JSONResponse({"regenerating": ids}, status_code=202, background=BackgroundTask(task.run))
 
 
 # ---- styles -------------------------------------------------------------------------------------------------
@@ -562,8 +623,10 @@ ROUTES = [
     ("/batches/{key}", batch_delete, "DELETE"),
     ("/batches/{key}/owner", batch_owner, "PUT"),
     ("/batches/{key}/export-approved", batch_export_approved, "POST"),
+    ("/batches/{key}/export", batch_export_preset, "POST"),
     ("/assets", assets_list, "GET"),
     ("/assets/search", assets_search, "POST"),
+    ("/assets/regenerate", assets_regenerate, "POST"),
     ("/assets/{batch}/{image}", asset_get, "GET"),
     ("/assets/{batch}/{image}/rollback", asset_rollback, "POST"),
     ("/assets/{batch}/{image}/regenerate", asset_regenerate, "POST"),

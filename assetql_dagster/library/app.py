@@ -24,7 +24,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from assetql_dagster.library import actions, api, pages, service
+from assetql_dagster.library import actions, admin, api, pages, service
 from assetql_dagster.library.auth import Denied, requires
 from assetql_dagster.library.config import LibraryConfig, Role
 from assetql_dagster.library.guard import SAFE_METHODS, Csrf, Guard, csrf_protected
@@ -67,6 +67,7 @@ def routes(csrf: Csrf) -> list[BaseRoute]:
         ("/batches/{key}", pages.batch_page, "GET"),
         ("/batches/{key}/exports/{kind}", pages.batch_export_file, "GET"),
         ("/batches/{key}/export-approved", pages.batch_export_approved, "POST"),
+        ("/batches/{key}/export", pages.batch_export_preset, "POST"),
         ("/batches/{key}/owner", pages.batch_transfer, "POST"),
         ("/batches/{key}/delete", pages.batch_delete, "POST"),
         ("/selection/download", pages.selection_download, "POST"),
@@ -85,11 +86,11 @@ def routes(csrf: Csrf) -> list[BaseRoute]:
         ("/generate", pages.generate_start, "POST"),
         ("/generate/{key}", pages.generate_results, "GET"),
         ("/generate/{key}/more", pages.generate_more, "POST"),
-        ("/admin", pages.admin_page, "GET"),
         ("/api/docs", pages.api_docs, "GET"),
         ("/files/{key:path}", serve_file, "GET"),
+        *admin.PAGE_ROUTES,
     ]
-    api_routes = [(f"/api/v1{path}", endpoint, method) for path, endpoint, method in api.ROUTES]
+    api_routes = [(f"/api/v1{path}", endpoint, method) for path, endpoint, method in [*api.ROUTES, *admin.API_ROUTES]]
     built: list[BaseRoute] = [_route(csrf, path, endpoint, method) for path, endpoint, method in [*page_routes, *api_routes]]
     built.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
     return built
@@ -156,14 +157,18 @@ def _seconds(value: float | None) -> str:
 
 
 def create_app(config: LibraryConfig, storage: Any, catalog: Any, launcher: Any, clip: Any = None, *,
-               generator: Any = None, uploads: Path | None = None, secret: str | None = None) -> Starlette:
+               generator: Any = None, uploads: Path | None = None, secret: str | None = None,
+               config_file: Path | None = None) -> Starlette:
     """The asset library over `storage` and `catalog` (migrated), launching runs through `launcher`
     (a `launching.RunLauncher`). `clip` reads text descriptions for search and, with `generator`,
     regenerates images; without them those features answer that they are not available. `uploads`
     is where batch uploads are staged (default: the system's temporary folder). `secret` signs the
     CSRF tokens (default `ASSETQL_LIBRARY_SECRET`, else random per process, which is fine for one
-    process: a restart only asks open forms to be reloaded)."""
+    process: a restart only asks open forms to be reloaded). `config_file` is where development mode
+    (a config without a file) creates one from the admin page (default: where `load_config` looks)."""
     library = Library(config, storage, catalog, launcher, clip, generator)
+    if config.source is not None or config_file is not None:
+        library.config_file = Path(config.source if config.source is not None else config_file)
     if uploads is not None:
         library.uploads = Path(uploads)
     csrf = Csrf(secret or os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32))
@@ -174,7 +179,7 @@ def create_app(config: LibraryConfig, storage: Any, catalog: Any, launcher: Any,
             return JSONResponse({"error": message, "status": status}, status_code=status)
         return templates.TemplateResponse(request, "error.html", {
             "status": status, "message": message, "identity": getattr(request.state, "identity", None),
-            "Role": Role, "config": config, "csrf": getattr(request.state, "csrf", ""), "notice": None,
+            "Role": Role, "config": library.config, "csrf": getattr(request.state, "csrf", ""), "notice": None,
         }, status_code=status)
 
     async def on_error(request: Request, exc: Exception) -> Response:
@@ -188,7 +193,7 @@ def create_app(config: LibraryConfig, storage: Any, catalog: Any, launcher: Any,
     csrf_routes = routes(csrf)
     app = Starlette(
         routes=csrf_routes,
-        middleware=[Middleware(Guard, config=config, csrf=csrf, error=error)],
+        middleware=[Middleware(Guard, config=lambda: library.config, csrf=csrf, error=error)],
         exception_handlers=handlers,
         max_body_size=MAX_BODY_BYTES,
     )

@@ -104,12 +104,13 @@ ErrorPage = Callable[[Request, int, str], Response]
 
 
 class Guard(BaseHTTPMiddleware):
-    """Identity (`request.state.identity`), the rate limit, the CSRF cookie and the security headers."""
+    """Identity (`request.state.identity`), the rate limit, the CSRF cookie and the security headers.
+    `config` is asked on every request, since an admin may change roles and tokens while it runs."""
 
-    def __init__(self, app, config: LibraryConfig, csrf: Csrf, error: ErrorPage):
+    def __init__(self, app, config: Callable[[], LibraryConfig], csrf: Csrf, error: ErrorPage):
         super().__init__(app)
         self.config, self.csrf, self.error = config, csrf, error
-        self.limiter = RateLimiter(config.rate_limit_per_minute)
+        self.limiter = RateLimiter(config().rate_limit_per_minute)
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         if request.url.path.startswith("/static/"):  # the stylesheet and script: public, unlimited
@@ -117,16 +118,18 @@ class Guard(BaseHTTPMiddleware):
             response.headers.setdefault("cache-control", "public, max-age=3600")
             return self._secured(response)
         host = request.client.host if request.client else None
+        config = self.config()
+        self.limiter.limit = config.rate_limit_per_minute
         limited = not (request.method in SAFE_METHODS and request.url.path.startswith(UNLIMITED_PREFIXES))
         try:
-            identity = identify(self.config, host, request.headers)
+            identity = identify(config, host, request.headers)
         except Denied as denied:
             wait = self.limiter.retry_after(f"peer:{host}") if limited else None
-            response = self._too_many(request, wait) if wait else self.error(request, denied.status, denied.message)
+            response = self._too_many(request, wait, config) if wait else self.error(request, denied.status, denied.message)
             return self._secured(response)
         wait = self.limiter.retry_after(f"user:{identity.user}") if limited else None
         if wait:
-            return self._secured(self._too_many(request, wait))
+            return self._secured(self._too_many(request, wait, config))
         request.state.identity = identity
         cookie = request.cookies.get(CSRF_COOKIE)
         fresh = not self.csrf.belongs_to(cookie, identity.user)
@@ -137,8 +140,8 @@ class Guard(BaseHTTPMiddleware):
                                 secure=request.url.scheme == "https", path="/")
         return self._secured(response)
 
-    def _too_many(self, request: Request, wait: int) -> Response:
-        response = self.error(request, 429, f"more than {self.config.rate_limit_per_minute} requests a minute; "
+    def _too_many(self, request: Request, wait: int, config: LibraryConfig) -> Response:
+        response = self.error(request, 429, f"more than {config.rate_limit_per_minute} requests a minute; "
                                             f"try again in {wait} s")
         response.headers["retry-after"] = str(wait)
         return response

@@ -1,5 +1,5 @@
 """The library's server-rendered pages: batches, a batch, an asset, search, style profiles, a new
-batch, quick generate and the admin page; forms post back here and are answered with a redirect
+batch and quick generate (the admin page is `admin.py`); forms post back here and are answered with a redirect
 (303) to the page that shows the result, or with the form again and what was wrong (400)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from assetql_dagster.domain.batch_loader import REFERENCES_DIR
 from assetql_dagster.domain.errors import BatchValidationError
+from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.profiles import diff_profiles
 from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.domain.style_refs import PRESETS
@@ -34,10 +35,14 @@ NOTICES = {
     "regenerating": "Regenerating {n} image(s): new versions appear when the batch has been re-exported.",
     "rolled-back": "Rolled back: the batch is being re-exported with that version.",
     "exported": "The package now holds the approved images only ({n}).",
+    "exported-preset": "The package was written again with the chosen formats and {n} image(s).",
     "transferred": "Ownership transferred.",
     "deleted": "The batch was deleted from the library (its files stay in storage).",
     "submitted": "Batch submitted: its run has been launched.",
     "profile-saved": "Style profile version saved.",
+    "role-saved": "Role saved: it applies from the next request.",
+    "role-removed": "Role removed: it applies from the next request.",
+    "token-revoked": "API token revoked: it no longer works.",
 }
 
 
@@ -95,11 +100,12 @@ async def home(request: Request) -> Response:
 async def batches_page(request: Request) -> Response:
     lib = lib_of(request)
     limit, offset = service.page_from(request.query_params)
-    batches = service.list_batches(lib, limit, offset)
+    mine = request.query_params.get("mine") == "1"
+    batches = service.list_batches(lib, limit, offset, owner=request.state.identity.user if mine else None)
     # The best three images of each batch, so the list shows what each batch looks like.
     covers = {b["key"]: lib.catalog.search(None, limit=3, batch=b["key"]) for b in batches}
     return render(request, "batches.html", batches=batches, covers=covers, page=offset // limit + 1,
-                  more=len(batches) == limit)
+                  more=len(batches) == limit, mine=mine, paging="mine=1" if mine else "")
 
 
 @requires(Role.VIEWER)
@@ -115,6 +121,7 @@ async def batch_page(request: Request) -> Response:
     assets = lib.catalog.search(None, sort=sort, reverse=reverse, limit=limit, offset=offset, batch=key, **filters)
     return render(
         request, "batch.html", batch=batch, assets=assets, view=view, filters=filters, sort=sort, reverse=reverse,
+        export_formats=EXPORT_FORMATS,
         sorts=SORTS, facets=lib.catalog.batch_facets(key), page=offset // limit + 1, more=len(assets) == limit,
         query=query_without(request, "view", "page"), paging=query_without(request, "page"),
         activity=reviews.activity(lib.catalog, target=key, limit=15),
@@ -138,6 +145,16 @@ async def batch_export_approved(request: Request) -> Response:
     key = request.path_params["key"]
     summary = actions.export_approved(lib, request.state.identity, key)
     return redirect(f"/batches/{key}", "exported", summary.images)
+
+
+@requires(Role.CREATOR)
+async def batch_export_preset(request: Request) -> Response:
+    lib = lib_of(request)
+    key = request.path_params["key"]
+    form = await read_form(request)
+    exports = [str(e) for e in form.getlist("exports")]
+    summary = actions.export_preset(lib, request.state.identity, key, exports, str(form.get("export_only") or "all"))
+    return redirect(f"/batches/{key}", "exported-preset", summary.images)
 
 
 @requires(Role.ADMIN)
@@ -380,14 +397,7 @@ async def generate_more(request: Request) -> Response:
     return redirect(f"/generate/{key}")
 
 
-# ---- admin and docs -----------------------------------------------------------------------------------------
-
-
-@requires(Role.ADMIN)
-async def admin_page(request: Request) -> Response:
-    lib = lib_of(request)
-    return render(request, "admin.html", activity=reviews.activity(lib.catalog, limit=100),
-                  downloads=reviews.downloads(lib.catalog, limit=100))
+# ---- docs -------------------------------------------------------------------------------------------------
 
 
 @requires(Role.VIEWER)

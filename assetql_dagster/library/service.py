@@ -30,7 +30,7 @@ from assetql_dagster.domain.batch_loader import CSV_NAME, REFERENCE_EXTENSIONS, 
 from assetql_dagster.domain.palette import downscaled, palette_of_images
 from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.domain.settings import BatchSettings
-from assetql_dagster.library.config import LibraryConfig
+from assetql_dagster.library.config import LibraryConfig, config_path
 from assetql_dagster.pipeline.profiles import get_profile
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.searching import RESULT_COLUMNS, results_csv
@@ -86,6 +86,9 @@ class Library:
     # One regeneration at a time: each loads the batch's model.
     model_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     palettes: dict[tuple[str, int], list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
+    # The config file admins' role changes are written to (`roles.py`): the one `config` came from, or
+    # where development mode creates one. `config` is replaced when it changes, so requests read it here.
+    config_file: Path = dataclasses.field(default_factory=lambda: config_path()[0])
 
     def content_type(self, key: str) -> str:
         return CONTENT_TYPES.get(PurePosixPath(key).suffix.lower(), "application/octet-stream")
@@ -218,9 +221,10 @@ def batch_progress(lib: Library, key: str) -> Any:
         return None
 
 
-def list_batches(lib: Library, limit: int, offset: int) -> list[dict[str, Any]]:
-    """A page of batches, newest first, with their run's progress where a run may still change them."""
-    rows = lib.catalog.list_batches(limit=limit, offset=offset)
+def list_batches(lib: Library, limit: int, offset: int, owner: str | None = None) -> list[dict[str, Any]]:
+    """A page of batches, newest first (only `owner`'s when given), with their run's progress where a
+    run may still change them."""
+    rows = lib.catalog.list_batches(limit=limit, offset=offset, owner=owner)
     return [batch_summary(lib, b, batch_progress(lib, b["key"]) if b["status"] != SETTLED else None) for b in rows]
 
 

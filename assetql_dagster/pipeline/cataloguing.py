@@ -240,7 +240,8 @@ def catalog_records(
     # Storage keeps no file times: an export is dated by the batch's latest known event (its
     # registration or newest image version), so a rebuilt catalog holds the same rows.
     exported_at = max([to_utc(batch.registered_at)] + [to_utc(v.created_at) for h in histories.values() for v in h.versions])
-    n_exports = catalog.upsert_exports(batch_key, summary.files, created_at=exported_at) if summary else 0
+    # The batch's exports are its latest package's files: a package written in fewer formats drops the others.
+    n_exports = catalog.upsert_exports(batch_key, summary.files, created_at=exported_at, replace=True) if summary else 0
     catalog.analyze()
     return CatalogCounts(batch_key, n_assets, n_versions, n_tags, n_exports, removed, n_aliases)
 

@@ -226,7 +226,7 @@ def batch_progress(launcher: RunLauncher, storage: AssetStorage, batch: str, now
             eta = run.progress.eta(time.time() if now is None else now)
     elif stored is not None and status not in ("queued", "running"):
         done, planned = stored
-    return Progress(status, done, planned, _pass_rate(storage, batch), eta, None if run is None else run.run_id)
+    return Progress(status, done, planned, batch_pass_rate(storage, batch), eta, None if run is None else run.run_id)
 
 
 def run_status(dagster_status: str) -> str:
@@ -243,7 +243,7 @@ def _stored_images(storage: AssetStorage, batch: str) -> tuple[int, int] | None:
     return len(images.stored), images.planned
 
 
-def _pass_rate(storage: AssetStorage, batch: str) -> float | None:
+def batch_pass_rate(storage: AssetStorage, batch: str) -> float | None:
     """Over the final verdicts (after the style loop), else the first scores; None when unscored."""
     for stage, verdicts in (("curated_images", lambda r: r.scores.images), ("scores", lambda r: r.images)):
         try:

@@ -220,13 +220,16 @@ def renamed(value: Any, stems: Mapping[str, str], batch: str) -> Any:
     return dataclasses.replace(value, **changes) if changes else value
 
 
-def reexport(storage: AssetStorage, key: str, export_only: str | None = None) -> ExportSummary:
+def reexport(storage: AssetStorage, key: str, export_only: str | None = None,
+             exports: tuple[str, ...] | None = None) -> ExportSummary:
     """The batch's package written again from its stored records, as the `exports` asset writes it;
-    `export_only` (all, approved) replaces the batch's own setting for this package."""
+    `export_only` (all, approved) and `exports` (formats) replace the batch's own settings for this
+    package."""
     curation = read_record(storage, key, "curated_images")
     batch = read_record(storage, key, "batch_input")
-    if export_only is not None:
-        batch = dataclasses.replace(batch, settings=dataclasses.replace(batch.settings, export_only=export_only))
+    changes = {k: v for k, v in (("export_only", export_only), ("exports", exports)) if v is not None}
+    if changes:
+        batch = dataclasses.replace(batch, settings=dataclasses.replace(batch.settings, **changes))
     summary, _ = package(
         storage, batch, read_record(storage, key, "prompts"), curation.images,
         curation.scores, read_record(storage, key, "tags"), read_record(storage, key, "style_profile"),

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from assetql_dagster.domain.records import BatchInput, ExportSummary
+from assetql_dagster.domain.settings import EXPORT_ONLY, exports_error
 from assetql_dagster.pipeline.cataloguing import forget_batch
 from assetql_dagster.pipeline.library_state import (
     APPROVED,
@@ -125,9 +126,24 @@ def export_approved(storage: AssetStorage, batch_key: str) -> ExportSummary:
     review (whatever its `export_only` setting says), as the `exports` asset writes packages; its
     summary, which is also stored as the batch's `exports` record. A later export of the batch (a
     re-run, `rollback`, `rename`) follows the setting again."""
+    return export_preset(storage, batch_key, None, APPROVED)
+
+
+def export_preset(storage: AssetStorage, batch_key: str, exports: Sequence[str] | None, export_only: str) -> ExportSummary:
+    """Write the batch's package again from its stored records in the formats `exports` (among the
+    `exports` setting's; None: the batch's own) of the images `export_only` takes (`all`, or
+    `approved` in review), whatever the batch's settings say; its summary, also stored as the batch's
+    `exports` record. Files of formats left out are not written (an earlier export's stay in storage).
+    A later export of the batch (a re-run, `rollback`, `rename`) follows its settings again."""
+    if exports is not None:
+        problem = exports_error(exports)
+        if problem:
+            raise ValueError(f"exports {problem}")
+    if export_only not in EXPORT_ONLY:
+        raise ValueError(f"export_only must be one of {', '.join(EXPORT_ONLY)}, got {str(export_only)[:40]!r}")
     live_batch(storage, batch_key)
     stage(storage, batch_key, "curated_images", "has no finished images yet")
-    return reexport(storage, batch_key, export_only=APPROVED)
+    return reexport(storage, batch_key, export_only=export_only, exports=None if exports is None else tuple(exports))
 
 
 def owner_of(storage: AssetStorage, batch: str) -> str:

@@ -20,25 +20,28 @@ def catalog_beside(storage) -> AssetCatalog:
     return AssetCatalog(url=sqlite_url_beside(root.with_name(f"{root.name}-catalog")))
 
 
-def materialize_partition(storage, key, generator=None, selection=None, catalog=None) -> dg.ExecuteInProcessResult:
-    """Every asset and check of partition `key` (or `selection`) on a throwaway instance; the
-    catalog is `catalog` or `catalog_beside(storage)`."""
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(batches_partitions.name, [key])
-        return dg.materialize(
-            list(defs.assets),
-            partition_key=key,
-            instance=instance,
-            resources=with_io_manager({
-                "storage": storage,
-                "generator": generator or ImageGenerator(),
-                "clip": ClipEmbedder(),
-                "catalog": catalog or catalog_beside(storage),
-                "vision_tagger": VisionTagger(),
-            }),
-            selection=selection,
-            raise_on_error=False,
-        )
+def materialize_partition(storage, key, generator=None, selection=None, catalog=None,
+                          instance=None) -> dg.ExecuteInProcessResult:
+    """Every asset and check of partition `key` (or `selection`) on `instance` (default: a throwaway
+    one); the catalog is `catalog` or `catalog_beside(storage)`."""
+    if instance is None:
+        with dg.instance_for_test() as throwaway:
+            return materialize_partition(storage, key, generator, selection, catalog, throwaway)
+    instance.add_dynamic_partitions(batches_partitions.name, [key])
+    return dg.materialize(
+        list(defs.assets),
+        partition_key=key,
+        instance=instance,
+        resources=with_io_manager({
+            "storage": storage,
+            "generator": generator or ImageGenerator(),
+            "clip": ClipEmbedder(),
+            "catalog": catalog or catalog_beside(storage),
+            "vision_tagger": VisionTagger(),
+        }),
+        selection=selection,
+        raise_on_error=False,
+    )
 
 
 class InProcessLauncher:

@@ -638,6 +638,11 @@ def test_library_reads_list_batches_tags_versions_exports_and_facets(catalog):
     assert [(v["version"], v["reason"]) for v in catalog.asset_versions("demo-1/img-1")] == [
         (1, "initial"), (2, "auto-regenerate")]
     assert catalog.batch_exports("demo-1") == {"manifest": "exports/demo-1/manifest.csv", "zip": "exports/demo-1/demo-1.zip"}
+    # A package written again in fewer formats: `replace` drops the kinds it no longer has.
+    catalog.upsert_exports("demo-1", {"gallery": "exports/demo-1/gallery.html"})
+    assert set(catalog.batch_exports("demo-1")) == {"gallery", "manifest", "zip"}
+    assert catalog.upsert_exports("demo-1", {"zip": "exports/demo-1/demo-1.zip"}, replace=True) == 1
+    assert catalog.batch_exports("demo-1") == {"zip": "exports/demo-1/demo-1.zip"}
     assert catalog.batch_facets("demo-1") == {"categories": ["weapons", "weapons/swords"], "tags": ["calm", "gold", "sword"]}
     assert catalog.batch_facets("older-1") == {"categories": [], "tags": []}
 

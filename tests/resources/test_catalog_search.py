@@ -24,7 +24,9 @@ def filled(catalog: AssetCatalog) -> AssetCatalog:
     """Two batches, five images with every searchable field set, tags and embeddings."""
     catalog.upsert_batch(BatchEntry(key="spring-1", name="Spring", style_profile="brand-x@2", campaign="spring",
                                     creator="ana"))
-    catalog.upsert_batch(BatchEntry(key="winter-1", name="Winter", style_profile="preset:watercolor"))
+    # winter-1 was transferred from its creator bo to cy; spring-1 was never transferred (owner "").
+    catalog.upsert_batch(BatchEntry(key="winter-1", name="Winter", style_profile="preset:watercolor", creator="bo",
+                                    owner="cy"))
     catalog.upsert_assets("spring-1", [
         AssetEntry(image_id="sword", file_name="sword.png", category="weapon", subcategory="sword",
                    style_score=0.91, verdict="pass", width=1024, height=1024, file_size=900_000, language="en",
@@ -70,6 +72,8 @@ def test_every_filter_narrows_the_results(filled):
         "language": ("es", {"spring-1/sword-copy"}),
         "style_profile": ("brand-x@2", {"spring-1/sword", "spring-1/sword-copy", "spring-1/bow"}),
         "campaign": ("spring", {"spring-1/sword", "spring-1/sword-copy", "spring-1/bow"}),
+        "owner": ("cy", {"winter-1/potion", "winter-1/other-model"}),
+        "creator": ("bo", {"winter-1/potion", "winter-1/other-model"}),
         "since": ("2026-12-01", {"winter-1/potion", "winter-1/other-model"}),
         "until": ("2026-03-02", {"spring-1/sword", "spring-1/sword-copy"}),  # a bare date includes that day
         "min_score": (0.7, {"spring-1/sword", "winter-1/potion"}),
@@ -90,6 +94,11 @@ def test_every_filter_narrows_the_results(filled):
     assert ids(filled, "red", since=date(2026, 12, 1)) == ["winter-1/potion"]  # full text with filters
     assert ids(filled, until=datetime(2026, 3, 2, 9, tzinfo=timezone.utc)) == ["spring-1/sword"]
     assert ids(filled, review="rejected") == ["spring-1/sword-copy"]
+    # A batch that was never transferred is its creator's; a transferred one is no longer its creator's.
+    assert set(ids(filled, owner="ana")) == {"spring-1/sword", "spring-1/sword-copy", "spring-1/bow"}
+    assert ids(filled, owner="bo") == [] and ids(filled, creator="cy") == []
+    assert [b["key"] for b in filled.list_batches(owner="ana")] == ["spring-1"]
+    assert [b["key"] for b in filled.list_batches(owner="cy")] == ["winter-1"]
     assert set(ids(filled, review="pending")) == everything - {"spring-1/sword", "spring-1/sword-copy"}
 
 

@@ -4,29 +4,22 @@ library app over it with a test Dagster instance, API tokens for each role and a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from harness.batch_runs import catalog_beside, materialize_partition
+from harness.library_people import PEOPLE, PROXY, ROLES, library_config, person
 from harness.sample_batches import make_batch
 from starlette.testclient import TestClient
 
 from assetql_dagster.library.app import create_app
-from assetql_dagster.library.config import parse_config
 from assetql_dagster.defs.launching import InstanceLauncher
 from assetql_dagster.pipeline.registration import register_batch
 from resources.catalog import AssetCatalog
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
-
-PROXY = "10.0.0.5"
-ROLES = ("viewer", "creator", "admin")
-TOKENS = {role: f"token-of-the-{role}" for role in ROLES}
-PEOPLE = {role: f"{role}@studio.example" for role in ROLES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +40,6 @@ def world(tmp_path_factory) -> World:
     catalog = catalog_beside(storage)
     catalog.migrate()  # the library's tables
     return World(storage, catalog, key, root)
-
-
-def library_config(**overrides):
-    return parse_config({
-        "trusted_proxies": [PROXY],
-        "roles": {"users": {PEOPLE["admin"]: "admin", PEOPLE["viewer"]: "viewer"}, "groups": {"artists": "creator"}},
-        "tokens": [{"sha256": hashlib.sha256(t.encode()).hexdigest(), "user": f"{r}-script", "role": r}
-                   for r, t in TOKENS.items()],
-        **overrides,
-    }, "library.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -81,26 +64,6 @@ def launcher(world, instance):
 def app(world, launcher, tmp_path_factory):
     return create_app(library_config(), world.storage, world.catalog, launcher, ClipEmbedder(),
                       generator=ImageGenerator(), uploads=tmp_path_factory.mktemp("uploads"), secret="test-secret")
-
-
-def wait_for_run(launcher, key: str, after: str | None = None, timeout_s: float = 240):
-    """The batch's newest run (other than run `after`) once it has ended."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        run = launcher.latest_run(key)
-        if run is not None and run.run_id != after and run.status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return run
-        time.sleep(0.5)
-    raise AssertionError(f"no run of {key} ended within {timeout_s} s")
-
-
-def token(role: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {TOKENS[role]}"}
-
-
-def person(role: str) -> dict[str, str]:
-    """Proxy headers of someone with `role` (the creator by group, the others by e-mail)."""
-    return {"x-forwarded-email": PEOPLE[role], "x-forwarded-groups": "artists" if role == "creator" else "staff"}
 
 
 @pytest.fixture(scope="module")

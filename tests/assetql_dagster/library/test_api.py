@@ -4,9 +4,10 @@ downloads and activity, uploads checked like the command line, and its OpenAPI d
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
-from conftest import PROXY, library_config, token, wait_for_run
+from harness.library_people import PROXY, library_config, token, wait_for_run
 from harness.sample_batches import EXAMPLE
 from PIL import Image
 from starlette.testclient import TestClient
@@ -27,6 +28,9 @@ def test_batches_list_and_one_batch_with_its_exports(client, world):
     one = client.get(f"/api/v1/batches/{world.key}", headers=token("viewer")).json()
     assert one["settings"]["steps"] == 2
     assert one["exports"]["zip"] == f"/files/exports/{world.key}/{world.key}.zip"
+    owned = client.get("/api/v1/batches", params={"owner": "creator@studio.example"}, headers=token("viewer")).json()
+    assert world.key in [b["key"] for b in owned["batches"]]
+    assert client.get("/api/v1/batches", params={"mine": "1"}, headers=token("viewer")).json() == {"batches": []}
     missing = client.get("/api/v1/batches/nope-00000000", headers=token("viewer"))
     assert missing.status_code == 404 and "no batch 'nope-00000000'" in missing.json()["error"]
 
@@ -39,6 +43,10 @@ def test_assets_by_filter_full_text_and_similarity(client, world):
     assert swords and all("scimitar" in a["prompt"] for a in swords)
     tagged = client.get("/api/v1/assets", params={"category": "weapon", "tag": "sword,weapon"}, headers=token("viewer"))
     assert {a["category"] for a in tagged.json()["assets"]} == {"weapon"}
+    for name, user, found in (("owner", "creator@studio.example", 3), ("creator", "creator@studio.example", 3),
+                              ("owner", "viewer@studio.example", 0)):
+        by_person = client.get("/api/v1/assets", params={"batch": world.key, name: user}, headers=token("viewer"))
+        assert len(by_person.json()["assets"]) == found, name
     posted = client.post("/api/v1/assets/search", json={"batch": world.key, "min_score": 0.0, "sort": "date"},
                          headers=token("viewer")).json()["assets"]
     assert len(posted) == 3
@@ -100,6 +108,34 @@ def test_export_approved_rewrites_the_package_with_the_approved_images(client, w
     client.post("/api/v1/reviews", json={"asset_ids": ids, "decision": "clear"}, headers=token("creator"))
 
 
+def test_export_preset_writes_only_the_chosen_formats_of_the_approved_images(client, world):
+    rows = assets(world)
+    ids = [a["id"] for a in rows]
+    client.post("/api/v1/reviews", json={"asset_ids": ids[1:2], "decision": "approved"}, headers=token("creator"))
+    preset = {"exports": ["manifest", "gallery"], "export_only": "approved"}
+    assert client.post(f"/api/v1/batches/{world.key}/export", json=preset, headers=token("viewer")).status_code == 403
+    answer = client.post(f"/api/v1/batches/{world.key}/export", json=preset, headers=token("creator")).json()
+    assert (answer["images"], answer["exports"], set(answer["files"])) == (1, ["manifest", "gallery"], {"manifest", "gallery"})
+    # The catalog lists the new package's files only: the library no longer offers the older ZIP.
+    exported = world.catalog.batch_exports(world.key)
+    assert set(exported) == {"manifest", "gallery"}
+    manifest = json.loads(world.storage.read_bytes(exported["manifest"]))
+    assert [i["file_name"] for i in manifest["images"]] == [rows[1]["file_name"]]
+    assert client.get(f"/batches/{world.key}/exports/zip", headers=token("viewer")).status_code == 404
+    bad = client.post(f"/api/v1/batches/{world.key}/export", json={"exports": ["pdf"]}, headers=token("creator"))
+    assert bad.status_code == 400 and "unknown export(s) ['pdf']" in bad.json()["error"]
+    only = client.post(f"/api/v1/batches/{world.key}/export", json={"export_only": "some"}, headers=token("creator"))
+    assert only.status_code == 400 and "export_only must be one of all, approved" in only.json()["error"]
+    # Without a preset: the batch's own formats, every image (the package as the run wrote it).
+    back = client.post(f"/api/v1/batches/{world.key}/export", json={}, headers=token("creator")).json()
+    assert back["images"] == 3 and set(back["exports"]) == {"zip", "manifest", "gallery", "links"}
+    assert set(world.catalog.batch_exports(world.key)) == set(back["files"]) >= {"zip", "manifest", "gallery"}
+    activity = client.get("/api/v1/activity", params={"target": world.key}, headers=token("admin")).json()["activity"]
+    assert [e["detail"] for e in activity if e["action"] == "export.preset"][:2] == [
+        "3 image(s) (all) as zip, manifest, gallery, links", "1 image(s) (approved) as manifest, gallery"]
+    client.post("/api/v1/reviews", json={"asset_ids": ids, "decision": "clear"}, headers=token("creator"))
+
+
 def test_styles_created_from_uploads_with_a_palette_and_edited_as_new_versions(client, world):
     refs = sorted((EXAMPLE / "references").iterdir())
     files = [("references", (p.name, p.read_bytes(), "image/png")) for p in refs[:2]]
@@ -146,7 +182,7 @@ def test_admins_transfer_and_delete_batches(client, world):
     assert client.delete(f"/api/v1/batches/{key}", headers=token("admin")).status_code == 404
 
 
-def test_the_openapi_document_lists_every_operation_with_its_role(client):
+def test_the_openapi_document_lists_every_operation_with_its_role(client, app):
     spec = client.get("/api/v1/openapi.json", headers=token("viewer")).json()
     assert spec["info"]["title"] == "AssetQL asset library API"
     operations = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
@@ -154,9 +190,13 @@ def test_the_openapi_document_lists_every_operation_with_its_role(client):
     assert operations["/api/v1/batches/{key}", "delete"]["x-required-role"] == "admin"
     assert operations["/api/v1/assets", "get"]["x-required-role"] == "viewer"
     assert all(op["summary"] and "403" in op["responses"] for op in operations.values())
-    assert len(operations) == 24  # every route of api.ROUTES but the document itself
+    # Every API route but the document itself.
+    api_routes = [r for r in app.routes if r.path.startswith("/api/v1/") and r.path != "/api/v1/openapi.json"]
+    assert len(operations) == len(api_routes) >= 26
+    assert operations["/api/v1/assets/regenerate", "post"]["x-required-role"] == "creator"
+    assert operations["/api/v1/batches/{key}/export", "post"]["x-required-role"] == "creator"
     docs = client.get("/api/docs", headers=token("viewer"))
-    assert "/api/v1/assets/{batch}/{image}/regenerate" in docs.text and docs.text.count('class="method"') == 24
+    assert "/api/v1/assets/{batch}/{image}/regenerate" in docs.text and docs.text.count('class="method"') == len(api_routes)
 
 
 def test_regenerate_then_roll_back_each_re_exports_the_batch(client, world, launcher):
@@ -191,6 +231,25 @@ def test_regeneration_without_a_generator_says_so(world, launcher, tmp_path):
     first = assets(world)[0]
     answer = bare.post(f"/api/v1/assets/{first['id']}/regenerate", json={"seed": 5}, headers=token("creator"))
     assert answer.status_code == 503 and "assetql regenerate" in answer.json()["error"]
+    bulk = bare.post("/api/v1/assets/regenerate", json={"asset_ids": [first["id"]]}, headers=token("creator"))
+    assert bulk.status_code == 503 and "assetql regenerate" in bulk.json()["error"]
+
+
+def test_bulk_regenerate_makes_one_new_version_of_each_image(client, world, launcher):
+    chosen = [a["id"] for a in assets(world)[1:]]
+    before = {i: world.catalog.get_asset(i)["current_version"] for i in chosen}
+    assert client.post("/api/v1/assets/regenerate", json={"asset_ids": chosen}, headers=token("viewer")).status_code == 403
+    none = client.post("/api/v1/assets/regenerate", json={"asset_ids": []}, headers=token("creator"))
+    assert none.status_code == 400 and "select at least one image" in none.json()["error"]
+    last = launcher.latest_run(world.key)
+    answer = client.post("/api/v1/assets/regenerate", json={"asset_ids": chosen}, headers=token("creator"))
+    assert answer.status_code == 202 and answer.json() == {"regenerating": chosen}
+    assert wait_for_run(launcher, world.key, after=last and last.run_id).status == "SUCCESS"  # one re-export
+    for asset_id in chosen:
+        assert world.catalog.get_asset(asset_id)["current_version"] == before[asset_id] + 1
+        assert world.catalog.asset_versions(asset_id)[-1]["reason"] == "manual"
+    activity = client.get("/api/v1/activity", params={"user": "creator-script"}, headers=token("admin")).json()["activity"]
+    assert sorted(e["target"] for e in activity[:2] if e["action"] == "version.regenerate") == sorted(chosen)
 
 
 def test_a_jpeg_download_is_a_jpeg_of_the_image(client, world):

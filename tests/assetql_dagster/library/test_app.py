@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import PEOPLE, PROXY, ROLES, library_config, person, token
+from harness.library_people import PEOPLE, PROXY, ROLES, library_config, person, token
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -24,7 +24,8 @@ def concrete(path: str, world) -> str:
     """A route path with its parameters filled in with values that exist."""
     asset = world.catalog.search(None, batch=world.key, limit=1)[0]
     values = {"key": world.key, "batch": world.key, "image": asset["image_id"], "kind": "zip", "name": "brand-x",
-              "token": "t" * 24, "key:path": asset["thumb_key"]}
+              "token": "t" * 24, "key:path": asset["thumb_key"], "name:path": "someone@studio.example",
+              "sha256": "0" * 64}
     return re.sub(r"\{([^}]+)\}", lambda m: values[m[1]], path)
 
 

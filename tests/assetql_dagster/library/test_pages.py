@@ -3,8 +3,12 @@ post back and redirect, upload problems by row and column, and escaping."""
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 
+from harness.library_people import wait_for_run
+from markupsafe import escape
 
 
 def csrf_of(page) -> str:
@@ -21,6 +25,18 @@ def test_batches_page_shows_status_pass_rate_owner_and_covers(browsers, world):
     # Viewers are not offered what they may not do.
     assert "New batch" not in page.text and "Admin</a>" not in page.text
     assert "New batch" in browsers["creator"].get("/batches").text
+
+
+def test_batches_page_filters_mine_with_one_click(browsers, world):
+    every = browsers["creator"].get("/batches")
+    assert '<a href="/batches?mine=1"' in every.text
+    mine = browsers["creator"].get("/batches?mine=1")
+    assert f'href="/batches/{world.key}"' in mine.text
+    assert re.search(r'<a href="/batches\?mine=1" class="here" aria-current="page"[^>]*>Mine</a>', mine.text)
+    owners = re.findall(r'<span class="muted">Owner</span><br>([^<]+)</div>', mine.text)
+    assert owners and set(owners) == {"creator@studio.example"}
+    theirs = browsers["viewer"].get("/batches?mine=1")
+    assert "You own no batches" in theirs.text and f'href="/batches/{world.key}"' not in theirs.text
 
 
 def test_batch_page_grid_list_sort_and_filters(browsers, world):
@@ -61,7 +77,8 @@ def test_bulk_approve_then_download_the_selection_as_a_zip(browsers, world):
 def test_asset_page_shows_metadata_tags_scores_versions_and_actions(browsers, world):
     asset = world.catalog.search(None, batch=world.key, limit=1)[0]
     page = browsers["creator"].get(f"/assets/{asset['id']}")
-    assert asset["prompt"] in page.text and asset["file_name"] in page.text
+    # As the page escapes them ("blacksmith's" is "blacksmith&#39;s").
+    assert str(escape(asset["prompt"])) in page.text and str(escape(asset["file_name"])) in page.text
     for label in ("palette", "lighting", "composition", "texture", "embedding"):
         assert f"<span>{label}</span>" in page.text
     tags = world.catalog.asset_tags(asset["id"])
@@ -143,3 +160,40 @@ def test_admin_page_shows_roles_activity_and_downloads(browsers):
     assert "admin@studio.example" in page.text and "group <b>artists</b>" in page.text
     assert "API token of viewer-script" in page.text and "token-of-the" not in page.text
     assert browsers["creator"].get("/admin").status_code == 403
+
+
+def test_export_preset_and_bulk_regenerate_from_the_batch_page(browsers, world, launcher):
+
+    page = browsers["creator"].get(f"/batches/{world.key}")
+    assert f'action="/batches/{world.key}/export"' in page.text
+    assert all(f'name="exports" value="{f}"' in page.text for f in ("zip", "manifest", "gallery", "links"))
+    assert 'formaction="/selection/regenerate"' in page.text
+    seen = browsers["viewer"].get(f"/batches/{world.key}")
+    assert f'action="/batches/{world.key}/export"' not in seen.text and "/selection/regenerate" not in seen.text
+    ids = re.findall(r'name="asset" value="([^"]+)"', page.text)
+    form = {"exports": ["zip"], "export_only": "approved", "csrf_token": csrf_of(seen)}
+    assert browsers["viewer"].post(f"/batches/{world.key}/export", data=form).status_code == 403
+    assert browsers["viewer"].post("/selection/regenerate", data={"asset": ids[:1], "csrf_token": csrf_of(seen)}).status_code == 403
+    # Without the CSRF token, even a creator is refused.
+    assert browsers["creator"].post(f"/batches/{world.key}/export", data={"exports": ["zip"]}).status_code == 403
+    browsers["creator"].post("/selection/review", data={"asset": ids[:1], "decision": "approved", "csrf_token": csrf_of(page)})
+    done = browsers["creator"].post(f"/batches/{world.key}/export", follow_redirects=False,
+                                    data={**form, "csrf_token": csrf_of(page)})
+    assert done.headers["location"] == f"/batches/{world.key}?notice=exported-preset&n=1"
+    assert set(world.catalog.batch_exports(world.key)) == {"zip"}
+    package = zipfile.ZipFile(io.BytesIO(world.storage.read_bytes(world.catalog.batch_exports(world.key)["zip"])))
+    assert len([n for n in package.namelist() if n.endswith(".png")]) == 1
+    none = browsers["creator"].post(f"/batches/{world.key}/export", data={"csrf_token": csrf_of(page)})
+    assert none.status_code == 400 and "choose at least one export format" in none.text
+    every = {"exports": ["zip", "manifest", "gallery", "links"], "export_only": "all", "csrf_token": csrf_of(page)}
+    assert browsers["creator"].post(f"/batches/{world.key}/export", data=every).status_code == 200
+    assert len(world.catalog.batch_exports(world.key)) == 4
+    browsers["creator"].post("/selection/review", data={"asset": ids, "decision": "clear", "csrf_token": csrf_of(page)})
+    # Bulk regenerate: a new version of each selected image, then the batch re-exported by one run.
+    before = world.catalog.get_asset(ids[0])["current_version"]
+    last = launcher.latest_run(world.key)
+    started = browsers["creator"].post("/selection/regenerate", follow_redirects=False,
+                                       data={"asset": ids[:1], "back": f"/batches/{world.key}", "csrf_token": csrf_of(page)})
+    assert started.headers["location"] == f"/batches/{world.key}?notice=regenerating&n=1"
+    assert wait_for_run(launcher, world.key, after=last and last.run_id).status == "SUCCESS"
+    assert world.catalog.get_asset(ids[0])["current_version"] == before + 1

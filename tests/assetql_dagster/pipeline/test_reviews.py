@@ -3,6 +3,7 @@ tiny batch run that exports only approved images; and the `assetql review` comma
 
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -22,6 +23,7 @@ from assetql_dagster.pipeline.reviews import (
     delete_batch,
     downloads,
     export_approved,
+    export_preset,
     owner_of,
     record_activity,
     record_download,
@@ -96,6 +98,27 @@ def test_export_only_approved_packages_the_approved_images_and_export_approved_f
     summary = export_approved(storage, key)
     assert summary.images == 1 and read_record(storage, key, "exports") == summary
     assert packaged(storage, key) == [file_name(storage, ids[0])]
+
+
+def test_export_preset_writes_only_the_chosen_formats_of_the_images_it_takes(reviews_cleared):
+    storage, key, catalog, ids, _ = reviews_cleared
+    set_review(storage, catalog, ids[:1], "approved", "ana")
+    summary = export_preset(storage, key, ["manifest"], "approved")
+    assert (summary.images, summary.exports, set(summary.files)) == (1, ("manifest",), {"manifest"})
+    assert [r["file_name"] for r in json.loads(storage.read_bytes(summary.files["manifest"]))["images"]] == [
+        file_name(storage, ids[0])]
+    # The catalog follows the stored record, even rebuilt: the formats left out are no longer listed.
+    catalog_batch(catalog, storage, key)
+    assert set(catalog.batch_exports(key)) == {"manifest"}
+    every = export_preset(storage, key, ["zip"], "all")  # the batch's own export_only is approved
+    assert every.images == 3 and len(packaged(storage, key)) == 3 and read_record(storage, key, "exports") == every
+    for exports, only, problem in ((["pdf"], "all", "unknown export(s) ['pdf']"), ([], "all", "non-empty list"),
+                                   ("zip", "all", "non-empty list"), (["zip", "zip"], "all", "more than once"),
+                                   (["zip"], "some", "export_only must be one of all, approved")):
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            export_preset(storage, key, exports, only)
+    assert export_preset(storage, key, None, "approved").exports == ("zip", "manifest", "gallery", "links")
+    catalog_batch(catalog, storage, key)
 
 
 def test_decisions_persist_across_recataloguing_and_a_rebuild_from_storage(reviews_cleared):
