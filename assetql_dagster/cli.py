@@ -208,14 +208,19 @@ def process_exists(pid: int) -> bool:
     return True
 
 
-def storage_resource(instance):
-    """The code location's storage, with its config (e.g. secrets bound as EnvVars) resolved."""
+def location_resource(instance, name: str):
+    """The code location's resource `name`, with its config (e.g. secrets bound as EnvVars) resolved."""
     import dagster as dg
 
     from assetql_dagster.definitions import defs
 
-    with dg.build_resources({"storage": defs.resources["storage"]}, instance=instance) as resources:
-        return resources.storage
+    with dg.build_resources({name: defs.resources[name]}, instance=instance) as resources:
+        return getattr(resources, name)
+
+
+def storage_resource(instance):
+    """The code location's storage."""
+    return location_resource(instance, "storage")
 
 
 def report(result, key: str, storage) -> int:
@@ -686,13 +691,8 @@ def add_style_parser(sub) -> None:
 
 
 def catalog_resource(instance):
-    """The code location's asset catalog, with its URL (e.g. bound as an EnvVar) resolved."""
-    import dagster as dg
-
-    from assetql_dagster.definitions import defs
-
-    with dg.build_resources({"catalog": defs.resources["catalog"]}, instance=instance) as resources:
-        return resources.catalog
+    """The code location's asset catalog."""
+    return location_resource(instance, "catalog")
 
 
 def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
@@ -801,12 +801,7 @@ def search_table(rows: list[dict]) -> str:
 
 def clip_resource(instance):
     """The code location's CLIP model resource (the one the pipeline tags with)."""
-    import dagster as dg
-
-    from assetql_dagster.definitions import defs
-
-    with dg.build_resources({"clip": defs.resources["clip"]}, instance=instance) as resources:
-        return resources.clip
+    return location_resource(instance, "clip")
 
 
 def search_title(args: argparse.Namespace) -> str:
