@@ -1,6 +1,6 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
 (style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`), the asset
-catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename` on the local embedded instance."""
+catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, and distribution packages (`export`) on the local embedded instance."""
 
 from __future__ import annotations
 
@@ -90,14 +90,16 @@ def use_local_instance(data_dir: str | None) -> Path:
     return home
 
 
-def execute(instance, key: str, tags: dict, in_process: bool, verbose: bool, asset_keys: list[str] | None = None):
+def execute(instance, key: str, tags: dict, in_process: bool, verbose: bool, asset_keys: list[str] | None = None,
+            ops: dict | None = None):
     """Runs the batch job for one partition on the local instance, through the configured executor
-    unless `in_process` (one process, no GPU pool: quickest for debugging), with a progress bar."""
+    unless `in_process` (one process, no GPU pool: quickest for debugging), with a progress bar;
+    `ops` is the run config of the job's ops."""
     import dagster as dg
 
     # The bar shows progress; step logs would tear it, so only warnings print unless --verbose.
     level = "INFO" if verbose else "WARNING"
-    run_config = {"loggers": {"console": {"config": {"log_level": level}}}}
+    run_config = {"loggers": {"console": {"config": {"log_level": level}}}, **({"ops": ops} if ops else {})}
     selection = [dg.AssetKey(k) for k in asset_keys] if asset_keys else None
     # Which process executes the run, for `fail_abandoned_runs` of a later command.
     tags = {**tags, run_tags.HOST: socket.gethostname(), run_tags.PID: str(os.getpid())}
@@ -477,6 +479,57 @@ def cmd_more(args: argparse.Namespace) -> int:
         ensure_partition(instance, key)
         tags = run_tags.batch_run_tags(key, key)
         return report(execute(instance, key, tags, args.in_process, args.verbose, MORE_ASSETS), key, storage)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    from assetql_dagster.domain.layout import record_key
+    from assetql_dagster.pipeline.distribution import export_asset_name
+    from assetql_dagster.pipeline.exporters.registry import installed_exporters
+    from assetql_dagster.pipeline.records import read_record
+
+    if problem := key_problem(args.batch):
+        return print_error(problem)
+    exporters = installed_exporters()
+    unknown = [p for p in args.preset if p not in exporters]
+    if unknown:
+        return print_error(f"no exporter {', '.join(map(repr, unknown))}; installed: {', '.join(exporters)}")
+    with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
+        storage = storage_resource(instance)
+        key = args.batch
+        # Exports are made of the tagged images: nothing is generated again.
+        if not storage.exists(record_key(key, "tags")):
+            return print_error(f"batch {key!r} has no tagged images in {storage.uri('batches')}; run it first")
+        ensure_partition(instance, key)
+        config = {"presets": args.preset, "approved_only": args.approved_only, "categories": args.category}
+        assets = [export_asset_name(p) for p in args.preset]
+        tags = run_tags.batch_run_tags(key, key)
+        result = execute(instance, key, tags, args.in_process, args.verbose, assets, {"distribution": {"config": config}})
+        if not result.success:
+            print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
+            return 1
+        status = 0
+        for preset in args.preset:
+            package = read_record(storage, key, export_asset_name(preset))
+            print(f"{preset}: {package.images} image(s), {len(package.files)} file(s): {storage.uri(package.main)}")
+            for problem in package.problems:
+                status = 1
+                print(f"  invalid: {problem}", file=sys.stderr)
+        return status
+
+
+def add_export_parser(sub):
+    export = sub.add_parser("export", help="write distribution packages of a finished batch again, without regenerating")
+    export.add_argument("batch", help="the batch's partition key")
+    export.add_argument("--preset", action="append", required=True, metavar="EXPORTER",
+                        help="an exporter to write (unity, shopify, social, print, ...); repeat for several")
+    export.add_argument("--approved-only", action="store_true", help="only images approved in review")
+    export.add_argument("--category", action="append", default=[], metavar="PATH",
+                        help="only images of this category path or below; repeat for several")
+    return export
 
 
 def add_versions_parsers(sub) -> list:
@@ -932,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("path", type=Path)
     retry = sub.add_parser("retry-failed", help="re-generate only the failed rows of a batch, then re-export")
     retry.add_argument("batch", help="the batch's partition key")
-    for command in (run, retry, *add_versions_parsers(sub)):
+    for command in (run, retry, add_export_parser(sub), *add_versions_parsers(sub)):
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
         command.add_argument("--in-process", action="store_true", help="run every step in this process")
         command.add_argument("--verbose", "-v", action="store_true", help="print every step's log lines")
@@ -957,6 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_review(args)
     if args.command == "library":
         return cmd_library(args)
+    if args.command == "export":
+        return cmd_export(args)
     if args.command in VERSION_COMMANDS:
         return VERSION_COMMANDS[args.command](args)
     if args.command == "validate":

@@ -11,6 +11,7 @@ from assetql_dagster.defs.assets.analysis import scores, tags
 from assetql_dagster.defs.assets.batch_input import batch_input
 from assetql_dagster.defs.assets.catalog_entry import catalog_entry
 from assetql_dagster.defs.assets.curation import curated_images
+from assetql_dagster.defs.assets.distribution import distribution_asset
 from assetql_dagster.defs.assets.exports import exports
 from assetql_dagster.defs.assets.images import images
 from assetql_dagster.defs.assets.prompts import prompts
@@ -22,6 +23,7 @@ from assetql_dagster.defs.registration import register_batch_job, registered_bat
 from assetql_dagster.defs.resources import resources_from_env
 from assetql_dagster.defs.schedules import schedules_from_env
 from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
+from assetql_dagster.pipeline.exporters.registry import installed_exporters
 from gpu_executor import gpu_executor
 
 
@@ -37,7 +39,11 @@ def with_io_manager(resources: dict) -> dict:
 def build_definitions() -> dg.Definitions:
     """The code location as configured by the environment."""
     return dg.Definitions(
-        assets=[batch_input, style_profile, prompts, images, scores, curated_images, tags, exports, catalog_entry],
+        assets=[
+            batch_input, style_profile, prompts, images, scores, curated_images, tags, exports, catalog_entry,
+            # One asset per exporter installed in this environment (built-ins and plugins).
+            distribution_asset(installed_exporters()),
+        ],
         jobs=[batch_job, register_batch_job],
         sensors=[inbox_sensor, registered_batch_sensor, batch_succeeded_sensor, batch_failed_sensor, *drop_sensors()],
         schedules=schedules_from_env(),

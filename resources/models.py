@@ -82,18 +82,21 @@ LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 ADAPTER_KINDS = ("ip_adapter", "lora")
 
 
-def _bounded(name: str) -> str:
+def clipped_name(name: str) -> str:
+    """`name` cut to 200 characters for a message (a path may be any length)."""
     return name if len(name) <= 200 else name[:199] + "…"
 
 
-def _is_dir(path: Path) -> bool:
+def safe_is_dir(path: Path) -> bool:
+    """Path.is_dir, False for a name no file system can hold rather than OSError."""
     try:
         return path.is_dir()
     except OSError:  # a name no file system holds (too long, say)
         return False
 
 
-def _is_file(path: Path) -> bool:
+def safe_is_file(path: Path) -> bool:
+    """Path.is_file, False for a name no file system can hold rather than OSError."""
     try:
         return path.is_file()
     except OSError:
@@ -105,17 +108,17 @@ def locate_ip_adapter(ip_adapter: str, models_dir: str | None = None) -> tuple[P
 
     Raises FileNotFoundError saying what was expected where. Only files are looked at.
     """
-    shown = _bounded(ip_adapter)
+    shown = clipped_name(ip_adapter)
     path = Path(ip_adapter).expanduser()
-    if _is_file(path):
+    if safe_is_file(path):
         if path.suffix not in _WEIGHT_SUFFIXES:
             raise FileNotFoundError(
                 f"IP-Adapter {shown!r} is a file but not a .safetensors or .bin weights file"
             )
         folder, weight_name = path.parent, path.name
-    elif _is_dir(path):
+    elif safe_is_dir(path):
         folder = path
-        weight_name = next((n for n in IP_ADAPTER_WEIGHT_NAMES if _is_file(folder / n)), None)
+        weight_name = next((n for n in IP_ADAPTER_WEIGHT_NAMES if safe_is_file(folder / n)), None)
         if weight_name is None:
             raise FileNotFoundError(
                 f"IP-Adapter folder {shown!r} holds neither {' nor '.join(IP_ADAPTER_WEIGHT_NAMES)}; "
@@ -124,7 +127,7 @@ def locate_ip_adapter(ip_adapter: str, models_dir: str | None = None) -> tuple[P
     else:
         folder, weight_name = _cached_ip_adapter(ip_adapter, models_dir)
     encoder = folder / IMAGE_ENCODER_FOLDER
-    if not _is_file(encoder / "config.json") or not any(_is_file(encoder / n) for n in _IMAGE_ENCODER_WEIGHT_NAMES):
+    if not safe_is_file(encoder / "config.json") or not any(safe_is_file(encoder / n) for n in _IMAGE_ENCODER_WEIGHT_NAMES):
         raise FileNotFoundError(
             f"IP-Adapter {shown!r} has no image encoder: expected {str(encoder)!r} to hold config.json and "
             f"{' or '.join(_IMAGE_ENCODER_WEIGHT_NAMES)} (a CLIPVisionModelWithProjection saved with save_pretrained)"
@@ -136,7 +139,7 @@ def _cached_ip_adapter(ip_adapter: str, models_dir: str | None) -> tuple[Path, s
     """(snapshot folder, weights file name) of an IP-Adapter hub id in the cache."""
     cache = f"models_dir {models_dir!r}" if models_dir else "the default Hugging Face cache"
     not_found = FileNotFoundError(
-        f"IP-Adapter {_bounded(ip_adapter)!r} is neither a local folder, a local weights file nor a hub id "
+        f"IP-Adapter {clipped_name(ip_adapter)!r} is neither a local folder, a local weights file nor a hub id "
         f"downloaded to {cache} (`owner/name[/subfolder][/weights.safetensors]` holding "
         f"{' or '.join(IP_ADAPTER_WEIGHT_NAMES)} and {IMAGE_ENCODER_FOLDER}/)"
     )
@@ -167,16 +170,16 @@ def locate_lora(lora: str) -> Path:
 
     Raises FileNotFoundError saying what was expected where. Only files are looked at.
     """
-    shown = _bounded(lora)
+    shown = clipped_name(lora)
     path = Path(lora).expanduser()
-    if _is_file(path):
+    if safe_is_file(path):
         if path.suffix != ".safetensors":
             raise FileNotFoundError(f"LoRA {shown!r} is a file but not a .safetensors weights file")
         return path
-    if _is_dir(path):
-        if _is_file(path / LORA_WEIGHT_NAME):
+    if safe_is_dir(path):
+        if safe_is_file(path / LORA_WEIGHT_NAME):
             return path / LORA_WEIGHT_NAME
-        files = sorted(p for p in path.glob("*.safetensors") if _is_file(p))
+        files = sorted(p for p in path.glob("*.safetensors") if safe_is_file(p))
         if len(files) == 1:
             return files[0]
         held = f"{len(files)} .safetensors files" if files else "no .safetensors file"

@@ -1,17 +1,36 @@
-"""Notifications on batch completion: one JSON document per finished batch run, posted to a webhook.
+"""Notifications on batch completion: one JSON document per finished batch run, posted to webhooks.
 
-`Notifier.send` posts a `BatchNotice` to `webhook_url` as a plain JSON document (`format: json`, for
-any service that takes a webhook) or as a Slack incoming-webhook message (`format: slack`, the same
-facts as text blocks). With no `webhook_url` notifications are off. Delivery is best effort: a
-bounded timeout per try, retries with backoff on connection errors and 5xx (and 429) answers, then
-a logged warning; it never raises, so a webhook that is down never fails anything in Dagster.
+`Notifier.send` posts a `BatchNotice` to every configured webhook (`webhook_url` and `webhook_urls`,
+at once) as a plain JSON document (`format: json`, for any service that takes a webhook) or as a
+Slack incoming-webhook message (`format: slack`, the same facts as text blocks). With no webhook,
+notifications are off. Delivery is best effort: a bounded timeout per try, retries with backoff on
+connection errors and 5xx (and 429) answers, then a logged warning; it never raises, so a webhook
+that is down never fails anything in Dagster.
+
+Signatures. With a `signing_secret`, every post carries
+
+    X-AssetQL-Timestamp: <Unix time of the try, in whole seconds>
+    X-AssetQL-Signature: sha256=<lowercase hex HMAC-SHA256, keyed with the secret (UTF-8),
+                                 of the bytes  <timestamp> "." <raw request body>>
+
+as GitHub's `X-Hub-Signature-256` with Stripe's signed timestamp: the receiver recomputes the HMAC
+over the body exactly as received (before parsing the JSON), compares in constant time, and drops
+a post whose timestamp is more than a few minutes from its clock, so that a captured post cannot be
+replayed later. `verify_signature` does all of it; a receiver in Python may copy it with `signature`.
+Every post also says its `X-AssetQL-Event` (`batch.completed` / `batch.failed`) and
+`X-AssetQL-Delivery`, an id shared by the tries and webhooks of one notice, to drop a repeat by.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import json
 import logging
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -26,6 +45,26 @@ EVENTS = {SUCCEEDED: "batch.completed", FAILED: "batch.failed"}
 # not change by trying again. A Retry-After is not waited for: the backoff keeps the sensor's
 # evaluation bounded (at most (retries + 1) × timeout_s + backoff_s × (2^retries - 1) seconds).
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+SIGNATURE_HEADER = "X-AssetQL-Signature"
+TIMESTAMP_HEADER = "X-AssetQL-Timestamp"
+EVENT_HEADER = "X-AssetQL-Event"
+DELIVERY_HEADER = "X-AssetQL-Delivery"
+SIGNATURE_SCHEME = "sha256="
+# How far a post's timestamp may be from the receiver's clock: retries are signed anew, so this
+# only needs to cover the clocks' skew and the time on the wire (Stripe and Slack take 5 minutes).
+TOLERANCE_S = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedPackage:
+    """One exporter's distribution package of the batch: the URI of its main file, the images it
+    took, the files it wrote and whether it read back sound."""
+
+    exporter: str
+    uri: str
+    images: int
+    files: int
+    valid: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +72,8 @@ class BatchNotice:
     """The facts of one finished batch run: the batch (partition key and name), its outcome
     (`succeeded` or `failed`), images stored of planned and exported, failed rows, the share of
     scored images passing the style threshold (None when unscored), the run, why a failed run
-    failed, and the URIs of the exported files by kind (package, gallery, manifest, links)."""
+    failed, the URIs of the exported files by kind (package, gallery, manifest, links) and the
+    distribution packages the exporters wrote."""
 
     batch: str
     name: str
@@ -46,6 +86,7 @@ class BatchNotice:
     run_id: str
     error: str = ""
     files: dict[str, str] = dataclasses.field(default_factory=dict)
+    packages: tuple[ExportedPackage, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in EVENTS:
@@ -63,25 +104,53 @@ class BatchNotice:
                 f"{self.images_planned} images stored{failed}{rate}")
 
 
+def is_http_url(value: str) -> bool:
+    """Whether `value` is an absolute http(s) URL with a host."""
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 def base_url(value: str, what: str) -> str:
     """`value` without a trailing slash, or "" when unset; ValueError unless it is an http(s) URL."""
     if not value:
         return ""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not is_http_url(value):
         raise ValueError(f"{what} must be an http(s) URL such as http://127.0.0.1:3000, got {value[:80]!r}")
     return value.rstrip("/")
 
 
-class Notifier(dg.ConfigurableResource):
-    """Posts a `BatchNotice` to a webhook (nothing when `webhook_url` is empty).
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """The `X-AssetQL-Signature` of `body` posted at `timestamp`: `sha256=` and the hex HMAC-SHA256,
+    keyed with `secret`, of `timestamp`, a dot and `body`."""
+    return SIGNATURE_SCHEME + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
-    `ui_url` (the Dagster webserver) and `library_url` (the asset library), when set, add links to
-    the run and to the batch. Each try waits at most `timeout_s`; connection errors and 5xx/429
-    answers are tried again up to `retries` times, `backoff_s` × 2^n apart.
+
+def verify_signature(secret: str, body: bytes, header: str | None, timestamp: str | None,
+                     tolerance_s: float = TOLERANCE_S, now: float | None = None) -> bool:
+    """Whether a post is AssetQL's: `header` (X-AssetQL-Signature) signs the raw `body` at `timestamp`
+    (X-AssetQL-Timestamp) with `secret`, and `timestamp` is within `tolerance_s` of `now` (this clock)."""
+    if not header or not timestamp or not (timestamp.isascii() and timestamp.isdigit()):
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance_s:
+        return False  # stale (a replay) or from a clock far off
+    # The timestamp as sent, not as parsed, is what was signed; compare_digest takes the same time
+    # whichever byte differs, so a forger learns nothing from how fast a guess is refused.
+    return hmac.compare_digest(signature(secret, timestamp, body).encode(), header.encode())
+
+
+class Notifier(dg.ConfigurableResource):
+    """Posts a `BatchNotice` to webhooks (nothing when there are none).
+
+    `webhook_url` (one webhook, as before there could be several) and `webhook_urls` are posted to
+    at once; with `signing_secret`, each post is signed (see the module). `ui_url` (the Dagster
+    webserver) and `library_url` (the asset library), when set, add links to the run and to the
+    batch. Each try waits at most `timeout_s`; connection errors and 5xx/429 answers are tried again
+    up to `retries` times, `backoff_s` × 2^n apart.
     """
 
     webhook_url: str = ""
+    webhook_urls: list[str] = []
+    signing_secret: str = ""
     format: str = "json"
     ui_url: str = ""
     library_url: str = ""
@@ -90,8 +159,13 @@ class Notifier(dg.ConfigurableResource):
     backoff_s: float = 1.0
 
     @property
+    def urls(self) -> list[str]:
+        """Every webhook, once each, in the order configured."""
+        return list(dict.fromkeys(url for url in (self.webhook_url, *self.webhook_urls) if url))
+
+    @property
     def enabled(self) -> bool:
-        return bool(self.webhook_url)
+        return bool(self.urls)
 
     def links(self, notice: BatchNotice) -> dict[str, str]:
         """Links to the run in the Dagster UI and to the batch in the asset library, those known."""
@@ -119,12 +193,30 @@ class Notifier(dg.ConfigurableResource):
             raise ValueError(f"notification format {self.format!r} must be one of {', '.join(FORMATS)}")
         return self.document(notice) if self.format == "json" else slack_message(notice, self.links(notice))
 
-    def send(self, notice: BatchNotice, log: logging.Logger | Any) -> bool:
-        """Post `notice`; whether the webhook took it. Failures are logged on `log` as a warning once
-        the retries are spent, never raised."""
-        if not self.enabled:
-            return False
-        body = self.payload(notice)
+    def headers(self, body: bytes, event: str, delivery: str) -> dict[str, str]:
+        """The headers of one try: the event and delivery, and the signature of `body` now when signing."""
+        headers = {"Content-Type": "application/json", EVENT_HEADER: event, DELIVERY_HEADER: delivery}
+        if self.signing_secret:
+            timestamp = str(int(time.time()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = signature(self.signing_secret, timestamp, body)
+        return headers
+
+    def send(self, notice: BatchNotice, log: logging.Logger | Any) -> int:
+        """Post `notice` to every webhook at once; how many took it. Failures are logged on `log` as
+        warnings once the retries are spent, never raised."""
+        urls = self.urls
+        if not urls:
+            return 0
+        # Serialized once: the bytes signed are the bytes sent, to every webhook and on every try.
+        body = json.dumps(self.payload(notice), allow_nan=False).encode()
+        delivery = uuid.uuid4().hex
+        # In parallel, so that the sensor's evaluation is bounded by one webhook's retries, not the sum.
+        with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+            return sum(pool.map(lambda url: self.deliver(url, body, notice, delivery, log), urls))
+
+    def deliver(self, url: str, body: bytes, notice: BatchNotice, delivery: str, log: logging.Logger | Any) -> bool:
+        """Post `body` to `url` with retries; whether it was taken (else a warning on `log`)."""
         tries, problem = 0, ""
         # A loop of its own rather than urllib3's Retry, which logs each retry with the URL's path:
         # the secret of a Slack webhook.
@@ -133,7 +225,8 @@ class Notifier(dg.ConfigurableResource):
                 time.sleep(self.backoff_s * 2 ** (tries - 1))
             tries += 1
             try:
-                answer = requests.post(self.webhook_url, json=body, timeout=self.timeout_s)
+                answer = requests.post(url, data=body, headers=self.headers(body, notice.event, delivery),
+                                       timeout=self.timeout_s)
             except requests.ConnectionError as err:  # refused, reset, or no answer to connect
                 problem = f"{type(err).__name__}: {err}"
                 continue
@@ -147,8 +240,7 @@ class Notifier(dg.ConfigurableResource):
             if answer.status_code not in RETRY_STATUSES:
                 break
         log.warning(f"notification of {notice.event} for batch {notice.batch} not delivered to "
-                    f"{_redacted(self.webhook_url, self.webhook_url)} after {tries} tries: "
-                    f"{_redacted(problem, self.webhook_url)[:300]}")
+                    f"{_redacted(url, url)} after {tries} tries: {_redacted(problem, url)[:300]}")
         return False
 
 
@@ -191,6 +283,8 @@ def slack_message(notice: BatchNotice, links: dict[str, str]) -> dict[str, Any]:
     titles = {"run": "Open the run in Dagster", "library": "Open the batch in the asset library"}
     shown = [f"<{url}|{titles[kind]}>" for kind, url in links.items()]
     shown += [f"{kind}: {_slack_escape(uri)}" for kind, uri in notice.files.items()]
+    shown += [f"{_slack_escape(p.exporter)} package: {_slack_escape(p.uri)}{'' if p.valid else ' (failed validation)'}"
+              for p in notice.packages]
     if shown:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(shown)}})
     # `text` is what notifications and clients without blocks show.

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
-from resources.s3 import LIST_PAGE_SIZE, S3Bucket, S3Connection, s3_uri
-from resources.storage import AssetStorage, check_key
+from resources.cloudfront import signed_url
+from resources.s3 import LIST_PAGE_SIZE, SIGV4_MAX_EXPIRY_S, S3Bucket, S3Connection, s3_uri
+from resources.storage import (
+    CDN_PUBLIC,
+    CLOUDFRONT_SIGNED,
+    S3_PRESIGNED,
+    AssetStorage,
+    check_key,
+)
 
 SSE_MODES = (None, "AES256", "aws:kms")
 SHA256_METADATA = "sha256"  # sent as the x-amz-meta-sha256 header
 
 
 class S3Storage(AssetStorage):
-    """Objects under `prefix` in `bucket`, reached through the shared `connection`."""
+    """Objects under `prefix` in `bucket`, reached through the shared `connection`.
+
+    Shareable links are S3 presigned URLs (at most 7 days), unless `cdn_base_url` names a CDN
+    distribution serving the bucket's root: then links last up to any lifetime as CloudFront signed
+    URLs when `cloudfront_key_pair_id` and `cloudfront_private_key` (bind both with `dg.EnvVar`) are
+    set, and permanent links are plain CDN URLs, which work only where the distribution allows public
+    reads.
+    """
 
     connection: S3Connection
     bucket: str
@@ -22,6 +38,9 @@ class S3Storage(AssetStorage):
     server_side_encryption: str | None = "AES256"
     sse_kms_key_id: str | None = None
     list_page_size: int = LIST_PAGE_SIZE
+    cdn_base_url: str | None = None
+    cloudfront_key_pair_id: str | None = None
+    cloudfront_private_key: str | None = None
 
     @property
     def objects(self) -> S3Bucket:
@@ -100,9 +119,73 @@ class S3Storage(AssetStorage):
     def uri(self, key: str) -> str:
         return s3_uri(self.bucket, self._full_key(key))
 
-    def link(self, key: str, expires_in_s: int) -> str:
-        """A presigned GET URL valid for `expires_in_s` seconds (at most 7 days, the SigV4 limit)."""
-        return self.objects.presigned_get(self._full_key(key), expires_in_s)
+    def _cdn_base(self) -> str | None:
+        """`cdn_base_url` without its trailing slash, or None without a CDN."""
+        if not self.cdn_base_url:
+            return None
+        parts = urlsplit(self.cdn_base_url)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                f"cdn_base_url {self.cdn_base_url[:200]!r} must be an http(s) URL of the CDN distribution "
+                "serving the bucket, without query or fragment, e.g. 'https://d111111abcdef8.cloudfront.net'"
+            )
+        return self.cdn_base_url.rstrip("/")
+
+    def _signs_with_cloudfront(self) -> bool:
+        """Whether a complete CloudFront key pair is configured (a half-configured one is an error)."""
+        given = {"cloudfront_key_pair_id": self.cloudfront_key_pair_id,
+                 "cloudfront_private_key": self.cloudfront_private_key}
+        missing = [name for name, value in given.items() if not value]
+        if len(missing) == 1:
+            raise ValueError(
+                f"CloudFront signing needs both cloudfront_key_pair_id and cloudfront_private_key; "
+                f"{missing[0]} is not set"
+            )
+        if missing:
+            return False
+        if self._cdn_base() is None:
+            raise ValueError(
+                "a CloudFront key pair is set but cdn_base_url is not; set it to the URL of the "
+                "distribution that trusts the key pair"
+            )
+        return True
+
+    def link_signing(self, expires_in_s: int | None) -> str:
+        """CDN_PUBLIC when permanent, CLOUDFRONT_SIGNED with a key pair, else S3_PRESIGNED (at most 7 days)."""
+        cdn = self._cdn_base()
+        if expires_in_s is None:
+            if cdn is None:
+                raise ValueError(
+                    "permanent links need a CDN: S3 presigned URLs last at most "
+                    f"{SIGV4_MAX_EXPIRY_S}s (7 days, the SigV4 limit); set the storage's cdn_base_url to a "
+                    "distribution that allows public reads, or give the links a lifetime"
+                )
+            return CDN_PUBLIC
+        if self._signs_with_cloudfront():
+            if isinstance(expires_in_s, bool) or not isinstance(expires_in_s, int) or expires_in_s < 1:
+                raise ValueError(f"CloudFront signed link expiry {expires_in_s!r} must be a whole number of "
+                                 "seconds, at least 1")
+            return CLOUDFRONT_SIGNED
+        if expires_in_s > SIGV4_MAX_EXPIRY_S:
+            to_set = "cdn_base_url is set, so also set" if cdn else "set cdn_base_url,"
+            raise ValueError(
+                f"link expiry {expires_in_s}s is out of range for S3 presigned URLs: SigV4 allows at most "
+                f"{SIGV4_MAX_EXPIRY_S}s (7 days); longer links need CloudFront signing: {to_set} "
+                "cloudfront_key_pair_id and cloudfront_private_key"
+            )
+        return S3_PRESIGNED
+
+    def link(self, key: str, expires_in_s: int | None) -> str:
+        """A URL valid for `expires_in_s` seconds (None: permanently), made as `link_signing` says."""
+        full_key = self._full_key(key)
+        signing = self.link_signing(expires_in_s)
+        if signing == S3_PRESIGNED:
+            return self.objects.presigned_get(full_key, expires_in_s)
+        url = f"{self._cdn_base()}/{quote(full_key)}"
+        if signing == CDN_PUBLIC:
+            return url
+        expires_at = datetime.now(timezone.utc) + timedelta(seconds=expires_in_s)
+        return signed_url(url, self.cloudfront_key_pair_id, self.cloudfront_private_key, expires_at)
 
     @property
     def links_are_local(self) -> bool:

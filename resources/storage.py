@@ -25,6 +25,12 @@ os.umask(_UMASK)
 # would leave every object and export readable by its writer only (0o600).
 FILE_MODE = 0o666 & ~_UMASK
 
+# How `AssetStorage.link` makes a URL, as `link_signing` reports it and the links manifest names it.
+LOCAL_LINKS = "local"  # file URIs on the machine holding the storage
+S3_PRESIGNED = "s3-presigned"  # SigV4 presigned S3 GET URLs, at most 7 days
+CLOUDFRONT_SIGNED = "cloudfront-signed"  # CDN URLs signed with a CloudFront key pair (canned policy)
+CDN_PUBLIC = "cdn-public"  # plain CDN URLs that never expire; the distribution must allow public reads
+
 
 def write_atomically(path: Path, fill: Callable[[BinaryIO], object]) -> Path:
     """Write `path` through `fill(file)`, all or nothing, with the usual mode for new files."""
@@ -78,9 +84,13 @@ class AssetStorage(dg.ConfigurableResource):
     def uri(self, key: str) -> str:
         raise NotImplementedError(type(self).__name__)
 
-    def link(self, key: str, expires_in_s: int) -> str:
-        """A URL a person can open: presigned on S3, a file URI locally."""
+    def link(self, key: str, expires_in_s: int | None) -> str:
+        """A URL a person can open for `expires_in_s` seconds (None: permanently), as `link_signing` says."""
         raise NotImplementedError(type(self).__name__)
+
+    def link_signing(self, expires_in_s: int | None) -> str:
+        """How `link` makes URLs of this lifetime (LOCAL_LINKS here); ValueError if it cannot make them."""
+        return LOCAL_LINKS
 
     @property
     def links_are_local(self) -> bool:
@@ -136,7 +146,8 @@ class LocalStorage(AssetStorage):
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
 
-    def link(self, key: str, expires_in_s: int) -> str:
+    def link(self, key: str, expires_in_s: int | None) -> str:
+        # File URIs do not expire; the lifetime matters only to storages that sign.
         return self.uri(key)
 
     def local_path(self, key: str) -> Path:

@@ -128,7 +128,7 @@ def read_style_state_dict(checkpoint: str) -> dict[str, torch.Tensor]:
     except OSError:
         is_file = False
     if not is_file:
-        what = "is a directory, not a file" if _is_dir(path) else "does not exist"
+        what = "is a directory, not a file" if safe_is_dir(path) else "does not exist"
         raise FileNotFoundError(f"style checkpoint {_shown(checkpoint)} {what}: expected a local file holding {FORMAT}")
     try:
         if path.suffix == ".safetensors":
@@ -170,7 +170,7 @@ def _shown(checkpoint: str) -> str:
     return repr(checkpoint if len(checkpoint) <= 200 else checkpoint[:199] + "…")
 
 
-def _is_dir(path: Path) -> bool:
+def safe_is_dir(path: Path) -> bool:
     try:
         return path.is_dir()
     except OSError:

@@ -1,11 +1,12 @@
-"""Notification on batch completion (FR-BG-007): when a `batch_job` run of a batch partition succeeds
-or fails, post its notice through the `notifier` and log `batch.completed` / `batch.failed` in the
-activity log. Run status sensors are evaluated by the Dagster daemon (`dagster dev` runs one)."""
+"""Notification on batch completion (FR-BG-007, NFR-007): when a `batch_job` run of a batch partition
+succeeds or fails, post its notice to every webhook of the `notifier` (signed when it has a secret)
+and log `batch.completed` / `batch.failed` in the activity log. Run status sensors are evaluated by
+the Dagster daemon (`dagster dev` runs one)."""
 
 import dagster as dg
 
 from assetql_dagster.defs.jobs import batch_job
-from assetql_dagster.defs.resources import NOTIFY_WEBHOOK_ENV
+from assetql_dagster.defs.resources import NOTIFY_WEBHOOK_ENV, NOTIFY_WEBHOOKS_PREFIX
 from assetql_dagster.pipeline.notifications import batch_notice, log_outcome
 from resources.catalog import AssetCatalog
 from resources.notifier import Notifier
@@ -24,9 +25,13 @@ def notify(context: dg.RunStatusSensorContext, storage: AssetStorage, catalog: A
     notice = batch_notice(storage, batch, run.run_id, succeeded=succeeded, error=error)
     log_outcome(catalog, notice)
     if not notifier.enabled:
-        context.log.info(f"{notice.headline()}; not notified: notifications are off (${NOTIFY_WEBHOOK_ENV} is not set)")
-    elif notifier.send(notice, context.log):
-        context.log.info(f"notified {notice.event}: {notice.headline()}")
+        context.log.info(f"{notice.headline()}; not notified: notifications are off "
+                         f"(neither ${NOTIFY_WEBHOOK_ENV} nor any ${NOTIFY_WEBHOOKS_PREFIX}<NAME> is set)")
+        return
+    # Webhooks that did not take it were each warned about by the notifier.
+    if delivered := notifier.send(notice, context.log):
+        context.log.info(f"notified {notice.event} to {delivered} of {len(notifier.urls)} webhook(s): "
+                         f"{notice.headline()}")
 
 
 @dg.run_status_sensor(

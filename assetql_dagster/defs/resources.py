@@ -7,7 +7,8 @@ import dagster as dg
 from resources.catalog import CATALOG_URL_ENV, AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
-from resources.notifier import FORMATS, Notifier, base_url
+from resources.cms import CmsConnections
+from resources.notifier import FORMATS, Notifier, base_url, is_http_url
 from resources.s3 import S3Connection
 from resources.s3_storage import S3Storage
 from resources.storage import AssetStorage, LocalStorage
@@ -21,10 +22,17 @@ S3_ENDPOINT_ENV = "ASSETQL_S3_ENDPOINT_URL"
 S3_REGION_ENV = "ASSETQL_S3_REGION"
 S3_SSE_ENV = "ASSETQL_S3_SSE"
 S3_KMS_KEY_ENV = "ASSETQL_S3_KMS_KEY_ID"
+CDN_BASE_URL_ENV = "ASSETQL_CDN_BASE_URL"
+CLOUDFRONT_KEY_PAIR_ID_ENV = "ASSETQL_CLOUDFRONT_KEY_PAIR_ID"
+CLOUDFRONT_PRIVATE_KEY_ENV = "ASSETQL_CLOUDFRONT_PRIVATE_KEY"
 BEDROCK_REGION_ENV = "ASSETQL_BEDROCK_REGION"
 BEDROCK_ENDPOINT_ENV = "ASSETQL_BEDROCK_ENDPOINT_URL"
 STORAGE_KINDS = ("local", "s3")
 NOTIFY_WEBHOOK_ENV = "ASSETQL_NOTIFY_WEBHOOK_URL"
+# More webhooks, one variable each (ASSETQL_NOTIFY_WEBHOOK_URL_OPS, ..._2): each is bound as its own
+# `dg.EnvVar`, so the UI shows every name and no URL, which may hold a secret (Slack's do).
+NOTIFY_WEBHOOKS_PREFIX = f"{NOTIFY_WEBHOOK_ENV}_"
+WEBHOOK_SECRET_ENV = "ASSETQL_WEBHOOK_SECRET"
 NOTIFY_FORMAT_ENV = "ASSETQL_NOTIFY_FORMAT"
 DAGSTER_URL_ENV = "ASSETQL_DAGSTER_URL"
 LIBRARY_URL_ENV = "ASSETQL_LIBRARY_URL"
@@ -47,7 +55,10 @@ def s3_connection() -> S3Connection:
 
 
 def s3_storage(connection: S3Connection) -> S3Storage:
-    """S3Storage configured from ASSETQL_S3_*, reaching S3 through `connection`."""
+    """S3Storage configured from ASSETQL_S3_*, reaching S3 through `connection`; shareable links go
+    through the CDN at ASSETQL_CDN_BASE_URL when set, signed with the CloudFront key pair in
+    ASSETQL_CLOUDFRONT_KEY_PAIR_ID / ASSETQL_CLOUDFRONT_PRIVATE_KEY (PEM text, bound as `dg.EnvVar`s)
+    when those are set."""
     bucket = os.environ.get(S3_BUCKET_ENV)
     if not bucket:
         raise ValueError(f"{STORAGE_ENV}=s3 needs the bucket name in {S3_BUCKET_ENV}, which is not set")
@@ -58,6 +69,9 @@ def s3_storage(connection: S3Connection) -> S3Storage:
         prefix=os.environ.get(S3_PREFIX_ENV, ""),
         server_side_encryption=None if sse.lower() in ("", "none") else sse,
         sse_kms_key_id=os.environ.get(S3_KMS_KEY_ENV) or None,
+        cdn_base_url=os.environ.get(CDN_BASE_URL_ENV) or None,
+        cloudfront_key_pair_id=_secret(CLOUDFRONT_KEY_PAIR_ID_ENV),
+        cloudfront_private_key=_secret(CLOUDFRONT_PRIVATE_KEY_ENV),
     )
 
 
@@ -85,24 +99,45 @@ def vision_tagger() -> VisionTagger:
     )
 
 
+def webhook_envs() -> list[str]:
+    """The set variables of webhook URLs: $ASSETQL_NOTIFY_WEBHOOK_URL, then each $ASSETQL_NOTIFY_WEBHOOK_URL_<NAME>."""
+    names = [NOTIFY_WEBHOOK_ENV, *sorted(n for n in os.environ if n.startswith(NOTIFY_WEBHOOKS_PREFIX))]
+    names = [name for name in names if os.environ.get(name)]
+    # Checked now, so that a mistyped URL stops the code location loading instead of a later sensor
+    # tick; the error names the variable but never shows the value.
+    for name in names:
+        if not is_http_url(os.environ[name]):
+            raise ValueError(f"${name} must be an http(s) URL such as https://hooks.example/assetql; "
+                             f"its value is not shown, since a webhook URL may be a secret")
+    return names
+
+
 def notifier() -> Notifier:
-    """Where batch completion is notified: $ASSETQL_NOTIFY_WEBHOOK_URL (bound as a `dg.EnvVar`: a
-    Slack webhook URL is a secret; unset, notifications are off) in $ASSETQL_NOTIFY_FORMAT (`json`,
-    the default, or `slack`), linking to the run on $ASSETQL_DAGSTER_URL and to the batch on
-    $ASSETQL_LIBRARY_URL when those are set."""
+    """Where batch completion is notified: every webhook of `webhook_envs()` (each bound as a
+    `dg.EnvVar`; with none, notifications are off), signed with $ASSETQL_WEBHOOK_SECRET (a
+    `dg.EnvVar` too) when it is set, in $ASSETQL_NOTIFY_FORMAT (`json`, the default, or `slack`),
+    linking to the run on $ASSETQL_DAGSTER_URL and to the batch on $ASSETQL_LIBRARY_URL when those are set."""
     form = os.environ.get(NOTIFY_FORMAT_ENV) or "json"
     if form not in FORMATS:
         raise ValueError(f"{NOTIFY_FORMAT_ENV}={form[:40]!r} is not a notification format; expected one of {FORMATS}")
     # Checked now, so that a mistyped URL stops the code location loading instead of a later sensor tick.
     ui_url = base_url(os.environ.get(DAGSTER_URL_ENV, ""), f"${DAGSTER_URL_ENV}")
     library_url = base_url(os.environ.get(LIBRARY_URL_ENV, ""), f"${LIBRARY_URL_ENV}")
-    return Notifier(webhook_url=_secret(NOTIFY_WEBHOOK_ENV) or "", format=form, ui_url=ui_url, library_url=library_url)
+    webhooks = webhook_envs()
+    return Notifier(
+        webhook_url=_secret(NOTIFY_WEBHOOK_ENV) or "",
+        webhook_urls=[dg.EnvVar(name) for name in webhooks if name != NOTIFY_WEBHOOK_ENV],
+        signing_secret=_secret(WEBHOOK_SECRET_ENV) or "",
+        format=form, ui_url=ui_url, library_url=library_url,
+    )
 
 
 def _resources(storage: AssetStorage, s3: S3Connection, catalog: AssetCatalog) -> dict:
     return {
         "storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog,
         "vision_tagger": vision_tagger(), "notifier": notifier(),
+        # CMS connections for the wordpress/contentful/strapi exporters' `upload: true`, from ASSETQL_* variables.
+        "cms": CmsConnections.from_env(),
     }
 
 

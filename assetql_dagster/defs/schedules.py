@@ -16,6 +16,7 @@ from assetql_dagster.domain.campaigns import Campaign, CampaignError, campaign_p
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.layout import batch_partition_key, reference_key
 from assetql_dagster.domain.settings import BatchSettings, parse_settings
+from assetql_dagster.pipeline.exporters.registry import export_problems
 from assetql_dagster.pipeline.registration import copy_stored, register_batch, registered_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs.jobs import batch_job
@@ -43,12 +44,19 @@ def check_campaign_settings(path: str, campaigns: list[Campaign]) -> None:
     problems = []
     for campaign in campaigns:
         try:
-            campaign_settings(campaign, path)
+            overrides = campaign_settings(campaign, path)
         except BatchValidationError as error:
             problems += [
                 f"campaign {campaign.name!r}, field 'settings', setting '{p.column}': {p.message}"
                 for p in error.problems
             ]
+            continue
+        # The exporters installed here, checked now rather than when the schedule first fires.
+        exports = {"exports": list(campaign.exports)} if campaign.exports else {}
+        settings = BatchSettings(**{**overrides, **exports})
+        for problem in export_problems(settings, path):
+            field = "exports" if problem.column == "exports" and campaign.exports else f"settings', setting '{problem.column}"
+            problems.append(f"campaign {campaign.name!r}, field '{field}': {problem.message}")
     if problems:
         raise CampaignError(path, problems)
 

@@ -9,7 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 MIN_EXPIRY_S = 3600
 # S3 presigned URLs are signed with SigV4, which caps their lifetime at 7 days.
-MAX_EXPIRY_S = 7 * 24 * 3600
+PRESIGNED_MAX_EXPIRY_S = 7 * 24 * 3600
+# CloudFront signed URLs have no cap of their own; a year bounds how long a leaked link works.
+MAX_EXPIRY_S = 365 * 24 * 3600
+# Links that never expire: plain CDN URLs, which need a distribution that allows public reads.
+PERMANENT = "permanent"
 
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _EXPIRY_PATTERN = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
@@ -17,26 +21,29 @@ _ITEM_FIELDS = ("key", "file_name", "width", "height")
 
 
 def validate_expiry(seconds: int) -> int:
-    """Return `seconds` if it is a whole number within the presigned-URL lifetime range."""
+    """Return `seconds` if it is a whole number within the link lifetime range (1 hour to 365 days)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int):
         raise ValueError(f"link expiry {seconds!r} must be a whole number of seconds")
     if not MIN_EXPIRY_S <= seconds <= MAX_EXPIRY_S:
         raise ValueError(
             f"link expiry {seconds}s is out of range: expected {MIN_EXPIRY_S}s (1 hour) to "
-            f"{MAX_EXPIRY_S}s (7 days), because S3 presigned URLs are signed with SigV4, "
+            f"{MAX_EXPIRY_S}s (365 days), or '{PERMANENT}'; over {PRESIGNED_MAX_EXPIRY_S}s (7 days) "
+            "needs a CDN with CloudFront signing, because S3 presigned URLs are signed with SigV4, "
             "which rejects lifetimes over 7 days"
         )
     return seconds
 
 
-def parse_expiry(value: int | str) -> int:
-    """Parse `3600`, `"3600"`, `"36h"`, `"90m"` or `"7d"` into validated seconds."""
+def parse_expiry(value: int | str) -> int | None:
+    """Parse `3600`, `"3600"`, `"36h"`, `"90m"`, `"30d"` into validated seconds, or `"permanent"` into None."""
     if isinstance(value, str):
+        if value.strip().lower() == PERMANENT:
+            return None
         match = _EXPIRY_PATTERN.match(value)
         if match is None:
             raise ValueError(
-                f"link expiry {value!r} is not understood: expected seconds or a number with "
-                "unit s, m, h or d, e.g. '36h' or '7d'"
+                f"link expiry {value!r} is not understood: expected seconds, a number with "
+                f"unit s, m, h or d (e.g. '36h' or '30d'), or '{PERMANENT}'"
             )
         value = int(match[1]) * _UNIT_SECONDS[match[2].lower()]
     return validate_expiry(value)
@@ -62,18 +69,20 @@ def _expiry_time(expires_in_s: int, now: datetime) -> str:
 def links_rows(
     items: list[dict],
     url_for: Callable[[str], str],
-    expires_in_s: int,
+    expires_in_s: int | None,
     local: bool,
     now: datetime | None = None,
 ) -> list[dict]:
-    """Rows of file_name, url, expires_at (ISO UTC, "" for local links), embed_html and local.
+    """Rows of file_name, url, expires_at (ISO UTC; "" for local and permanent links), embed_html and local.
 
     Each item needs `key` (passed to `url_for`), `file_name`, `width` and `height`; `alt`
-    defaults to the file name.
+    defaults to the file name. `expires_in_s` None means permanent links.
     """
     # Validated even for local links so a setting that works in development also works on S3.
-    validate_expiry(expires_in_s)
-    expires_at = "" if local else _expiry_time(expires_in_s, now or datetime.now(timezone.utc))
+    if expires_in_s is not None:
+        validate_expiry(expires_in_s)
+    never = local or expires_in_s is None
+    expires_at = "" if never else _expiry_time(expires_in_s, now or datetime.now(timezone.utc))
     rows = []
     for index, item in enumerate(items):
         missing = [f for f in _ITEM_FIELDS if f not in item]

@@ -277,11 +277,26 @@ class ExportSummary:
     link_expiry_s: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class DistributionPackage:
+    """What one exporter wrote for a batch: its main file, every file with its bytes, the images it
+    took (all, or approved only / some categories when exported on demand) and its figures."""
+
+    exporter: str
+    images: int
+    main: str
+    files: dict[str, int]
+    approved_only: bool = False
+    categories: tuple[str, ...] = ()
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
 RECORD_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
         BatchInput, ImagePlan, StyleProfile, Shard, ShardResult, ImageSet, ScoreSet, VersionSet, Curation, TagSet,
-        ExportSummary,
+        ExportSummary, DistributionPackage,
     )
 }
 

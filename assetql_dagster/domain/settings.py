@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import re
 import reprlib
@@ -54,7 +55,7 @@ def _clip(text: str) -> str:
     return text if len(text) <= _MAX_QUOTE else text[: _MAX_QUOTE - 1] + "…"
 
 
-def _quote(value: object) -> str:
+def quote(value: object) -> str:
     """repr(value) for an error message, bounded to about _MAX_QUOTE characters."""
     return _clip(_REPR.repr(value))
 
@@ -64,7 +65,7 @@ def identifier_error(value: str, what: str) -> str | None:
     if _IDENTIFIER_RE.fullmatch(value):
         return None
     return (
-        f"{what} {_quote(value)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+        f"{what} {quote(value)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
         "or digit, because it becomes part of file names"
     )
 
@@ -78,10 +79,10 @@ def _text(value: object, optional: bool = False, allow_empty: bool = True) -> st
     if isinstance(value, dict):
         # An unquoted YAML value starting with '{' (as templates do) is read as a mapping.
         return f"must be {expected}, got a mapping; put the value in quotes in YAML"
-    return f"must be {expected}{' or omitted' if optional else ''}, got {_quote(value)}"
+    return f"must be {expected}{' or omitted' if optional else ''}, got {quote(value)}"
 
 
-def _integer(low: int, high: int, multiple: int = 1, optional: bool = False) -> _Check:
+def integer_check(low: int, high: int, multiple: int = 1, optional: bool = False) -> _Check:
     def check(value: object) -> str | None:
         if optional and value is None:
             return None
@@ -90,18 +91,18 @@ def _integer(low: int, high: int, multiple: int = 1, optional: bool = False) -> 
             return None
         step = f" that is a multiple of {multiple}" if multiple > 1 else ""
         omit = " (or omitted for the model's native size)" if optional else ""
-        return f"must be an integer from {low} to {high}{step}{omit}, got {_quote(value)}"
+        return f"must be an integer from {low} to {high}{step}{omit}, got {quote(value)}"
 
     return check
 
 
-def _number(low: float, high: float) -> _Check:
+def number_check(low: float, high: float) -> _Check:
     def check(value: object) -> str | None:
         # The range comparison also rejects NaN and infinities, and unlike math.isfinite it does
         # not overflow on integers too large for a float.
         if isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high:
             return None
-        return f"must be a number from {low:g} to {high:g}, got {_quote(value)}"
+        return f"must be a number from {low:g} to {high:g}, got {quote(value)}"
 
     return check
 
@@ -124,31 +125,57 @@ def _link_expiry(value: object) -> str | None:
         return None
     return (
         "must be a whole number of seconds or a number with unit s, m, h or d (e.g. '36h'), "
-        f"from 1h to 7d, got {_quote(value)}"
+        f"from 1h to 365d, or 'permanent', got {quote(value)}"
     )
+
+
+# Exporter names come from installed plugins (the `assetql.exporters` entry points), which the
+# pipeline checks against what is installed; here only their form is checked.
+_EXPORTER_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_EXPORT_OPTIONS = 64
 
 
 def exports_error(value: object) -> str | None:
     """Why `value` is not a valid `exports` list, or None."""
+    expected = f"a non-empty list of export names ({', '.join(EXPORT_FORMATS)} or an installed exporter)"
     if not isinstance(value, (list, tuple)) or not value:
-        return f"must be a non-empty list among {list(EXPORT_FORMATS)}, got {_quote(value)}"
-    unknown = [v for v in value if v not in EXPORT_FORMATS]
-    if unknown:
-        return f"unknown export(s) {_quote(unknown)}; expected among {list(EXPORT_FORMATS)}"
+        return f"must be {expected}, got {quote(value)}"
+    malformed = [v for v in value if not isinstance(v, str) or not _EXPORTER_NAME_RE.fullmatch(v)]
+    if malformed:
+        return (f"must be {expected}; {quote(malformed)} is not an export name (1-32 lowercase letters, digits "
+                "or '_'; an exporter's options go under export_options)")
     if len(set(value)) != len(value):
-        return f"lists an export more than once: {_quote(list(value))}"
+        return f"lists an export more than once: {quote(list(value))}"
+    return None
+
+
+def _export_options(value: object) -> str | None:
+    """The form of `export_options`: {exporter: {option: value}}; each exporter checks its own options."""
+    if not isinstance(value, Mapping):
+        return f"must be a mapping of exporter name to its options, e.g. {{unity: {{format: tga}}}}, got {quote(value)}"
+    for name, options in value.items():
+        if not isinstance(name, str) or not _EXPORTER_NAME_RE.fullmatch(name):
+            return f"has {quote(name)} where an exporter name is expected"
+        if not isinstance(options, Mapping):
+            return f"{name}: must be a mapping of option to value, got {quote(options)}"
+        if len(options) > MAX_EXPORT_OPTIONS:
+            return f"{name}: has {len(options)} options, more than {MAX_EXPORT_OPTIONS}"
+        try:
+            json.dumps(options, allow_nan=False)
+        except (TypeError, ValueError):
+            return f"{name}: options must be text, numbers, booleans, lists and mappings, got {quote(options)}"
     return None
 
 
 def _micro_batch(value: object) -> str | None:
-    if value == "auto" or _integer(1, 64)(value) is None:
+    if value == "auto" or integer_check(1, 64)(value) is None:
         return None
-    return f"must be 'auto' or an integer from 1 to 64, got {_quote(value)}"
+    return f"must be 'auto' or an integer from 1 to 64, got {quote(value)}"
 
 
 def _locks(value: object) -> str | None:
     if not isinstance(value, Mapping):
-        return f"must be a mapping of style parameter to weight 0-{LOCK_MAX}, e.g. {{palette: 80}}, got {_quote(value)}"
+        return f"must be a mapping of style parameter to weight 0-{LOCK_MAX}, e.g. {{palette: 80}}, got {quote(value)}"
     try:
         parameter_weights(value)
     except ValueError as error:
@@ -162,13 +189,13 @@ LORA_SCALE_MAX = 2.0
 def _loras(value: object) -> str | None:
     expected = f"must be a list of {{path: ..., scale: 0 to {LORA_SCALE_MAX:g}}} entries"
     if not isinstance(value, (list, tuple)):
-        return f"{expected}, got {_quote(value)}"
+        return f"{expected}, got {quote(value)}"
     for index, entry in enumerate(value, start=1):
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
             entry = {"path": entry[0], "scale": entry[1]}  # the stored (path, scale) form
         if not isinstance(entry, Mapping) or set(entry) - {"path", "scale"} or "path" not in entry:
-            return f"{expected}; entry {index} is {_quote(entry)}"
-        problem = _text(entry["path"], allow_empty=False) or _number(0, LORA_SCALE_MAX)(entry.get("scale", 1.0))
+            return f"{expected}; entry {index} is {quote(entry)}"
+        problem = _text(entry["path"], allow_empty=False) or number_check(0, LORA_SCALE_MAX)(entry.get("scale", 1.0))
         if problem:
             return f"entry {index}: {'path' if _text(entry['path'], allow_empty=False) else 'scale'} {problem}"
     return None
@@ -196,7 +223,7 @@ def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default:
     return dataclasses.field(default=default, metadata=metadata)
 
 
-_UNIT = _number(0, 1)
+_UNIT = number_check(0, 1)
 TAGGERS = ("local", "bedrock")
 EXPORT_ONLY = ("all", "approved")
 # Claude 3 Sonnet, the vision model the design document names for auto-tagging.
@@ -253,36 +280,36 @@ class BatchSettings:
     )
     width: int | None = _setting(
         None,
-        _integer(64, 2048, multiple=8, optional=True),
+        integer_check(64, 2048, multiple=8, optional=True),
         "Image width in pixels, a multiple of 8 from 64 to 2048; when omitted, the model's native size.",
         "image width in pixels, a multiple of 8, 64–2048",
         readme_default="model's native size",
     )
     height: int | None = _setting(
         None,
-        _integer(64, 2048, multiple=8, optional=True),
+        integer_check(64, 2048, multiple=8, optional=True),
         "Image height in pixels, a multiple of 8 from 64 to 2048; when omitted, the model's native size.",
         "image height in pixels, a multiple of 8, 64–2048",
         readme_default="model's native size",
     )
-    steps: int = _setting(20, _integer(1, 150), "Denoising steps, 1 to 150.", "denoising steps, 1–150")
+    steps: int = _setting(20, integer_check(1, 150), "Denoising steps, 1 to 150.", "denoising steps, 1–150")
     guidance_scale: float = _setting(
-        7.5, _number(0, 30), "Classifier-free guidance scale, 0 to 30.", "classifier-free guidance, 0–30"
+        7.5, number_check(0, 30), "Classifier-free guidance scale, 0 to 30.", "classifier-free guidance, 0–30"
     )
     variations: int = _setting(
         1,
-        _integer(1, 8),
+        integer_check(1, 8),
         "Images generated per CSV row, 1 to 8.",
         "images per row, 1–8; seed per row × variation derived from `seed`",
     )
     seed: int = _setting(
         0,
-        _integer(0, 2**32 - 1),
+        integer_check(0, 2**32 - 1),
         "Base random seed, 0 to 4294967295; the same seed reproduces the same images.",
         "batch seed; same batch + seed gives the same images",
     )
     max_rows: int = _setting(
-        500, _integer(1, 10_000), "Largest number of CSV data rows accepted, 1 to 10000.", "row limit"
+        500, integer_check(1, 10_000), "Largest number of CSV data rows accepted, 1 to 10000.", "row limit"
     )
     # Scores and shares, all from 0 to 1.
     style_threshold: float = _setting(
@@ -328,7 +355,7 @@ class BatchSettings:
     )
     max_attempts: int = _setting(
         3,
-        _integer(1, 10),
+        integer_check(1, 10),
         "Generations per image at most, 1 to 10, counting the first: an image below the style "
         "threshold is regenerated (new seed, then stronger style) until it passes or this is reached.",
         "generations per image at most, counting the first (1 turns regeneration off)",
@@ -342,7 +369,7 @@ class BatchSettings:
     )
     max_manual_regenerations: int = _setting(
         5,
-        _integer(0, 100),
+        integer_check(0, 100),
         "Manual regenerations (`assetql regenerate`) allowed per image, 0 to 100; 0 turns them off.",
         "manual regenerations per image at most (`assetql regenerate`; 0 turns them off), see "
         "[Versions, rollback and more images](#versions-rollback-and-more-images)",
@@ -368,7 +395,7 @@ class BatchSettings:
     )
     shard_size: int = _setting(
         25,
-        _integer(1, 500),
+        integer_check(1, 500),
         "Images per generation shard (one executor step each), 1 to 500.",
         "images per generation shard (one step each)",
     )
@@ -384,14 +411,24 @@ class BatchSettings:
         "What the export writes, a list among "
         + ", ".join(EXPORT_FORMATS)
         + " (zip: the package with images, manifests and gallery; manifest: standalone manifest.csv/json; "
-        "gallery: standalone gallery.html; links: links.csv/json).",
-        "what `exports` writes: `zip` (images + manifest CSV/JSON + gallery `index.html`), `manifest` "
+        "gallery: standalone gallery.html; links: links.csv/json) and the installed exporters (unity, shopify, "
+        "woocommerce, magento, wordpress, contentful, strapi, social, print, downloads, or a plugin's), each "
+        "of which is its own `{name}_export` asset.",
+        "what the export writes: `zip` (images + manifest CSV/JSON + gallery `index.html`), `manifest` "
         "(standalone `manifest.csv`/`.json`), `gallery` (standalone `gallery.html`), `links` "
-        "(`links.csv`/`.json`)",
+        "(`links.csv`/`.json`), and any exporter, see [Distribution](#distribution)",
+    )
+    export_options: tuple[tuple[str, str], ...] = _setting(
+        (),
+        _export_options,
+        "Options per exporter, e.g. {unity: {format: tga, texture_type: sprite}, social: {fit: pad}}; "
+        "each exporter documents and checks its own (docs/exports.md).",
+        "`{exporter: {option: value}}`, see [docs/exports.md](docs/exports.md)",
+        readme_default="none",
     )
     export_only: str = _setting(
         "all",
-        lambda v: None if v in EXPORT_ONLY else f"must be one of {', '.join(EXPORT_ONLY)}, got {_quote(v)}",
+        lambda v: None if v in EXPORT_ONLY else f"must be one of {', '.join(EXPORT_ONLY)}, got {quote(v)}",
         "Which images the export packages: 'all' stored images, or only those a reviewer 'approved' in the "
         "asset library or with `assetql review` (until then the package holds no image; the library's "
         "export-approved button writes it again from the stored records).",
@@ -401,14 +438,18 @@ class BatchSettings:
     link_expiry: int | str = _setting(
         "7d",
         _link_expiry,
-        "Lifetime of the shareable image links in the export's links manifest: seconds or a number "
-        "with unit s, m, h or d, from 1h to 7d (the SigV4 limit of S3 presigned URLs).",
-        "lifetime of the shareable links (`3600`, `90m`, `36h`, `7d`): 1 hour to 7 days, "
-        "see [Shareable links](#shareable-links)",
+        "Lifetime of the shareable image links in the export's links manifest and the UI: seconds or a "
+        "number with unit s, m, h or d, from 1h to 365d, or 'permanent'. S3 presigned URLs allow at most 7d "
+        "(the SigV4 limit); longer lifetimes need the storage's CDN with a CloudFront key pair, and "
+        "'permanent' gives plain CDN URLs (the distribution must allow public reads). Checked against the "
+        "storage when the batch is registered.",
+        "lifetime of the shareable links (`3600`, `90m`, `36h`, `7d`, `30d`, `permanent`): 1 hour to 7 days "
+        "as S3 presigned URLs; up to 365 days (CloudFront signed) or `permanent` (public CDN URLs) when the "
+        "storage has a CDN, see [Shareable links](#shareable-links)",
     )
     tagger: str = _setting(
         "local",
-        lambda v: None if v in TAGGERS else f"must be one of {', '.join(TAGGERS)}, got {_quote(v)}",
+        lambda v: None if v in TAGGERS else f"must be one of {', '.join(TAGGERS)}, got {quote(v)}",
         "Who tags the images: 'local' (zero-shot CLIP, offline) or 'bedrock' (the vision-language model "
         "bedrock_model names, through the vision_tagger resource; images it cannot tag, or all of them "
         "when Bedrock is unavailable, are tagged locally with a warning).",
@@ -428,10 +469,20 @@ class BatchSettings:
         for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "exports", tuple(self.exports))
+        # Kept as (name, options as sorted JSON) pairs: hashable, and restored alike from a snapshot.
+        options = self.export_options.items() if isinstance(self.export_options, Mapping) else self.export_options
+        object.__setattr__(self, "export_options", tuple(sorted(
+            (str(name), value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False))
+            for name, value in options
+        )))
         locks = self.locks.items() if isinstance(self.locks, Mapping) else self.locks
         object.__setattr__(self, "locks", tuple(sorted((str(name), int(weight)) for name, weight in locks)))
         loras = [(e["path"], e.get("scale", 1.0)) if isinstance(e, Mapping) else e for e in self.lora]
         object.__setattr__(self, "lora", tuple((str(path), float(scale)) for path, scale in loras))
+
+    def options_of(self, exporter: str) -> dict[str, Any]:
+        """The `export_options` given for `exporter` ({} when none)."""
+        return next((json.loads(text) for name, text in self.export_options if name == exporter), {})
 
     @property
     def lock_weights(self) -> dict[str, int]:
@@ -465,7 +516,7 @@ def settings_table_markdown() -> str:
 def _unknown_key_message(key: object) -> str:
     close = difflib.get_close_matches(str(key), _FIELDS, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown setting {_quote(str(key))}; {hint}allowed settings: {', '.join(_FIELDS)}"
+    return f"unknown setting {quote(str(key))}; {hint}allowed settings: {', '.join(_FIELDS)}"
 
 
 def _collect(

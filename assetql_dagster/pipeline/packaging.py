@@ -39,7 +39,7 @@ from assetql_dagster.pipeline.categorizing import load_overrides, with_overrides
 from assetql_dagster.pipeline.drift import load_style_report
 from assetql_dagster.pipeline.library_state import APPROVED, approved_images
 from assetql_dagster.pipeline.regeneration import load_histories
-from resources.storage import AssetStorage
+from resources.storage import CDN_PUBLIC, CLOUDFRONT_SIGNED, LOCAL_LINKS, S3_PRESIGNED, AssetStorage
 
 LINK_COLUMNS = ["file_name", "url", "expires_at", "embed_html", "local"]
 
@@ -107,26 +107,40 @@ def batch_meta(batch: BatchInput, images: ImageSet) -> dict:
     }
 
 
+def _links_note(signing: str, expires_in_s: int | None) -> str:
+    """What the links manifest's readers need to know about its URLs: where they work and for how long."""
+    notes = {
+        LOCAL_LINKS: "file URIs on the machine holding the storage; they do not expire",
+        S3_PRESIGNED: f"S3 presigned URLs, valid for {expires_in_s} s after the export was written",
+        CLOUDFRONT_SIGNED: f"CloudFront signed CDN URLs, valid for {expires_in_s} s after the export was written",
+        CDN_PUBLIC: "unsigned CDN URLs that do not expire; they work while the CDN distribution allows "
+                    "public reads of the images",
+    }
+    return notes[signing]
+
+
 def write_links(batch: str, storage: AssetStorage, rows: list[dict], settings: BatchSettings) -> dict:
     """`links.csv` and `links.json`: a shareable URL and an <img> embed snippet per image."""
     expires_in_s = parse_expiry(settings.link_expiry)
+    # Asked before any link is made, so a lifetime the storage cannot sign fails with its reason.
+    signing = storage.link_signing(expires_in_s)
     local = storage.links_are_local
     items = [{**row, "key": row["raw_key"], "alt": row["prompt"]} for row in rows]
     links = links_rows(items, lambda key: storage.link(key, expires_in_s), expires_in_s, local)
     document = {
         "batch": batch,
         "local": local,
-        # Presigned URLs stop working after the expiry; local file URIs only work on this machine.
-        "note": "file URIs on the machine holding the storage; they do not expire" if local
-        else f"presigned URLs, valid for {expires_in_s} s after the export was written",
-        "expires_in_s": expires_in_s,
+        "signing": signing,
+        "note": _links_note(signing, expires_in_s),
+        "expires_in_s": expires_in_s,  # null for permanent links
         "links": links,
     }
     storage.write_bytes(export_key(batch, "links.csv"), write_manifest_csv(links, LINK_COLUMNS), "text/csv")
     uri = storage.write_text(
         export_key(batch, "links.json"), json.dumps(document, indent=2, ensure_ascii=False), "application/json"
     )
-    return {"links": len(links), "links_local": local, "link_expiry_s": expires_in_s, "links_manifest": uri}
+    # ExportSummary keeps a number: 0 stands for permanent links.
+    return {"links": len(links), "links_local": local, "link_expiry_s": expires_in_s or 0, "links_manifest": uri}
 
 
 def gallery_report(storage: AssetStorage, batch: str, scores: ScoreSet) -> tuple[StyleReport, Drift | None]:
@@ -144,6 +158,22 @@ def data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
+def exported_rows(
+    storage: AssetStorage, batch: BatchInput, plan: ImagePlan, images: ImageSet, scores: ScoreSet, tags: TagSet,
+    export_only: str,
+) -> tuple[ImageSet, list[dict]]:
+    """The images an export takes (`export_only`: all stored ones, or those approved in review) and
+    their manifest rows, with the current versions and the categories people set."""
+    key = batch.batch
+    if export_only == APPROVED:
+        # Read at export time, so approving more and exporting again takes them in.
+        approved = approved_images(storage, key)
+        images = dataclasses.replace(images, stored=tuple(i for i in images.stored if i.image_id in approved))
+    current = {image_id: h.current_version for image_id, h in load_histories(storage, key).items()}
+    tags = with_overrides(tags, load_overrides(storage, key))
+    return images, manifest_rows(batch, plan, images, scores, tags, current)
+
+
 def package(
     storage: AssetStorage,
     batch: BatchInput,
@@ -156,13 +186,7 @@ def package(
     """Write what the batch's `exports` setting asks for, of the images its `export_only` setting
     takes (every stored one, or those approved in review); the summary and the manifest's columns."""
     key, exports = batch.batch, batch.settings.exports
-    if batch.settings.export_only == APPROVED:
-        # Read at export time, so approving more and exporting again takes them in.
-        approved = approved_images(storage, key)
-        images = dataclasses.replace(images, stored=tuple(i for i in images.stored if i.image_id in approved))
-    current = {image_id: h.current_version for image_id, h in load_histories(storage, key).items()}
-    tags = with_overrides(tags, load_overrides(storage, key))
-    rows = manifest_rows(batch, plan, images, scores, tags, current)
+    images, rows = exported_rows(storage, batch, plan, images, scores, tags, batch.settings.export_only)
     meta = batch_meta(batch, images)
     palette = [(c.hex, c.share) for c in profile.palette]
     # The galleries show the references small and embedded: a reference may be megabytes.

@@ -31,7 +31,9 @@ from assetql_dagster.domain.batch_loader import (
 )
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
+from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.records import BatchInput
+from assetql_dagster.pipeline.exporters.registry import export_problems
 from assetql_dagster.pipeline.profiles import copy_profile_references, resolve_style
 from assetql_dagster.pipeline.records import read_record_at, write_record
 from resources.models import missing_adapter, missing_model
@@ -102,15 +104,30 @@ def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
         for column, adapter, kind in adapters
         if (message := missing_adapter(adapter, kind, models_dir))
     ]
+    # Which exporters exist depends on what is installed here, as the model does.
+    problems += export_problems(settings, file)
     if problems:
         raise BatchValidationError(problems)
     return source
+
+
+def check_links(storage: AssetStorage, source: BatchSource) -> None:
+    """BatchValidationError when `storage` cannot make links lasting the batch's `link_expiry` (30d without CDN)."""
+    settings = source.settings
+    try:
+        storage.link_signing(parse_expiry(settings.link_expiry))
+    except ValueError as error:
+        file = source.settings_path.name if source.settings_path else SETTINGS_NAME
+        message = f"{settings.link_expiry!r} cannot be served by this storage: {error}"
+        raise BatchValidationError([Problem(file, message, column="link_expiry")]) from None
 
 
 def _snapshot(
     storage: AssetStorage, source: BatchSource, origin: str, partition_key: Callable[[BatchSource], str],
     made_by: Mapping[str, str],
 ) -> Registration:
+    # Checked here, the one step every registration passes, before anything is stored.
+    check_links(storage, source)
     key = partition_key(source)
     marker = record_key(key, "source")
     if storage.exists(marker):

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from assetql_dagster.domain.records import BatchInput, ExportSummary
+from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.settings import EXPORT_ONLY, exports_error
 from assetql_dagster.pipeline.cataloguing import forget_batch
 from assetql_dagster.pipeline.library_state import (
@@ -136,7 +137,10 @@ def export_preset(storage: AssetStorage, batch_key: str, exports: Sequence[str] 
     `exports` record. Files of formats left out are not written (an earlier export's stay in storage).
     A later export of the batch (a re-run, `rollback`, `rename`) follows its settings again."""
     if exports is not None:
-        problem = exports_error(exports)
+        # The package's own formats: an exporter's package is its own asset (`assetql export`).
+        problem = exports_error(exports) or next(
+            (f"{name!r} is not a format of the package; expected among {', '.join(EXPORT_FORMATS)}"
+             for name in exports if name not in EXPORT_FORMATS), None)
         if problem:
             raise ValueError(f"exports {problem}")
     if export_only not in EXPORT_ONLY:

@@ -372,6 +372,7 @@ class BatchCli:
         from assetql_dagster.definitions import defs, with_io_manager
         from assetql_dagster.defs.jobs import batch_job
         from resources.clip import ClipEmbedder
+        from resources.cms import CmsConnections
         from resources.generator import ImageGenerator
         from resources.vision_tagger import VisionTagger
 
@@ -381,7 +382,7 @@ class BatchCli:
         monkeypatch.setenv("ASSETQL_DATA_DIR", str(self.data))
         monkeypatch.setattr(cli, "storage_resource", lambda instance: self.storage)
         resources = with_io_manager({"storage": self.storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
-                                     "catalog": catalog_beside(self.storage), "vision_tagger": VisionTagger()})
+                                     "catalog": catalog_beside(self.storage), "vision_tagger": VisionTagger(), "cms": CmsConnections()})
         job = dg.Definitions(assets=list(defs.assets), jobs=[batch_job], resources=resources).resolve_job_def("batch_job")
         monkeypatch.setattr(cli, "batch_job_definition", lambda: job)
 
@@ -739,3 +740,40 @@ def test_library_refuses_a_bad_config_and_serves_the_asset_library(tmp_path, cap
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "development mode (no library.yaml)" in output
+
+
+def test_export_writes_one_exporter_again_of_chosen_categories_without_regenerating(batch_cli, batch_factory, capsys):
+    folder = batch_factory(rows=4, variations=1)
+    with (folder / "batch.yaml").open("a") as fh:
+        fh.write("exports: [manifest]\n")
+    key = batch_cli.run(folder)
+    generated = batch_cli.record(key, "images")
+    capsys.readouterr()
+    assert batch_cli("export", key, "--preset", "downloads", "--category", "armor", "--in-process") == 0
+    out = capsys.readouterr().out
+    assert f"downloads: 2 image(s), 3 file(s): {batch_cli.storage.uri(f'exports/{key}/downloads/index.json')}" in out
+    package = batch_cli.record(key, "downloads_export")
+    assert package.categories == ("armor",) and package.problems == ()
+    index = json.loads(batch_cli.storage.read_text(package.main))
+    # Categories below the one asked for are in; the weapons are not.
+    assert {entry["category"] for entry in index["zips"].values()} == {"armor/shield", "armor/helmet"}
+    assert batch_cli.record(key, "images") == generated
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--preset", "nosuch"), "no exporter 'nosuch'; installed: "),
+    (("--preset", "downloads"), "has no tagged images"),
+])
+def test_export_refuses_an_unknown_exporter_or_an_unrun_batch(batch_cli, capsys, args, message):
+    assert batch_cli("export", "never-run-12345678", *args) == 1
+    assert message in one_error_line(capsys)
+
+
+def test_validate_names_an_unknown_exporter_and_a_bad_exporter_option(batch_factory, capsys):
+    folder = batch_factory(rows=1)
+    with (folder / "batch.yaml").open("a") as fh:
+        fh.write("exports: [zip, unityy]\nexport_options: {downloads: {quality: 7}}\n")
+    assert main(["validate", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert "batch.yaml, column 'exports': unknown export 'unityy'; expected among zip, manifest, gallery, links, " in err
+    assert "column 'export_options': downloads: quality must be an integer from 40 to 100, got 7" in err

@@ -13,8 +13,10 @@ from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.records import StyleProfile
+from assetql_dagster.pipeline.exporters.registry import installed_exporters
 from assetql_dagster.pipeline.records import read_record
 from resources.clip import ClipEmbedder
+from resources.cms import CmsConnections
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 from resources.vision_tagger import VisionTagger
@@ -46,7 +48,9 @@ def pixels(storage, key):
 
 def test_asset_graph_is_the_batch_pipeline():
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(STAGES)
+    # Plus one asset per installed exporter (tests/assetql_dagster/defs/assets/test_distribution.py).
+    distribution = {f"{name}_export" for name in installed_exporters()}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(STAGES) | distribution
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
     # Lineage is the data flow: each asset's parents are the records it takes as parameters.
     assert parents["style_profile"] == {"batch_input"}
@@ -163,7 +167,7 @@ def test_checks_report_per_partition(tmp_path, batch_factory):
                                     resources=with_io_manager({"storage": storage, "generator": ImageGenerator(),
                                                                "clip": ClipEmbedder(),
                                                                "catalog": catalog_beside(storage),
-                                                               "vision_tagger": VisionTagger()}))
+                                                               "vision_tagger": VisionTagger(), "cms": CmsConnections()}))
             evaluations.update({(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()})
     checked = ("style_pass_rate", "style_spread", "style_drift", "completion_rate")
     assert set(evaluations) == {(k, c) for k in (styled, plain) for c in checked}

@@ -6,6 +6,7 @@ from harness.webserver import graphql, running_webserver, wait_for_code_location
 
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.defs.partitions import batches_partitions
+from assetql_dagster.pipeline.exporters.registry import installed_exporters
 from resources.storage import LocalStorage
 
 QUERY = """
@@ -41,7 +42,7 @@ def test_webserver_serves_the_asset_graph_and_the_batch_partition(webserver):
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert set(by_key) == {
         "batch_input", "style_profile", "prompts", "images", "scores", "curated_images", "tags", "exports",
-        "catalog_entry",
+        "catalog_entry", *(f"{name}_export" for name in installed_exporters()),
     }
     assert {"/".join(d["path"]) for d in by_key["scores"]["dependencyKeys"]} == {"batch_input", "images", "style_profile"}
     for node in by_key.values():

@@ -10,6 +10,7 @@ from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.pipeline.launching import RunInfo
 from resources.catalog import AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
+from resources.cms import CmsConnections
 from resources.generator import ImageGenerator
 from resources.vision_tagger import VisionTagger
 
@@ -21,12 +22,12 @@ def catalog_beside(storage) -> AssetCatalog:
 
 
 def materialize_partition(storage, key, generator=None, selection=None, catalog=None,
-                          instance=None) -> dg.ExecuteInProcessResult:
+                          instance=None, run_config=None, cms=None) -> dg.ExecuteInProcessResult:
     """Every asset and check of partition `key` (or `selection`) on `instance` (default: a throwaway
-    one); the catalog is `catalog` or `catalog_beside(storage)`."""
+    one); the catalog is `catalog` or `catalog_beside(storage)`, CMS connections `cms` or none."""
     if instance is None:
         with dg.instance_for_test() as throwaway:
-            return materialize_partition(storage, key, generator, selection, catalog, throwaway)
+            return materialize_partition(storage, key, generator, selection, catalog, throwaway, run_config, cms)
     instance.add_dynamic_partitions(batches_partitions.name, [key])
     return dg.materialize(
         list(defs.assets),
@@ -37,9 +38,10 @@ def materialize_partition(storage, key, generator=None, selection=None, catalog=
             "generator": generator or ImageGenerator(),
             "clip": ClipEmbedder(),
             "catalog": catalog or catalog_beside(storage),
-            "vision_tagger": VisionTagger(),
+            "vision_tagger": VisionTagger(), "cms": cms or CmsConnections(),
         }),
         selection=selection,
+        run_config=run_config,
         raise_on_error=False,
     )
 

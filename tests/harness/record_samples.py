@@ -6,6 +6,7 @@ from assetql_dagster.domain.csv_schema import BatchRow
 from assetql_dagster.domain.records import (
     BatchInput,
     Curation,
+    DistributionPackage,
     ExportSummary,
     FailedRow,
     ImageHistory,
@@ -69,4 +70,8 @@ SAMPLES = [
                       category="weapon/sword", category_source="csv"),)),
     ExportSummary(1, 1, ("zip",), {"zip": "file:///data/exports/b/b.zip"}, zip_bytes=10, links=1, links_local=True,
                   link_expiry_s=3600),
+    DistributionPackage("unity", 1, "exports/b/unity/b.unitypackage",
+                        {"exports/b/unity/b.unitypackage": 2048, "exports/b/unity/Assets/x.png": 900},
+                        approved_only=True, categories=("weapon",), metadata={"textures": 1, "format": "png"},
+                        problems=("a problem",)),
 ]

@@ -1,13 +1,17 @@
 import hashlib
 import math
+import re
+import time
 import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
 import pytest
+from harness.cloudfront import CDN_URL, KEY_PAIR_ID, private_pem, verify_signed_url
 
 from resources.s3 import SIGV4_MAX_EXPIRY_S, S3Connection
 from resources.s3_storage import S3Storage
+from resources.storage import CDN_PUBLIC, CLOUDFRONT_SIGNED, S3_PRESIGNED
 
 PREFIX = "assetql/test"
 
@@ -201,3 +205,102 @@ def test_write_file_rejects_bad_keys(storage, tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(ValueError, match="storage key"):
         storage.write_file("raw/../x.png", path)
+
+
+DAY = 24 * 3600
+
+
+def _cdn(storage: S3Storage, signed: bool = True, **update) -> S3Storage:
+    """`storage` behind the test CDN, with the test CloudFront key pair when `signed`."""
+    keys = {"cloudfront_key_pair_id": KEY_PAIR_ID, "cloudfront_private_key": private_pem()} if signed else {}
+    return storage.model_copy(update={"cdn_base_url": f"{CDN_URL}/", **keys, **update})
+
+
+@pytest.mark.parametrize("seconds", [3600, 30 * DAY, 365 * DAY])
+def test_cdn_links_are_cloudfront_signed_urls_that_verify(storage, seconds):
+    before = time.time()
+    url = _cdn(storage).link("raw/b1/snow cabin.png", seconds)
+    signed = verify_signed_url(url)
+    # The bucket's key, prefix included, under the distribution; the trailing '/' of the base is not doubled.
+    assert signed.resource == f"{CDN_URL}/{PREFIX}/raw/b1/snow%20cabin.png"
+    assert signed.key_pair_id == KEY_PAIR_ID
+    assert before + seconds - 1 <= signed.expires <= time.time() + seconds
+
+
+def test_cloudfront_key_bound_from_env_vars_signs_links_in_a_run(storage, monkeypatch):
+    monkeypatch.setenv("ASSETQL_TEST_CF_KEY_PAIR", KEY_PAIR_ID)
+    # One line with escaped newlines, as environment files often hold a PEM.
+    monkeypatch.setenv("ASSETQL_TEST_CF_KEY", private_pem().replace("\n", "\\n"))
+
+    @dg.asset
+    def cdn_link(storage: S3Storage) -> str:
+        return storage.link("raw/b1/run.png", 30 * DAY)
+
+    # Built anew, not with model_copy: Dagster configures a run's resource from its constructor arguments.
+    bound = S3Storage(connection=storage.connection, bucket=storage.bucket, prefix=PREFIX, cdn_base_url=CDN_URL,
+                      cloudfront_key_pair_id=dg.EnvVar("ASSETQL_TEST_CF_KEY_PAIR"),
+                      cloudfront_private_key=dg.EnvVar("ASSETQL_TEST_CF_KEY"))
+    result = dg.materialize([cdn_link], resources={"storage": bound})
+    signed = verify_signed_url(result.output_for_node("cdn_link"))
+    assert (signed.resource, signed.key_pair_id) == (f"{CDN_URL}/{PREFIX}/raw/b1/run.png", KEY_PAIR_ID)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_permanent_cdn_links_are_plain_urls(storage, signed):
+    cdn = _cdn(storage, signed=signed)
+    assert cdn.link_signing(None) == CDN_PUBLIC
+    assert cdn.link("raw/b1/0007.png", None) == f"{CDN_URL}/{PREFIX}/raw/b1/0007.png"
+
+
+def test_signing_follows_the_configuration_and_lifetime(storage):
+    assert [storage.link_signing(s) for s in (3600, SIGV4_MAX_EXPIRY_S)] == [S3_PRESIGNED, S3_PRESIGNED]
+    assert _cdn(storage).link_signing(3600) == CLOUDFRONT_SIGNED
+    # A public CDN without a key pair cannot make expiring CDN links: S3 presigns them, honouring the lifetime.
+    unsigned = _cdn(storage, signed=False)
+    assert unsigned.link_signing(SIGV4_MAX_EXPIRY_S) == S3_PRESIGNED
+    assert "X-Amz-Signature=" in unsigned.link("raw/b1/0007.png", 3600)
+
+
+def test_permanent_links_without_a_cdn_are_refused(storage):
+    for call in (lambda: storage.link_signing(None), lambda: storage.link("raw/b1/0007.png", None)):
+        with pytest.raises(ValueError, match=r"permanent links need a CDN: S3 presigned URLs last at most "
+                                             r"604800s \(7 days, the SigV4 limit\); set the storage's cdn_base_url"):
+            call()
+
+
+@pytest.mark.parametrize(
+    ("signed", "advice"),
+    [(None, "set cdn_base_url, cloudfront_key_pair_id and cloudfront_private_key"),
+     (False, "cdn_base_url is set, so also set cloudfront_key_pair_id and cloudfront_private_key")],
+)
+def test_links_over_seven_days_need_cloudfront_signing(storage, signed, advice):
+    configured = storage if signed is None else _cdn(storage, signed=signed)
+    with pytest.raises(ValueError, match=rf"link expiry {30 * DAY}s is out of range for S3 presigned URLs: "
+                                         rf"SigV4 allows at most 604800s \(7 days\); longer links need "
+                                         rf"CloudFront signing: {advice}$"):
+        configured.link("raw/b1/0007.png", 30 * DAY)
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"cdn_base_url": "d111111abcdef8.cloudfront.net"},
+         "cdn_base_url 'd111111abcdef8.cloudfront.net' must be an http(s) URL"),
+        ({"cdn_base_url": f"{CDN_URL}/?v=1"}, "without query or fragment"),
+        ({"cloudfront_private_key": None}, "needs both cloudfront_key_pair_id and cloudfront_private_key; "
+                                           "cloudfront_private_key is not set"),
+        ({"cloudfront_key_pair_id": ""}, "cloudfront_key_pair_id is not set"),
+        ({"cdn_base_url": None}, "a CloudFront key pair is set but cdn_base_url is not"),
+        ({"cloudfront_private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+         "cloudfront_private_key is not an unencrypted PEM private key"),
+    ],
+)
+def test_invalid_cdn_settings_are_named(storage, update, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _cdn(storage, **update).link("raw/b1/0007.png", 3600)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 1.5, True])
+def test_cloudfront_signing_wants_a_positive_whole_lifetime(storage, seconds):
+    with pytest.raises(ValueError, match=f"CloudFront signed link expiry {seconds!r} must be a whole number"):
+        _cdn(storage).link_signing(seconds)

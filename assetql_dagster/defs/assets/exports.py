@@ -37,7 +37,7 @@ def exports(
             f"{batch}: exported {summary.images} images without {summary.failed_rows} failed one(s); "
             f"see failed_rows in manifest.json, or re-run them with: assetql retry-failed {batch}"
         )
-    # Links a person can click in the UI: presigned on S3 (for the batch's link lifetime), file
+    # Links a person can click in the UI: signed on S3 or its CDN (for the batch's link lifetime), file
     # URIs locally.
     expires_in_s = parse_expiry(batch_input.settings.link_expiry)
     metadata = {

@@ -12,6 +12,9 @@ from assetql_dagster.definitions import defs, with_io_manager
 from assetql_dagster.defs.resources import (
     BEDROCK_ENDPOINT_ENV,
     BEDROCK_REGION_ENV,
+    CDN_BASE_URL_ENV,
+    CLOUDFRONT_KEY_PAIR_ID_ENV,
+    CLOUDFRONT_PRIVATE_KEY_ENV,
     S3_BUCKET_ENV,
     S3_ENDPOINT_ENV,
     S3_PREFIX_ENV,
@@ -21,6 +24,7 @@ from assetql_dagster.defs.resources import (
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.defs.sensors import build_s3_drop_sensor
+from harness.cloudfront import CDN_URL, KEY_PAIR_ID, private_pem, verify_signed_url
 from resources.s3_storage import S3Storage
 from resources.storage import LocalStorage
 
@@ -128,6 +132,21 @@ def test_storage_is_chosen_by_the_environment(production, s3_bucket, s3_endpoint
     monkeypatch.delenv(S3_BUCKET_ENV)
     with pytest.raises(ValueError, match="needs the bucket name in ASSETQL_S3_BUCKET"):
         resources_from_env()
+
+
+def test_cdn_links_are_configured_from_the_environment_with_the_key_as_env_vars(production, monkeypatch):
+    assert production["storage"].cdn_base_url is None and production["storage"].cloudfront_private_key is None
+    monkeypatch.setenv(CDN_BASE_URL_ENV, CDN_URL)
+    monkeypatch.setenv(CLOUDFRONT_KEY_PAIR_ID_ENV, KEY_PAIR_ID)
+    monkeypatch.setenv(CLOUDFRONT_PRIVATE_KEY_ENV, private_pem())
+    storage = resources_from_env()["storage"]
+    assert storage.cdn_base_url == CDN_URL
+    # Bound as EnvVars, so the UI shows the variable names, never the private key.
+    assert storage.cloudfront_private_key == dg.EnvVar(CLOUDFRONT_PRIVATE_KEY_ENV)
+    assert storage.cloudfront_key_pair_id == dg.EnvVar(CLOUDFRONT_KEY_PAIR_ID_ENV)
+    with dg.build_resources({"storage": storage}) as resolved:
+        signed = verify_signed_url(resolved.storage.link("raw/b1/0001.png", 30 * 86400))
+    assert (signed.resource, signed.key_pair_id) == (f"{CDN_URL}/{PREFIX}/raw/b1/0001.png", KEY_PAIR_ID)
 
 
 def test_the_vision_tagger_is_configured_from_the_environment_with_credentials_as_env_vars(monkeypatch):

@@ -149,12 +149,24 @@ def test_an_s3_source_is_downloaded(tmp_path, batch_factory, storage, s3_endpoin
 
 def test_invalid_settings_fail_at_load_naming_campaign_and_field(tmp_path, batch_factory):
     batch_factory(rows=2)
-    path = write_campaigns(tmp_path / "inbox", settings={"link_expiry": "30d", "stepz": 3})
+    path = write_campaigns(tmp_path / "inbox", settings={"link_expiry": "400d", "stepz": 3})
     with pytest.raises(CampaignError) as info:
         campaign_schedules(path)
     first, second = info.value.problems
     assert first.startswith("campaign 'holiday', field 'settings', setting 'link_expiry':") and "SigV4" in first
     assert second.startswith("campaign 'holiday', field 'settings', setting 'stepz':")
+
+
+def test_exporters_a_campaign_names_must_be_installed_at_load(tmp_path, batch_factory):
+    batch_factory(rows=2)
+    path = write_campaigns(tmp_path / "inbox", exports=["zip", "pdf"],
+                           settings={"export_options": {"unity": {"format": "jpg"}}})
+    with pytest.raises(CampaignError) as info:
+        campaign_schedules(path)
+    exports, options = info.value.problems
+    assert exports.startswith("campaign 'holiday', field 'exports': unknown export 'pdf'; expected among zip, ")
+    assert options == ("campaign 'holiday', field 'settings', setting 'export_options': "
+                       "unity: format must be one of png, tga, got 'jpg'")
 
 
 def test_an_invalid_campaigns_file_fails_the_code_location(tmp_path, monkeypatch):

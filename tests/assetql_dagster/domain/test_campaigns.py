@@ -84,7 +84,7 @@ def test_csv_source_and_absolute_path_are_accepted(workdir, tmp_path_factory):
 def test_every_problem_is_reported_with_campaign_and_field(workdir):
     path = _write(workdir, [
         {"name": "Winter Sale", "cron": "0 25 * * *", "source": "batches/missing",
-         "exports": ["zip", "pdf"], "timezone": "Mars/Olympus", "crom": "x"},
+         "exports": ["zip", "PDF!"], "timezone": "Mars/Olympus", "crom": "x"},
         {"cron": "0 6 * *", "style_profile": "./references/none", "settings": ["a"]},
         {"name": "dup", "cron": "0 6 * * *", "source": "batches/winter"},
         {"name": "dup", "cron": "0 7 * * *", "source": "batches/spring.csv"},
@@ -96,7 +96,7 @@ def test_every_problem_is_reported_with_campaign_and_field(workdir):
         "campaign #1 ('Winter Sale'), field 'name': 'Winter Sale' must use only lowercase",
         "campaign #1 ('Winter Sale'), field 'cron': '0 25 * * *', hour '25': 25 is outside 0-23",
         "campaign #1 ('Winter Sale'), field 'source': 'batches/missing' (resolved to",
-        "campaign #1 ('Winter Sale'), field 'exports': unknown export(s) ['pdf']",
+        "campaign #1 ('Winter Sale'), field 'exports': must be a non-empty list of export names",
         "campaign #1 ('Winter Sale'), field 'timezone': 'Mars/Olympus' is not an IANA time zone",
         "campaign #2, field 'name': is required",
         "campaign #2, field 'cron': '0 6 * *' has 4 fields; expected 5",

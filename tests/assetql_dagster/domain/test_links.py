@@ -7,6 +7,7 @@ import pytest
 from assetql_dagster.domain.links import (
     MAX_EXPIRY_S,
     MIN_EXPIRY_S,
+    PRESIGNED_MAX_EXPIRY_S,
     embed_snippet,
     links_rows,
     parse_expiry,
@@ -29,12 +30,13 @@ def _items(count: int) -> list[dict]:
              "height": 768} for i in range(count)]
 
 
-def test_expiry_limits_are_one_hour_and_seven_days():
+def test_expiry_limits_are_one_hour_seven_days_presigned_and_a_year():
     assert timedelta(seconds=MIN_EXPIRY_S) == timedelta(hours=1)
-    assert timedelta(seconds=MAX_EXPIRY_S) == timedelta(days=7)
+    assert timedelta(seconds=PRESIGNED_MAX_EXPIRY_S) == timedelta(days=7)
+    assert timedelta(seconds=MAX_EXPIRY_S) == timedelta(days=365)
 
 
-@pytest.mark.parametrize("seconds", [MIN_EXPIRY_S, 36 * 3600, MAX_EXPIRY_S])
+@pytest.mark.parametrize("seconds", [MIN_EXPIRY_S, 36 * 3600, PRESIGNED_MAX_EXPIRY_S + 1, MAX_EXPIRY_S])
 def test_validate_expiry_accepts_the_range(seconds):
     assert validate_expiry(seconds) == seconds
 
@@ -45,7 +47,9 @@ def test_validate_expiry_explains_the_range_and_sigv4(seconds):
         validate_expiry(seconds)
     message = str(info.value)
     assert f"{seconds}s" in message
-    assert "1 hour" in message and "7 days" in message and "SigV4" in message
+    assert "1 hour" in message and "365 days" in message and "'permanent'" in message
+    # Why 7 days is not the limit everywhere: lifetimes beyond it need CloudFront signing.
+    assert "7 days" in message and "CloudFront" in message and "SigV4" in message
 
 
 @pytest.mark.parametrize("value", [3600.5, "3600", True, None])
@@ -58,21 +62,27 @@ def test_validate_expiry_wants_whole_seconds(value):
     ("value", "expected"),
     [("1h", timedelta(hours=1)), ("36h", timedelta(hours=36)), ("7d", timedelta(days=7)),
      ("3600", timedelta(hours=1)), (7200, timedelta(hours=2)), ("90m", timedelta(minutes=90)),
-     (" 2D ", timedelta(days=2)), ("5400s", timedelta(minutes=90))],
+     (" 2D ", timedelta(days=2)), ("5400s", timedelta(minutes=90)), ("8d", timedelta(days=8)),
+     ("30d", timedelta(days=30)), ("365d", timedelta(days=365))],
 )
 def test_parse_expiry(value, expected):
     assert parse_expiry(value) == int(expected.total_seconds())
 
 
-@pytest.mark.parametrize("value", ["8d", "30m", "59"])
+@pytest.mark.parametrize("value", ["permanent", " Permanent ", "PERMANENT"])
+def test_parse_expiry_reads_permanent_as_none(value):
+    assert parse_expiry(value) is None
+
+
+@pytest.mark.parametrize("value", ["366d", "30m", "59"])
 def test_parse_expiry_validates_the_result(value):
     with pytest.raises(ValueError, match="out of range"):
         parse_expiry(value)
 
 
-@pytest.mark.parametrize("value", ["", "1w", "1.5h", "h", "-1h"])
+@pytest.mark.parametrize("value", ["", "1w", "1.5h", "h", "-1h", "forever", "permanently"])
 def test_parse_expiry_rejects_unknown_formats(value):
-    with pytest.raises(ValueError, match=f"{value!r} is not understood.*'36h'"):
+    with pytest.raises(ValueError, match=f"{value!r} is not understood.*'36h'.*'permanent'"):
         parse_expiry(value)
 
 
@@ -114,8 +124,14 @@ def test_links_rows_for_local_files_never_expire():
     assert row["embed_html"] == embed_snippet(row["url"], "snowy cabin", 512, 768)
 
 
+def test_links_rows_for_permanent_urls_never_expire():
+    [row] = links_rows(_items(1), lambda key: f"https://cdn.example/{key}", None, local=False)
+    assert row["expires_at"] == "" and row["local"] is False
+    assert row["url"] == "https://cdn.example/raw/b1/0000.png"
+
+
 def test_links_rows_validate_expiry_even_locally():
-    with pytest.raises(ValueError, match="SigV4"):
+    with pytest.raises(ValueError, match="365 days"):
         links_rows(_items(1), str, MAX_EXPIRY_S + 1, local=True)
 
 

@@ -2,6 +2,7 @@ import dataclasses
 import difflib
 import json
 import os
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,8 @@ def test_valid_values_are_kept():
         "naming_pattern": "{sku}-{seq}-{color_scheme}",
         "shard_size": 500,
         "micro_batch": 64,
-        "exports": ["zip", "links"],
+        "exports": ["zip", "links", "unity"],
+        "export_options": {"unity": {"format": "tga", "max_size": 1024}},
         "export_only": "approved",
         "link_expiry": "36h",
         "tagger": "bedrock",
@@ -118,9 +120,12 @@ def test_valid_values_are_kept():
     settings = parse_settings(data, "batch.yaml")
     floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0, "regeneration_budget": 1.0}
     locks = (("palette", 100), ("texture", 0))
-    stored = {"exports": ("zip", "links"), "locks": locks, "lora": (("brand.safetensors", 0.75),)}
+    stored = {"exports": ("zip", "links", "unity"), "locks": locks, "lora": (("brand.safetensors", 0.75),),
+              "export_options": (("unity", '{"format": "tga", "max_size": 1024}'),)}
     assert settings.to_dict() == {**data, **floats, **stored}
     assert isinstance(settings.guidance_scale, float)
+    assert settings.options_of("unity") == {"format": "tga", "max_size": 1024} and settings.options_of("print") == {}
+    assert BatchSettings.from_snapshot(settings.to_dict()) == settings
 
 
 def test_locks_are_kept_sorted_and_survive_a_snapshot():
@@ -185,12 +190,17 @@ def test_modifiers_list_is_comma_joined():
         ("shard_size", 501, "from 1 to 500"),
         ("micro_batch", 0, "'auto' or an integer from 1 to 64"),
         ("micro_batch", "max", "'auto' or an integer from 1 to 64"),
-        ("link_expiry", "8d", "out of range: expected 3600s (1 hour) to 604800s (7 days)"),
+        ("link_expiry", "366d", "out of range: expected 3600s (1 hour) to 31536000s (365 days), or 'permanent'"),
         ("link_expiry", 59, "SigV4"),
-        ("link_expiry", "1 week", "expected seconds or a number with unit s, m, h or d"),
+        ("link_expiry", "1 week", "expected seconds, a number with unit s, m, h or d"),
+        ("link_expiry", "forever", "or 'permanent'"),
         ("link_expiry", True, "whole number of seconds"),
-        ("exports", [], "non-empty list among ['zip', 'manifest', 'gallery', 'links']"),
-        ("exports", ["zip", "unity"], "unknown export(s) ['unity']"),
+        ("exports", [], "must be a non-empty list of export names (zip, manifest, gallery, links or an installed exporter)"),
+        ("exports", ["zip", "Unity!"], "['Unity!'] is not an export name"),
+        ("exports", ["zip", {"unity": {}}], "an exporter's options go under export_options"),
+        ("export_options", ["unity"], "must be a mapping of exporter name to its options"),
+        ("export_options", {"unity": "tga"}, "unity: must be a mapping of option to value, got 'tga'"),
+        ("export_options", {"print": {"when": date(2026, 1, 1)}}, "print: options must be text, numbers"),
         ("exports", ["zip", "zip"], "more than once"),
         ("exports", "zip", "non-empty list"),
         ("tagger", "claude", "must be one of local, bedrock, got 'claude'"),
@@ -427,15 +437,17 @@ def test_read_settings_keeps_valid_entries_beside_problems(tmp_path):
     assert [p.column for p in problems] == ["steps"]
 
 
-@pytest.mark.parametrize("value", ["1h", "7d", 3600, "90m"])
-def test_link_expiry_accepts_one_hour_to_seven_days(value):
+# Lifetimes over 7 days and `permanent` are well-formed here; whether the storage can sign them
+# (a CDN is needed) is checked when the batch is registered against it.
+@pytest.mark.parametrize("value", ["1h", "7d", 3600, "90m", "8d", "30d", "365d", "permanent"])
+def test_link_expiry_accepts_one_hour_to_a_year_and_permanent(value):
     assert parse_settings({"link_expiry": value}, "batch.yaml").link_expiry == value
 
 
 def test_over_long_link_expiry_names_file_row_and_field(tmp_path):
-    path = write_yaml(tmp_path, "steps: 4\nlink_expiry: 30d\n")
+    path = write_yaml(tmp_path, "steps: 4\nlink_expiry: 400d\n")
     with pytest.raises(BatchValidationError) as caught:
         load_settings(path)
     [problem] = caught.value.problems
     assert (problem.file, problem.row, problem.column) == ("batch.yaml", 2, "link_expiry")
-    assert "SigV4" in problem.message and "(got '30d')" in problem.message
+    assert "365 days" in problem.message and "(got '400d')" in problem.message

@@ -123,7 +123,7 @@ def test_export_preset_writes_only_the_chosen_formats_of_the_approved_images(cli
     assert [i["file_name"] for i in manifest["images"]] == [rows[1]["file_name"]]
     assert client.get(f"/batches/{world.key}/exports/zip", headers=token("viewer")).status_code == 404
     bad = client.post(f"/api/v1/batches/{world.key}/export", json={"exports": ["pdf"]}, headers=token("creator"))
-    assert bad.status_code == 400 and "unknown export(s) ['pdf']" in bad.json()["error"]
+    assert bad.status_code == 400 and "'pdf' is not a format of the package" in bad.json()["error"]
     only = client.post(f"/api/v1/batches/{world.key}/export", json={"export_only": "some"}, headers=token("creator"))
     assert only.status_code == 400 and "export_only must be one of all, approved" in only.json()["error"]
     # Without a preset: the batch's own formats, every image (the package as the run wrote it).

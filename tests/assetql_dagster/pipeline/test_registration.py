@@ -5,7 +5,10 @@ import yaml
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.pipeline.registration import register_batch, registered_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
-from resources.s3 import S3Bucket
+from harness.cloudfront import CDN_URL, KEY_PAIR_ID, private_pem
+
+from resources.s3 import S3Bucket, S3Connection
+from resources.s3_storage import S3Storage
 from resources.storage import LocalStorage
 
 
@@ -41,6 +44,36 @@ def test_a_model_missing_from_this_machine_is_rejected_before_anything_is_stored
     [problem] = raised.value.problems
     assert (problem.file, problem.column) == ("batch.yaml", "model")
     assert storage.list_keys("batches") == []
+
+
+@pytest.mark.parametrize(
+    ("expiry", "message"),
+    [("30d", "link expiry 2592000s is out of range for S3 presigned URLs: SigV4 allows at most 604800s (7 days)"),
+     ("permanent", "permanent links need a CDN")],
+)
+@pytest.mark.parametrize("overridden", [True, False])
+def test_a_link_expiry_the_storage_cannot_sign_is_refused_before_anything_is_stored(
+    batch_factory, s3_endpoint, s3_bucket, expiry, message, overridden
+):
+    storage = S3Storage(connection=S3Connection(endpoint_url=s3_endpoint), bucket=s3_bucket)
+    folder = batch_factory(rows=2)
+    if not overridden:
+        with (folder / "batch.yaml").open("a") as fh:
+            fh.write(f"link_expiry: {expiry}\n")
+    with pytest.raises(BatchValidationError) as raised:
+        register_batch(storage, folder, overrides={"link_expiry": expiry} if overridden else None)
+    [problem] = raised.value.problems
+    assert (problem.file, problem.column) == ("batch.yaml", "link_expiry")
+    assert problem.message.startswith(f"{expiry!r} cannot be served by this storage: {message}")
+    assert storage.list_keys("") == []
+
+
+@pytest.mark.parametrize("expiry", ["30d", "365d", "permanent"])
+def test_a_cdn_storage_registers_long_and_permanent_link_lifetimes(batch_factory, s3_endpoint, s3_bucket, expiry):
+    storage = S3Storage(connection=S3Connection(endpoint_url=s3_endpoint), bucket=s3_bucket, cdn_base_url=CDN_URL,
+                        cloudfront_key_pair_id=KEY_PAIR_ID, cloudfront_private_key=private_pem())
+    registration = register_batch(storage, batch_factory(rows=2), overrides={"link_expiry": expiry})
+    assert registered_batch(storage, registration.key).settings.link_expiry == expiry
 
 
 def test_plain_registration_keys_by_name_and_hash(tmp_path, batch_factory):

@@ -112,7 +112,7 @@ def test_export_preset_writes_only_the_chosen_formats_of_the_images_it_takes(rev
     assert set(catalog.batch_exports(key)) == {"manifest"}
     every = export_preset(storage, key, ["zip"], "all")  # the batch's own export_only is approved
     assert every.images == 3 and len(packaged(storage, key)) == 3 and read_record(storage, key, "exports") == every
-    for exports, only, problem in ((["pdf"], "all", "unknown export(s) ['pdf']"), ([], "all", "non-empty list"),
+    for exports, only, problem in ((["pdf"], "all", "'pdf' is not a format of the package"), ([], "all", "non-empty list"),
                                    ("zip", "all", "non-empty list"), (["zip", "zip"], "all", "more than once"),
                                    (["zip"], "some", "export_only must be one of all, approved")):
         with pytest.raises(ValueError, match=re.escape(problem)):

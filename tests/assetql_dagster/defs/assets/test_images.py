@@ -149,6 +149,7 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
     from assetql_dagster.definitions import defs, with_io_manager
     from assetql_dagster.defs.partitions import batches_partitions
     from resources.clip import ClipEmbedder
+    from resources.cms import CmsConnections
 
     folder = batch_factory(rows=2)
     storage = LocalStorage(root=str(tmp_path / "data"))
@@ -159,7 +160,7 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
         result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
                                 resources=with_io_manager({"storage": storage, "generator": generator,
                                                            "clip": ClipEmbedder(), "catalog": catalog_beside(storage),
-                                                           "vision_tagger": VisionTagger()}))
+                                                           "vision_tagger": VisionTagger(), "cms": CmsConnections()}))
         flagged = instance.get_run_by_id(result.run_id).tags["assetql/quality"]
         exports = result.asset_materializations_for_node("exports")[0].metadata
     assert "completion_rate failed: 1 of 2 planned images stored" in flagged
@@ -172,12 +173,13 @@ def test_a_stored_image_that_does_not_decode_is_generated_again_and_reported(tmp
     from assetql_dagster.definitions import defs, with_io_manager
     from assetql_dagster.defs.partitions import batches_partitions
     from resources.clip import ClipEmbedder
+    from resources.cms import CmsConnections
 
     folder = batch_factory(rows=2)
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
     resources = with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
-                                 "catalog": catalog_beside(storage), "vision_tagger": VisionTagger()})
+                                 "catalog": catalog_beside(storage), "vision_tagger": VisionTagger(), "cms": CmsConnections()})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
 
