@@ -226,7 +226,7 @@ def storage_resource(instance):
 
 
 def report(result, key: str, storage) -> int:
-    from assetql_dagster.pipeline.notifications import exported_files
+    from assetql_dagster.pipeline.notifications import distribution_packages, exported_files
     from assetql_dagster.pipeline.records import read_record
 
     if not result.success:
@@ -235,7 +235,10 @@ def report(result, key: str, storage) -> int:
     summary = read_record(storage, key, "exports")
     print(f"run {result.run_id} succeeded: {summary.images} images")
     for label, uri in exported_files(storage, summary).items():
-        print(f"  {label + ':':9} {uri}")
+        print(f"  {label + ':':11} {uri}")
+    for package in distribution_packages(storage, key):
+        state = "" if package.valid else "  (its package_valid check failed: see the run)"
+        print(f"  {package.exporter + ':':11} {package.uri}{state}")
     if summary.failed_rows:
         print(f"  {summary.failed_rows} image(s) failed; re-run just those with: assetql retry-failed {key}")
     return 0

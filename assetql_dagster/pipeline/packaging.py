@@ -14,6 +14,7 @@ from PIL import Image
 
 from assetql_dagster.domain.contact_sheet import thumbnail_bytes
 from assetql_dagster.domain.export_writers import (
+    EXPORT_FORMATS,
     MANIFEST_COLUMNS,
     ZipPackage,
     gallery_html,
@@ -233,4 +234,6 @@ def package(
         links = write_links(key, storage, rows, batch.settings)
         files["links_manifest"] = export_key(key, "links.json")
         summary.update({k: v for k, v in links.items() if k != "links_manifest"})
-    return ExportSummary(len(rows), len(images.failed), tuple(exports), files, **summary), columns
+    # The package's own formats; the exporters' packages are assets of their own.
+    package_formats = tuple(e for e in exports if e in EXPORT_FORMATS)
+    return ExportSummary(len(rows), len(images.failed), package_formats, files, **summary), columns

@@ -745,13 +745,14 @@ def test_library_refuses_a_bad_config_and_serves_the_asset_library(tmp_path, cap
 def test_export_writes_one_exporter_again_of_chosen_categories_without_regenerating(batch_cli, batch_factory, capsys):
     folder = batch_factory(rows=4, variations=1)
     with (folder / "batch.yaml").open("a") as fh:
-        fh.write("exports: [manifest]\n")
+        fh.write("exports: [manifest, downloads]\n")
     key = batch_cli.run(folder)
+    index = batch_cli.storage.uri(f"exports/{key}/downloads/index.json")
+    assert f"  downloads: {index}\n" in capsys.readouterr().out  # the run lists its packages
     generated = batch_cli.record(key, "images")
-    capsys.readouterr()
     assert batch_cli("export", key, "--preset", "downloads", "--category", "armor", "--in-process") == 0
     out = capsys.readouterr().out
-    assert f"downloads: 2 image(s), 3 file(s): {batch_cli.storage.uri(f'exports/{key}/downloads/index.json')}" in out
+    assert f"downloads: 2 image(s), 3 file(s): {index}" in out
     package = batch_cli.record(key, "downloads_export")
     assert package.categories == ("armor",) and package.problems == ()
     index = json.loads(batch_cli.storage.read_text(package.main))
