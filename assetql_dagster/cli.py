@@ -1,6 +1,6 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
 (style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`), the asset
-catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, and distribution packages (`export`) on the local embedded instance."""
+catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, distribution packages (`export`) and prompt previews (`preview`) on the local embedded instance."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def print_ok(path: Path, source: BatchSource) -> None:
 
 
 def cmd_validate(path: Path) -> int:
-    from assetql_dagster.pipeline.planning import overlong_prompts
+    from assetql_dagster.pipeline.planning import overlong_prompts, untranslated_words
     from assetql_dagster.pipeline.registration import check_batch
     from resources.prompt_tokens import load_prompt_tokenizer
 
@@ -56,6 +56,8 @@ def cmd_validate(path: Path) -> int:
         return print_problems(path, err)
     print_ok(path, source)
     for warning in overlong_prompts(source, lambda: load_prompt_tokenizer(source.settings.model)):
+        print(f"  warning: {warning}")
+    for warning in untranslated_words(source):
         print(f"  warning: {warning}")
     return 0
 
@@ -524,6 +526,41 @@ def cmd_export(args: argparse.Namespace) -> int:
         return status
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from assetql_dagster.pipeline.planning import describe_sources, preview, row_prompts, translator
+    from assetql_dagster.pipeline.registration import check_batch
+
+    try:
+        source = check_batch(args.path)
+    except BatchValidationError as err:
+        return print_problems(args.path, err)
+    settings = source.settings
+    aws = None
+    if settings.translator == "aws-translate":
+        import dagster as dg
+
+        use_local_instance(None)
+        with dg.DagsterInstance.get() as instance:
+            client = location_resource(instance, "aws_translate")
+        aws = lambda texts, language: client.translate(list(texts), language)  # noqa: E731
+    try:
+        prompts = row_prompts(settings, source.rows, date.today(), translate=translator(settings, aws))
+    except (RuntimeError, ValueError) as err:
+        return print_error(str(err))
+    for language, shown in preview(prompts, args.rows).items():
+        print(f"{language}: {sum(1 for p in prompts if (p.row.language or 'en') == language)} row(s)")
+        for planned in shown:
+            print(f"  {planned.row.variant_id} (row {planned.row.line})")
+            if planned.translated:
+                print(f"    row's text: {planned.original}")
+            print(f"    prompt:     {planned.prompt}")
+            print(f"    from:       {describe_sources(planned)}")
+    print("(the locked style words are added when the batch runs, from its style profile)")
+    return 0
+
+
 def add_export_parser(sub):
     export = sub.add_parser("export", help="write distribution packages of a finished batch again, without regenerating")
     export.add_argument("batch", help="the batch's partition key")
@@ -988,6 +1025,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("path", type=Path)
     retry = sub.add_parser("retry-failed", help="re-generate only the failed rows of a batch, then re-export")
     retry.add_argument("batch", help="the batch's partition key")
+    preview_parser = sub.add_parser("preview", help="print the first rendered prompts per language and where each part came from")
+    preview_parser.add_argument("path", type=Path)
+    preview_parser.add_argument("--rows", type=int, default=5, help="prompts shown per language (default 5)")
     for command in (run, retry, add_export_parser(sub), *add_versions_parsers(sub)):
         command.add_argument("--data-dir", help="storage root for the local files (default ./data)")
         command.add_argument("--in-process", action="store_true", help="run every step in this process")
@@ -1015,6 +1055,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_library(args)
     if args.command == "export":
         return cmd_export(args)
+    if args.command == "preview":
+        return cmd_preview(args)
     if args.command in VERSION_COMMANDS:
         return VERSION_COMMANDS[args.command](args)
     if args.command == "validate":

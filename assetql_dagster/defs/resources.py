@@ -8,6 +8,7 @@ from resources.catalog import CATALOG_URL_ENV, AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
 from resources.generator import ImageGenerator
 from resources.cms import CmsConnections
+from resources.translator import AwsTranslate
 from resources.notifier import FORMATS, Notifier, base_url, is_http_url
 from resources.s3 import S3Connection
 from resources.s3_storage import S3Storage
@@ -27,6 +28,8 @@ CLOUDFRONT_KEY_PAIR_ID_ENV = "ASSETQL_CLOUDFRONT_KEY_PAIR_ID"
 CLOUDFRONT_PRIVATE_KEY_ENV = "ASSETQL_CLOUDFRONT_PRIVATE_KEY"
 BEDROCK_REGION_ENV = "ASSETQL_BEDROCK_REGION"
 BEDROCK_ENDPOINT_ENV = "ASSETQL_BEDROCK_ENDPOINT_URL"
+TRANSLATE_REGION_ENV = "ASSETQL_TRANSLATE_REGION"
+TRANSLATE_ENDPOINT_ENV = "ASSETQL_TRANSLATE_ENDPOINT_URL"
 STORAGE_KINDS = ("local", "s3")
 NOTIFY_WEBHOOK_ENV = "ASSETQL_NOTIFY_WEBHOOK_URL"
 # More webhooks, one variable each (ASSETQL_NOTIFY_WEBHOOK_URL_OPS, ..._2): each is bound as its own
@@ -99,6 +102,18 @@ def vision_tagger() -> VisionTagger:
     )
 
 
+def aws_translate() -> AwsTranslate:
+    """Amazon Translate for batches with `translator: aws-translate`: ASSETQL_TRANSLATE_REGION (else
+    boto3's region) and ASSETQL_TRANSLATE_ENDPOINT_URL, the AWS credentials bound as for S3. Other
+    batches never call it."""
+    return AwsTranslate(
+        region_name=os.environ.get(TRANSLATE_REGION_ENV) or None,
+        endpoint_url=os.environ.get(TRANSLATE_ENDPOINT_ENV) or None,
+        aws_access_key_id=_secret("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
+    )
+
+
 def webhook_envs() -> list[str]:
     """The set variables of webhook URLs: $ASSETQL_NOTIFY_WEBHOOK_URL, then each $ASSETQL_NOTIFY_WEBHOOK_URL_<NAME>."""
     names = [NOTIFY_WEBHOOK_ENV, *sorted(n for n in os.environ if n.startswith(NOTIFY_WEBHOOKS_PREFIX))]
@@ -137,7 +152,7 @@ def _resources(storage: AssetStorage, s3: S3Connection, catalog: AssetCatalog) -
         "storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog,
         "vision_tagger": vision_tagger(), "notifier": notifier(),
         # CMS connections for the wordpress/contentful/strapi exporters' `upload: true`, from ASSETQL_* variables.
-        "cms": CmsConnections.from_env(),
+        "cms": CmsConnections.from_env(), "aws_translate": aws_translate(),
     }
 
 

@@ -1,5 +1,6 @@
-"""Seasonal campaign schedules: each campaign in the campaigns file is a schedule whose tick
-registers a dated batch partition (e.g. `holiday-2026-12-01-1a2b3c4d`) and runs it."""
+"""Seasonal campaign schedules: each campaign of the campaigns file with a `cron` is a schedule whose
+tick registers its source, with the campaign applied, as a dated batch partition (e.g.
+`holiday-2026-12-01-1a2b3c4d`) and runs it."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from assetql_dagster.domain.batch_loader import load_batch
-from assetql_dagster.domain.campaigns import Campaign, CampaignError, campaign_partition_key, load_campaigns
-from assetql_dagster.domain.errors import BatchValidationError
-from assetql_dagster.domain.layout import batch_partition_key, reference_key
-from assetql_dagster.domain.settings import BatchSettings, parse_settings
-from assetql_dagster.pipeline.exporters.registry import export_problems
-from assetql_dagster.pipeline.registration import copy_stored, register_batch, registered_batch
+from assetql_dagster.domain.campaigns import Campaign, campaign_overrides, campaign_partition_key
+from assetql_dagster.domain.settings import BatchSettings
+from assetql_dagster.pipeline.campaigns import CAMPAIGNS_ENV, campaign_profiles
+from assetql_dagster.pipeline.registration import campaign_references, register_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
@@ -25,51 +24,16 @@ from assetql_dagster.defs import run_tags
 from resources.s3 import S3Connection
 from resources.storage import AssetStorage
 
-CAMPAIGNS_ENV = "ASSETQL_CAMPAIGNS"
-
 
 def schedule_name(campaign: Campaign) -> str:
     """Dagster names allow letters, digits and underscores only."""
     return "campaign_" + campaign.name.replace("-", "_")
 
 
-def campaign_settings(campaign: Campaign, path: str) -> dict[str, object]:
-    """The campaign's batch setting overrides, validated and normalised like batch.yaml."""
-    parsed = parse_settings(campaign.settings, f"{path} campaign {campaign.name!r}")
-    return {key: getattr(parsed, key) for key in campaign.settings}
-
-
-def check_campaign_settings(path: str, campaigns: list[Campaign]) -> None:
-    """Raise CampaignError naming every campaign whose `settings` are not valid batch settings."""
-    problems = []
-    for campaign in campaigns:
-        try:
-            overrides = campaign_settings(campaign, path)
-        except BatchValidationError as error:
-            problems += [
-                f"campaign {campaign.name!r}, field 'settings', setting '{p.column}': {p.message}"
-                for p in error.problems
-            ]
-            continue
-        # The exporters installed here, checked now rather than when the schedule first fires.
-        exports = {"exports": list(campaign.exports)} if campaign.exports else {}
-        settings = BatchSettings(**{**overrides, **exports})
-        for problem in export_problems(settings, path):
-            field = "exports" if problem.column == "exports" and campaign.exports else f"settings', setting '{problem.column}"
-            problems.append(f"campaign {campaign.name!r}, field '{field}': {problem.message}")
-    if problems:
-        raise CampaignError(path, problems)
-
-
-def campaign_overrides(campaign: Campaign, settings: BatchSettings, path: str) -> dict[str, object]:
-    """Settings for the campaign's batch: its name, its overrides, and its modifiers appended."""
-    overrides: dict[str, object] = {"name": campaign.name, **campaign_settings(campaign, path)}
-    if campaign.exports:
-        overrides["exports"] = list(campaign.exports)
-    if campaign.modifiers:
-        base = overrides.get("modifiers", settings.modifiers)
-        overrides["modifiers"] = ", ".join(m for m in (base, campaign.modifiers.strip()) if m)
-    return overrides
+def schedule_overrides(campaign: Campaign, settings: BatchSettings, path: str) -> dict[str, object]:
+    """Settings for the campaign's batch: its name and campaign, and the campaign applied over the
+    source's own settings (the source is the campaign's, so the campaign's settings win)."""
+    return {"name": campaign.name, "campaign": campaign.name, **campaign_overrides(campaign, settings, path)}
 
 
 def scheduled_day(context: dg.ScheduleEvaluationContext, zone: str) -> date:
@@ -86,38 +50,6 @@ def campaign_source(campaign: Campaign, target: Path, s3: S3Connection) -> Path:
     return download_s3_batch(s3.bucket(bucket), key, target)
 
 
-def reference_batch(storage: AssetStorage, name: str) -> str:
-    """The partition whose stored style references `name` means: that partition key, or the
-    newest registered batch of that name."""
-    stored = {key.split("/")[1] for key in storage.list_keys("style-references")}
-    if name in stored:
-        return name
-    # Partition keys are "{slug}-{8 hex}"; a batch name maps to the slug.
-    slug = batch_partition_key(name, "0" * 8)[:-8]
-    matches = [key for key in stored if key.startswith(slug) and len(key) == len(slug) + 8]
-    if not matches:
-        raise ValueError(
-            f"style_profile {name!r} names no batch with stored style references under "
-            f"'style-references/' (found {sorted(stored) or 'none'}); materialize that batch first "
-            "or give a references folder"
-        )
-    return max(matches, key=lambda key: registered_batch(storage, key).registered_at)
-
-
-def style_references(campaign: Campaign, storage: AssetStorage, target: Path) -> Path | None:
-    """The references folder replacing the batch's own, or None to keep them."""
-    profile = campaign.style_profile
-    if profile is None:
-        return None
-    # load_campaigns made folders absolute; a bare word names a batch.
-    if "/" in profile:
-        return Path(profile)
-    batch = reference_batch(storage, profile)
-    folder = target / "style-references"
-    copy_stored(storage, reference_key(batch, ""), folder)
-    return folder
-
-
 def campaign_run(
     context: dg.ScheduleEvaluationContext, campaign: Campaign, path: str, storage: AssetStorage, s3: S3Connection
 ) -> dg.RunRequest:
@@ -129,8 +61,8 @@ def campaign_run(
             storage,
             source,
             origin=f"campaign {campaign.name} ({path}): {campaign.source}",
-            overrides=campaign_overrides(campaign, load_batch(source).settings, path),
-            references=style_references(campaign, storage, Path(tmp)),
+            overrides=schedule_overrides(campaign, load_batch(source).settings, path),
+            references=campaign_references(campaign, storage, Path(tmp)),
             partition_key=lambda batch: campaign_partition_key(campaign.name, day, batch.content_hash),
             creator=f"schedule {schedule_name(campaign)}",
             campaign=campaign.name,
@@ -169,11 +101,10 @@ def campaign_schedule(campaign: Campaign, path: str) -> dg.ScheduleDefinition:
 
 
 def campaign_schedules(path: str | Path) -> list[dg.ScheduleDefinition]:
-    """One schedule per campaign; raises CampaignError naming each invalid campaign and field."""
-    path = str(path)
-    campaigns = load_campaigns(path)
-    check_campaign_settings(path, campaigns)
-    return [campaign_schedule(campaign, path) for campaign in campaigns]
+    """One schedule per campaign with a `cron` (the others are profiles that batches apply by name);
+    raises CampaignError naming each invalid campaign and field."""
+    campaigns = campaign_profiles(path).values()
+    return [campaign_schedule(campaign, str(path)) for campaign in campaigns if campaign.scheduled]
 
 
 def schedules_from_env() -> list[dg.ScheduleDefinition]:

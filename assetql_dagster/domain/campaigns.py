@@ -1,23 +1,33 @@
-"""Campaigns: recurring batches declared in a YAML file, each run on its own cron schedule.
+"""Campaign profiles declared in a YAML file: what a campaign brings to a batch (brand colours,
+theme, audience, tone, modifiers, style references, exports, settings) and, with `cron` and
+`source`, a recurring batch run on its own schedule.
 
 ```yaml
 campaigns:
   - name: winter-sale
-    cron: "0 6 * * MON"
-    source: batches/winter        # batch folder or CSV, relative to this file, or s3://bucket/key
-    modifiers: winter holiday, snow, warm lights
+    cron: "0 6 * * MON"           # optional, with source: without them the profile is only applied
+    source: batches/winter        # by batches naming it (`campaign: winter-sale` in batch.yaml);
+                                  # a batch folder or CSV, relative to this file, or s3://bucket/key
+    brand_colors: ["#c8102e", "#ffffff"]   # the batch's `palette`, held by a palette lock
+    theme: winter holiday         # "winter holiday theme"
+    audience: young families      # "for young families"
+    tone: playful and warm        # "playful and warm tone"
+    modifiers: snow, warm lights
     style_profile: references/winter   # a references folder, or a batch name to reuse
     exports: [zip, gallery, links]
     timezone: Europe/Berlin
-    settings: {seed: 7}           # batch setting overrides, passed through unchanged
+    settings: {seed: 7}           # batch setting overrides
 ```
+
+`campaign_overrides` turns a profile into batch setting overrides; schedules and `campaign:`
+batches both apply a campaign through it.
 """
 
 from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +35,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from assetql_dagster.domain.settings import exports_error
+from assetql_dagster.domain.errors import BatchValidationError
+from assetql_dagster.domain.settings import MAX_PALETTE, BatchSettings, exports_error, parse_settings
 
-REQUIRED_FIELDS = ("name", "cron", "source")
+REQUIRED_FIELDS = ("name",)
+# A schedule needs both: when to run and what to run.
+SCHEDULE_FIELDS = ("cron", "source")
+# Lock weight (0-100) that holds a campaign's brand colours when its settings give no palette
+# lock: it pulls each image 70% of the way to the brand palette, leaving some of the subject's own
+# colours (a red potion stays red) while the brand colours dominate.
+PALETTE_LOCK = 70
 
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$")
@@ -49,14 +66,23 @@ class Campaign:
     """One validated campaign; local paths are absolute."""
 
     name: str
-    cron: str
-    source: str
+    cron: str | None = None
+    source: str | None = None
     modifiers: str = ""
+    brand_colors: tuple[str, ...] = ()
+    theme: str = ""
+    audience: str = ""
+    tone: str = ""
     style_profile: str | None = None
     exports: tuple[str, ...] = ()
     timezone: str = "UTC"
     settings: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the campaign runs on a schedule (it has `cron` and `source`)."""
+        return self.cron is not None
 
 
 class CampaignError(ValueError):
@@ -118,6 +144,23 @@ def _text(value: Any) -> str:
     return value
 
 
+def _phrase(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "\n" in value:
+        raise ValueError(f"{value!r} must be one line of non-empty text, e.g. 'winter holiday'")
+    return value.strip()
+
+
+def _brand_colors(value: Any) -> tuple[str, ...]:
+    # The `palette` setting's own check, so both accept the same colours ('season' is a palette,
+    # but no brand's colours).
+    if isinstance(value, list):
+        try:
+            return parse_settings({"palette": value}, "").palette
+        except BatchValidationError:
+            pass
+    raise ValueError(f"{value!r} must be a list of 1 to {MAX_PALETTE} colours as '#rrggbb' (quoted in YAML)")
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise ValueError(
@@ -171,7 +214,25 @@ def _timezone(value: Any) -> str:
 def _settings(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"{value!r} must be a mapping of setting names to values")
+    if "campaign" in value:
+        raise ValueError("cannot set 'campaign': a campaign profile cannot apply another campaign")
     return dict(value)
+
+
+# Why a schedule field missing beside the other is needed.
+_SCHEDULE_NEEDS = {
+    "cron": "is required with 'source' (when to register it); a profile without a schedule has neither",
+    "source": "is required with 'cron' (the batch each tick registers)",
+}
+
+
+def _missing(key: str, raw: Mapping[str, Any]) -> str | None:
+    """Why field `key`, absent from `raw`, is needed there (None when it may be left out)."""
+    if key in REQUIRED_FIELDS:
+        return "is required"
+    if key in SCHEDULE_FIELDS and any(raw.get(k) is not None for k in SCHEDULE_FIELDS):
+        return _SCHEDULE_NEEDS[key]
+    return None
 
 
 def _parse_campaign(raw: dict, base: Path) -> tuple[Campaign | None, list[str]]:
@@ -181,6 +242,10 @@ def _parse_campaign(raw: dict, base: Path) -> tuple[Campaign | None, list[str]]:
         "cron": check_cron,
         "source": lambda v: _source(v, base),
         "modifiers": _text,
+        "brand_colors": _brand_colors,
+        "theme": _phrase,
+        "audience": _phrase,
+        "tone": _phrase,
         "style_profile": lambda v: _style_profile(v, base),
         "exports": _exports,
         "timezone": _timezone,
@@ -195,13 +260,15 @@ def _parse_campaign(raw: dict, base: Path) -> tuple[Campaign | None, list[str]]:
     values = {}
     for key, parse in parsers.items():
         if raw.get(key) is None:
-            if key in REQUIRED_FIELDS:
-                problems.append(f"field '{key}': is required")
+            if (why := _missing(key, raw)) is not None:
+                problems.append(f"field '{key}': {why}")
             continue
         try:
             values[key] = parse(raw[key])
         except ValueError as exc:
             problems.append(f"field '{key}': {exc}")
+    if "brand_colors" in values and "palette" in values.get("settings", {}):
+        problems.append("field 'brand_colors': the campaign's settings also set 'palette'; give the colours once")
     return (None if problems else Campaign(**values)), problems
 
 
@@ -249,6 +316,67 @@ def load_campaigns(path: str | Path) -> list[Campaign]:
     if problems:
         raise CampaignError(str(path), problems)
     return campaigns
+
+
+def campaign_settings(campaign: Campaign, file: str) -> dict[str, object]:
+    """The campaign's `settings` as batch.yaml entries, checked like batch.yaml (BatchValidationError
+    naming `file` and the campaign)."""
+    parsed = parse_settings(campaign.settings, f"{file} campaign {campaign.name!r}")
+    # Kept as written (they go into a derived batch.yaml, checked again there); a YAML list of
+    # modifiers becomes the text the campaign's own are appended to.
+    joined = {"modifiers": parsed.modifiers} if "modifiers" in campaign.settings else {}
+    return {**campaign.settings, **joined}
+
+
+def _worded(text: str, prefix: str = "", suffix: str = "") -> str:
+    """`text` as a prompt phrase ('young families' → 'for young families'), unless it already says so."""
+    if text and prefix and not text.lower().startswith(prefix):
+        text = prefix + text
+    if text and suffix and not re.search(rf"\b{suffix.strip()}$", text.lower()):
+        text += suffix
+    return text
+
+
+def profile_modifiers(campaign: Campaign) -> str:
+    """The prompt words a campaign adds: its modifiers, then its theme, audience and tone as phrases,
+    e.g. 'snow, winter holiday theme, for young families, playful and warm tone'."""
+    phrases = (
+        campaign.modifiers.strip(),
+        _worded(campaign.theme, suffix=" theme"),
+        _worded(campaign.audience, prefix="for "),
+        _worded(campaign.tone, suffix=" tone"),
+    )
+    return ", ".join(phrase for phrase in phrases if phrase)
+
+
+def campaign_overrides(
+    campaign: Campaign, settings: BatchSettings, file: str, own: Collection[str] = ()
+) -> dict[str, object]:
+    """batch.yaml overrides applying `campaign` to a batch whose settings are `settings`: the
+    campaign's settings and exports, its brand colours as `palette` held by a palette lock, and its
+    modifiers (with theme, audience and tone) appended to the batch's.
+
+    Settings named in `own` (those the batch's batch.yaml sets itself) keep the batch's value, except
+    `modifiers`, to which the campaign's are still appended, and `locks`, which still gain the
+    palette lock (PALETTE_LOCK) when the brand colours apply and no lock holds the palette.
+    """
+    given = campaign_settings(campaign, file)
+    if campaign.exports:
+        given["exports"] = list(campaign.exports)
+    if campaign.brand_colors:
+        given["palette"] = list(campaign.brand_colors)
+    overrides = {key: value for key, value in given.items() if key not in own}
+    if campaign.brand_colors and "palette" in overrides:
+        locks = dict(overrides.get("locks", settings.lock_weights))
+        # Without a palette lock the brand colours would only be scored, never aimed at.
+        overrides["locks"] = {"palette": PALETTE_LOCK, **locks}
+    words = profile_modifiers(campaign)
+    if words or "modifiers" in given:
+        # The campaign's `modifiers` setting replaces the batch's unless the batch set its own.
+        kept = settings.modifiers if "modifiers" in own or "modifiers" not in given else ""
+        parts = (kept, str(given.get("modifiers", "")), words)
+        overrides["modifiers"] = ", ".join(text.strip() for text in parts if text.strip())
+    return overrides
 
 
 def campaign_partition_key(name: str, date: datetime.date, content_hash: str) -> str:

@@ -14,14 +14,17 @@ import os
 import re
 import stat
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from assetql_dagster.domain.errors import BatchValidationError, Problem
+from assetql_dagster.domain.languages import DEFAULT_KEY, DEFAULT_LANGUAGE, LANGUAGES, per_language
 from assetql_dagster.domain.naming import available_placeholders, validate_pattern
 from assetql_dagster.domain.settings import BatchSettings, identifier_error
 from assetql_dagster.domain.templating import (
     MissingVariableError,
+    RenderError,
     Template,
     TemplateError,
     collapse_whitespace,
@@ -51,21 +54,49 @@ class BatchRow:
     def template_values(self) -> dict[str, str]:
         """Every column of the row by name, as a template sees them."""
         known = {name: getattr(self, name) for name in KNOWN_COLUMNS}
-        return {**known, **self.extra}
+        return {SEASON_VARIABLE: "", **known, **self.extra}
 
 
-def batch_template(settings: BatchSettings) -> Template | None:
-    """The compiled prompt template of `settings`, or None when prompts come from the CSV."""
-    return compile_template(settings.template) if settings.template is not None else None
+# A template variable that is no CSV column: the season's modifiers, placed where the template wants
+# them (else they are appended to the prompt).
+SEASON_VARIABLE = "season_modifier"
 
 
-def build_prompt(row: BatchRow, settings: BatchSettings, template: Template | None) -> str:
-    """The final prompt of `row`: the template (or the prompt column) plus the modifiers."""
-    prompt = template.render(row.template_values()) if template is not None else row.prompt
-    modifiers = settings.modifiers.strip()
-    if modifiers:
-        prompt = f"{prompt.rstrip(' ,')}, {modifiers}"
-    return collapse_whitespace(prompt)
+@dataclass(frozen=True)
+class BatchTemplates:
+    """The batch's compiled templates: one, or one per language (key as in the `template` setting)."""
+
+    by_key: Mapping[str, Template]
+    single: bool
+
+    def key_for(self, language: str) -> str | None:
+        """Which template a row in `language` takes: "" (the only one), its language, `default` or `en`."""
+        return "" if self.single else per_language({k: k for k in self.by_key}, language)
+
+    def for_language(self, language: str) -> Template | None:
+        """The template of a row in `language` (the row's own, else `default`, else `en`)."""
+        key = self.key_for(language)
+        return None if key is None else self.by_key[key]
+
+    @property
+    def required_variables(self) -> frozenset[str]:
+        """Columns some template needs without a default (the header must have them)."""
+        return frozenset().union(*(t.required_variables for t in self.by_key.values())) - {SEASON_VARIABLE}
+
+
+def batch_template(settings: BatchSettings) -> BatchTemplates | None:
+    """The compiled prompt templates of `settings`, or None when prompts come from the CSV."""
+    if settings.template is None:
+        return None
+    if isinstance(settings.template, str):
+        return BatchTemplates({"": compile_template(settings.template)}, single=True)
+    compiled = {}
+    for key, text in settings.template:
+        try:
+            compiled[key] = compile_template(text)
+        except TemplateError as error:
+            raise TemplateError(f"template for {key!r}: {error.message}", error.position) from None
+    return BatchTemplates(compiled, single=False)
 
 
 def read_batch_csv(
@@ -97,7 +128,7 @@ def read_batch_csv(
     return rows
 
 
-def _template(settings: BatchSettings, settings_file: str, problems: list[Problem]) -> Template | None:
+def _template(settings: BatchSettings, settings_file: str, problems: list[Problem]) -> BatchTemplates | None:
     try:
         return batch_template(settings)
     except TemplateError as error:
@@ -206,7 +237,7 @@ def _unclosed_quote_line(lines: list[str], line: int) -> int | None:
     return bisect.bisect_right(starts, opened) if in_quotes else None
 
 
-def _header_problems(header: list[str], line: int, file: str, template: Template | None) -> list[Problem]:
+def _header_problems(header: list[str], line: int, file: str, template: BatchTemplates | None) -> list[Problem]:
     problems = [
         Problem(file, f"header column {index} has no name; name it or delete the column", line)
         for index, name in enumerate(header, 1)
@@ -229,6 +260,14 @@ def _header_problems(header: list[str], line: int, file: str, template: Template
         hint = _case_hint(name, header)
         message = f"the template uses {{{name}}} but there is no '{name}' column{hint}; add the column or "
         problems.append(Problem(file, message + _default_tip(name), line, name))
+    # Rows also carry the known columns and the season variable, so a loop variable would hide those too.
+    loops = frozenset().union(*(t.loop_variables for t in template.by_key.values())) if template else set()
+    for name in sorted(loops & {*header, *KNOWN_COLUMNS, SEASON_VARIABLE}):
+        message = (
+            f"the template's loop variable '{name}' would hide the row's '{name}' value (rows have "
+            f"{', '.join(KNOWN_COLUMNS)}, {SEASON_VARIABLE} and every column); rename the loop variable"
+        )
+        problems.append(Problem(file, message, line, name))
     return problems
 
 
@@ -294,7 +333,7 @@ def _usable_columns(header: list[str]) -> set[str]:
 
 
 def _content_problems(
-    rows: list[BatchRow], file: str, template: Template | None, usable: set[str]
+    rows: list[BatchRow], file: str, template: BatchTemplates | None, usable: set[str]
 ) -> list[Problem]:
     """Per-row problems, skipping checks whose columns the header problems already cover."""
     problems: list[Problem] = []
@@ -302,9 +341,17 @@ def _content_problems(
     for row in rows:
         if "variant_id" in usable:
             problems += _variant_id_problems(row, file, first_seen)
-        if template is not None:
-            if template.required_variables <= usable:
-                problems += _template_problems(row, file, template)
+        if "language" in usable and row.language and row.language not in LANGUAGES:
+            message = f"language {row.language!r} is not one AssetQL localises; expected one of {', '.join(LANGUAGES)}"
+            problems.append(Problem(file, message, row.line, "language"))
+        elif template is not None:
+            chosen = template.for_language(row.language)
+            if chosen is None:
+                message = (f"the template has no entry for language {row.language or DEFAULT_LANGUAGE!r} nor a "
+                           f"'{DEFAULT_KEY}' or 'en' one; add one to 'template' in the settings")
+                problems.append(Problem(file, message, row.line, "language"))
+            elif template.required_variables <= usable:
+                problems += _template_problems(row, file, chosen)
         elif "prompt" in usable and not row.prompt:
             message = "prompt is empty; write a prompt or set 'template' in the settings"
             problems.append(Problem(file, message, row.line, "prompt"))
@@ -329,15 +376,20 @@ def _variant_id_problems(row: BatchRow, file: str, first_seen: dict[str, BatchRo
 
 def _template_problems(row: BatchRow, file: str, template: Template) -> list[Problem]:
     values = row.template_values()
-    empty = sorted(name for name in template.required_variables if not values[name])
+    if not template.loop_variables.isdisjoint(values):
+        return []  # reported once against the header
+    # The season's words are the batch's, not the row's: empty here, filled when the batch is planned.
+    empty = sorted(name for name in template.required_variables - {SEASON_VARIABLE} if not values[name])
     if empty:
         tip = "is empty but the template needs it; fill it in or"
         return [Problem(file, f"'{name}' {tip} {_default_tip(name)}", row.line, name) for name in empty]
     try:
         prompt = template.render(values)
     except MissingVariableError as error:
-        message = f"the template uses {{{error.name}}} for this row but there is no '{error.name}' column"
+        message = f"the template uses '{error.name}' for this row but there is no '{error.name}' column"
         return [Problem(file, message, row.line, error.name)]
+    except RenderError as error:  # a value the template cannot use, or a prompt over the limits
+        return [Problem(file, error.message, row.line, error.name)]
     if not prompt:
         return [Problem(file, "the template renders an empty prompt for this row", row.line)]
     return []

@@ -56,8 +56,13 @@ MANIFEST_COLUMNS = [
     "tags",
     "category",
     "category_source",
+    "tags_localized",
+    "category_localized",
     "sku",
     "language",
+    "original_prompt",
+    "season",
+    "campaign",
     "extra",
 ]
 LIST_SEPARATOR = "; "

@@ -93,6 +93,12 @@ def lab_to_hex(lab: Sequence[float]) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def hex_to_lab(hex_colour: str) -> tuple[float, float, float]:
+    """The CIELAB (D65) of a "#rrggbb" colour."""
+    rgb = np.array([[int(hex_colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5)]])
+    return tuple(float(v) for v in rgb2lab(rgb)[0])
+
+
 def lab_palette(
     imgs: Iterable[Image.Image], k: int = 5, seed: int = 0, sample: int = 4096
 ) -> list[tuple[tuple[float, float, float], float]]:

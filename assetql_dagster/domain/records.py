@@ -64,6 +64,10 @@ class ImageJob:
     # What the text encoder read, when the prompt was longer than it reads (else None).
     model_prompt: str | None = None
     prompt_tokens_dropped: int = 0
+    # The row's text in its own language before the translator made it the model's English ("" when
+    # the prompt was not translated), and the seasonal context the prompt carries ("" for none).
+    original_prompt: str = ""
+    season: str = ""
 
     @property
     def stem(self) -> str:
@@ -347,6 +351,9 @@ def _typed(hint: Any, value: Any) -> Any:
         return [_typed(typing.get_args(hint)[0], v) for v in value]
     if origin is dict:
         return {k: _typed(typing.get_args(hint)[1], v) for k, v in value.items()}
+    if dataclasses.is_dataclass(hint) and hasattr(hint, "from_snapshot"):
+        # A snapshot that normalises its own values (BatchSettings: lists back to tuples, pairs).
+        return hint.from_snapshot(value)
     if dataclasses.is_dataclass(hint):
         return _trusted(hint, value)
     if hint is float and isinstance(value, int):

@@ -27,9 +27,11 @@ import yaml
 
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.export_writers import EXPORT_FORMATS
+from assetql_dagster.domain.languages import DEFAULT_KEY, DEFAULT_LANGUAGE, LANGUAGES, per_language
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS, DEFAULT_PATTERN
 from assetql_dagster.domain.scoring import LOCK_MAX, PARAMETERS, parameter_weights
+from assetql_dagster.domain.seasons import region_error, season_error
 from assetql_dagster.domain.style_refs import style_error
 
 _Check = Callable[[object], str | None]
@@ -167,6 +169,57 @@ def _export_options(value: object) -> str | None:
     return None
 
 
+def _per_language(optional: bool) -> _Check:
+    """Text, or a mapping of language (or `default`) to text, e.g. {en: "...", ja: "...", default: "..."}."""
+    def check(value: object) -> str | None:
+        if isinstance(value, Mapping):
+            if not value:
+                return "must name at least one language"
+            keys = [k for k in value if k not in (*LANGUAGES, DEFAULT_KEY)]
+            if keys:
+                return (f"has {quote(keys)} where a language is expected; languages: {', '.join(LANGUAGES)} "
+                        f"and {DEFAULT_KEY} (for the others). A text starting with '{{' is read by YAML as a "
+                        "mapping: put the value in quotes in YAML")
+            for key, text in value.items():
+                problem = _text(text, allow_empty=not optional)
+                if problem:
+                    return f"{key}: {problem}"
+            return None
+        return _text(value, optional=optional, allow_empty=not optional)
+
+    return check
+
+
+def _glossary(value: object) -> str | None:
+    """{language: {term: English}}: the offline translations of the `glossary` translator."""
+    if not isinstance(value, Mapping):
+        return f"must be a mapping of language to {{term: English}}, e.g. {{es: {{espada: sword}}}}, got {quote(value)}"
+    for language, terms in value.items():
+        if language not in LANGUAGES or language == DEFAULT_LANGUAGE:
+            return f"has {quote(language)} where a language to translate from is expected: {', '.join(LANGUAGES[1:])}"
+        if not isinstance(terms, Mapping):
+            return f"{language}: must be a mapping of term to its English, got {quote(terms)}"
+        bad = next(((t, e) for t, e in terms.items() if not isinstance(t, str) or not t.strip()
+                    or not isinstance(e, str)), None)
+        if bad is not None:
+            return f"{language}: terms and their English must be text, got {quote(bad[0])}: {quote(bad[1])}"
+    return None
+
+
+_HEX = re.compile(r"#[0-9a-fA-F]{6}")
+MAX_PALETTE = 8
+
+
+def _palette(value: object) -> str | None:
+    if value is None or value == "season":
+        return None
+    if (isinstance(value, (list, tuple)) and 1 <= len(value) <= MAX_PALETTE
+            and all(isinstance(c, str) and _HEX.fullmatch(c) for c in value)):
+        return None
+    return (f"must be a list of 1 to {MAX_PALETTE} colours as '#rrggbb' (quoted in YAML), or 'season', "
+            f"got {quote(value)}")
+
+
 def _micro_batch(value: object) -> str | None:
     if value == "auto" or integer_check(1, 64)(value) is None:
         return None
@@ -225,6 +278,11 @@ def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default:
 
 _UNIT = number_check(0, 1)
 TAGGERS = ("local", "bedrock")
+TRANSLATORS = ("none", "glossary", "aws-translate")
+
+
+def _mapping(value: str | tuple | None) -> str | dict[str, str] | None:
+    return value if value is None or isinstance(value, str) else dict(value)
 EXPORT_ONLY = ("all", "approved")
 # Claude 3 Sonnet, the vision model the design document names for auto-tagging.
 BEDROCK_MODEL = "anthropic.claude-3-sonnet-20240229-v1:0"
@@ -243,13 +301,14 @@ class BatchSettings:
         readme_default="folder name",
     )
     description: str = _setting("", _text, "Free text describing the batch.", "free text")
-    template: str | None = _setting(
+    template: str | tuple[tuple[str, str], ...] | None = _setting(
         None,
-        lambda v: _text(v, optional=True, allow_empty=False),
+        _per_language(optional=True),
         "Prompt template filled from CSV columns, e.g. '{subject}, {style|flat art}"
         '{{if category == "character"}}, full body shot{{endif}}\'. '
-        "When omitted, the CSV 'prompt' column is the prompt.",
-        "prompt template; without it the `prompt` column is used",
+        "Or one per language: {en: '...', ja: '...', default: '...'}; a row takes the template of its "
+        "`language` column, else `default`, else `en`. When omitted, the CSV 'prompt' column is the prompt.",
+        "prompt template, or one per language (`{en: …, es: …, default: …}`); without it the `prompt` column is used",
         readme_default="none",
     )
     style: str | list[str] | None = _setting(
@@ -262,8 +321,10 @@ class BatchSettings:
         "see [Style profiles](#style-profiles)",
         readme_default="none",
     )
-    negative_prompt: str = _setting(
-        "", _text, "What the images must not show.", "negative prompt for every image"
+    negative_prompt: str | tuple[tuple[str, str], ...] = _setting(
+        "", _per_language(optional=False),
+        "What the images must not show: text, or one per language like `template`.",
+        "negative prompt for every image, or one per language",
     )
     modifiers: str = _setting(
         "",
@@ -463,12 +524,76 @@ class BatchSettings:
         "Bedrock model id of the `bedrock` tagger",
     )
 
+    translator: str = _setting(
+        "none",
+        lambda v: None if v in TRANSLATORS else f"must be one of {', '.join(TRANSLATORS)}, got {quote(v)}",
+        "How a row's text reaches the model's language (English, what Stable Diffusion's text encoders "
+        "read): 'none' keeps it (for multilingual models), 'glossary' replaces the terms of `glossary` "
+        "(offline; `assetql validate` lists the words it has no entry for, by row and column), "
+        "'aws-translate' asks Amazon Translate (the translator resource).",
+        "`none`, `glossary` or `aws-translate`: how non-English rows become the model's English, see "
+        "[Languages](#languages)",
+    )
+    glossary: tuple[tuple[str, str], ...] = _setting(
+        (),
+        _glossary,
+        "Terms of the `glossary` translator per language: {es: {espada: sword, 'de acero': 'made of steel'}}.",
+        "`{language: {term: English}}` for the `glossary` translator",
+        readme_default="none",
+    )
+    season: str | None = _setting(
+        None,
+        lambda v: None if v is None else _text(v) or season_error(v),
+        "A season of the seasonal catalogue (docs/seasons.md), e.g. christmas, lunar-new-year, summer-north; "
+        "or 'auto': the one of the batch's registration date in `region`. Its modifiers go into the "
+        "template's {season_modifier} (or are appended), and every image is tagged season:NAME.",
+        "seasonal context from the catalogue, or `auto` (by date and `region`), see [Seasons](#seasons)",
+        readme_default="none",
+    )
+    region: str | None = _setting(
+        None,
+        lambda v: None if v is None else _text(v) or region_error(v),
+        "Region of the audience (e.g. US, EU, UK, IN, CN, JP, AU, BR): picks its hemisphere's seasons and its "
+        "festivals for `season: auto`.",
+        "audience region for `season: auto` (hemisphere, festivals)",
+        readme_default="none",
+    )
+    palette: str | tuple[str, ...] | None = _setting(
+        None,
+        _palette,
+        "Target palette of the style engine instead of the references' own: a list of '#rrggbb' colours "
+        "(a campaign's brand colours), or 'season' for the season's palette. A palette lock pulls every "
+        "image toward it and the palette score compares with it.",
+        "`['#rrggbb', …]` or `season`: the palette locks and scores aim at",
+        readme_default="references'",
+    )
+    campaign: str | None = _setting(
+        None,
+        _name,
+        "A campaign profile of the campaigns file ($ASSETQL_CAMPAIGNS): its brand colours, theme, audience, "
+        "tone, style profile and exports apply to the batch, and every image carries the campaign.",
+        "campaign profile to apply, see [Campaign profiles](#campaign-profiles)",
+        readme_default="none",
+    )
+
     def __post_init__(self) -> None:
         # Normalisation only (values were checked where they entered): YAML and JSON give ints for
         # whole floats and lists for tuples; a tuple keeps the frozen settings hashable.
         for name in _FLOAT_FIELDS:
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "exports", tuple(self.exports))
+        for name in ("template", "negative_prompt"):  # per-language mappings as sorted (language, text) pairs
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                pairs = value.items() if isinstance(value, Mapping) else value
+                object.__setattr__(self, name, tuple(sorted((str(k), str(v)) for k, v in pairs)))
+        if isinstance(self.palette, (list, tuple)):
+            object.__setattr__(self, "palette", tuple(c.lower() for c in self.palette))
+        glossary = self.glossary.items() if isinstance(self.glossary, Mapping) else self.glossary
+        object.__setattr__(self, "glossary", tuple(sorted(
+            (str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False))
+            for k, v in glossary
+        )))
         # Kept as (name, options as sorted JSON) pairs: hashable, and restored alike from a snapshot.
         options = self.export_options.items() if isinstance(self.export_options, Mapping) else self.export_options
         object.__setattr__(self, "export_options", tuple(sorted(
@@ -479,6 +604,18 @@ class BatchSettings:
         object.__setattr__(self, "locks", tuple(sorted((str(name), int(weight)) for name, weight in locks)))
         loras = [(e["path"], e.get("scale", 1.0)) if isinstance(e, Mapping) else e for e in self.lora]
         object.__setattr__(self, "lora", tuple((str(path), float(scale)) for path, scale in loras))
+
+    def template_for(self, language: str) -> str | None:
+        """The template a row of `language` is rendered with (None: the row's prompt column)."""
+        return per_language(_mapping(self.template), language)
+
+    def negative_prompt_for(self, language: str) -> str:
+        """The negative prompt of a row of `language`."""
+        return per_language(_mapping(self.negative_prompt), language) or ""
+
+    def glossary_of(self, language: str) -> dict[str, str]:
+        """The `glossary` terms of `language` ({} when none)."""
+        return next((json.loads(text) for name, text in self.glossary if name == language), {})
 
     def options_of(self, exporter: str) -> dict[str, Any]:
         """The `export_options` given for `exporter` ({} when none)."""

@@ -27,10 +27,10 @@ from assetql_dagster.domain.categories import (
 from assetql_dagster.domain.style_parameters import COOL_ABOVE_KELVIN, WARM_BELOW_KELVIN
 from assetql_dagster.domain.validation import check_int, check_unit
 
-KIND_ORDER = ("category", "object", "scene", "style", "color", "mood", "composition")
+KIND_ORDER = ("category", "object", "scene", "style", "color", "mood", "composition", "season", "campaign")
 # Where a tag comes from: the CSV, the prompt's keywords or a person (categories), image statistics,
-# zero-shot CLIP, or the Bedrock vision-language model.
-TAG_SOURCES = (*CATEGORY_SOURCES, "pixels", "bedrock")
+# zero-shot CLIP, the Bedrock vision-language model, or the batch's settings (its season and campaign).
+TAG_SOURCES = (*CATEGORY_SOURCES, "pixels", "bedrock", "batch")
 # What tags stored before sources were recorded read as; re-materializing `tags` records them.
 UNRECORDED_SOURCE = "unrecorded"
 

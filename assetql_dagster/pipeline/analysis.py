@@ -192,6 +192,12 @@ def score_images(storage: AssetStorage, images: ImageSet, profile: StyleProfile,
     return ScoreSet(round(threshold, 4), parameter_weights(settings.lock_weights), tuple(scores))
 
 
+def batch_tags(settings: BatchSettings, job: ImageJob) -> list[Tag]:
+    """`season:NAME` and `campaign:NAME` of the batch, on every image, so search finds them."""
+    found = [Tag(f"season:{job.season}", "season", 1.0, "batch")] if job.season else []
+    return found + ([Tag(f"campaign:{settings.campaign}", "campaign", 1.0, "batch")] if settings.campaign else [])
+
+
 def tag_images(
     storage: AssetStorage,
     settings: BatchSettings,
@@ -234,7 +240,8 @@ def tag_images(
         )
         tags.append(ImageTags(
             record.image_id, record.file_name,
-            tuple(merge_tags(category_tags(category, source, confidence), model_tags, from_pixels[i])),
+            tuple(merge_tags(category_tags(category, source, confidence), model_tags, from_pixels[i],
+                             batch_tags(settings, jobs_by_id[record.image_id]))),
             # Kept for the catalog's similarity search; 6 decimals is float32's precision.
             embedding=tuple(round(float(v), 6) for v in vectors[i]),
             category=category.path if category else "",

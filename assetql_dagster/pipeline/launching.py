@@ -16,20 +16,20 @@ import io
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Protocol
 
 import yaml
 
 from assetql_dagster.domain.batch_loader import CSV_NAME, SETTINGS_NAME, BatchSource
-from assetql_dagster.domain.csv_schema import batch_template, build_prompt
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import record_key
 from assetql_dagster.domain.progress import ImageProgress
 from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.domain.scoring import pass_rate
 from assetql_dagster.pipeline.analysis import UNSCORED
-from assetql_dagster.pipeline.planning import overlong_prompts
+from assetql_dagster.pipeline.planning import keep, overlong_prompts, row_prompts, translator, untranslated_words
 from assetql_dagster.pipeline.profiles import resolve_style
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.registration import check_batch, register_batch, registered_batch
@@ -131,9 +131,10 @@ def preview_upload(folder: Path, storage: AssetStorage | None = None, launcher: 
             resolve_style(storage, source)
     except BatchValidationError as invalid:
         return BatchPreview(0, 0, (), tuple(invalid.problems), 0.0, "no estimate: the batch has problems")
-    template = batch_template(source.settings)
-    prompts = tuple(build_prompt(row, source.settings, template) for row in source.rows[:PREVIEW_PROMPTS])
-    warnings = overlong_prompts(source, lambda: load_prompt_tokenizer(source.settings.model))
+    offline = keep if source.settings.translator == "aws-translate" else translator(source.settings)
+    rows = source.rows[:PREVIEW_PROMPTS]
+    prompts = tuple(p.prompt for p in row_prompts(source.settings, rows, date.today(), translate=offline))
+    warnings = overlong_prompts(source, lambda: load_prompt_tokenizer(source.settings.model)) + untranslated_words(source)
     images = len(source.rows) * source.settings.variations
     measured = None
     if storage is not None and launcher is not None:

@@ -21,7 +21,9 @@ from assetql_dagster.domain.export_writers import (
     manifest_json,
     write_manifest_csv,
 )
+from assetql_dagster.domain.languages import DEFAULT_LANGUAGE
 from assetql_dagster.domain.layout import export_key
+from assetql_dagster.domain.localization import localize_category, localize_tags
 from assetql_dagster.domain.links import links_rows, parse_expiry
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.domain.records import (
@@ -85,9 +87,17 @@ def manifest_rows(
                 # The category path the tags stage found (or a person set); the CSV's value before
                 # tags recorded paths.
                 "category": tagged[image.image_id].category or job.category,
+                # The same in the row's language, for the people (and alt texts) the batch is for.
+                "tags_localized": localize_tags(tagged[image.image_id].tags, job.language or DEFAULT_LANGUAGE),
+                "category_localized": localize_category(
+                    tagged[image.image_id].category or job.category, job.language or DEFAULT_LANGUAGE),
                 "category_source": tagged[image.image_id].category_source or "csv",
                 "sku": job.sku,
                 "language": job.language,
+                # The row's own words before translation ("" when the prompt is the row's text).
+                "original_prompt": job.original_prompt,
+                "season": job.season,
+                "campaign": batch.campaign,
                 "extra": job.extra,
                 "raw_key": image.raw_key,
             }

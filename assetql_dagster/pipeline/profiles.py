@@ -208,7 +208,7 @@ def resolve_style(storage: AssetStorage, source: BatchSource) -> BatchStyle:
             raise BatchValidationError([Problem(file, message, column="style")])
         pinned = [profile.ref if ref is profile_ref else str(ref) for ref in refs]
         settings["style"] = pinned[0] if isinstance(source.settings.style, str) else pinned
-        own = _own_settings(source)
+        own = own_settings(source)
         if profile.threshold is not None and "style_threshold" not in own:
             settings["style_threshold"] = profile.threshold
         if profile.locks and "locks" not in own:
@@ -221,7 +221,7 @@ def resolve_style(storage: AssetStorage, source: BatchSource) -> BatchStyle:
     return BatchStyle(settings, profile)
 
 
-def _own_settings(source: BatchSource) -> set[str]:
+def own_settings(source: BatchSource) -> set[str]:
     """The settings the batch's batch.yaml sets itself (already validated, so safe to load)."""
     if source.settings_path is None:
         return set()

@@ -9,6 +9,11 @@ record, so editing or deleting the original folder can never change a registered
 A batch whose `style` names a style profile is registered as derived from it (`resolve_style`): its
 batch.yaml pins the profile version then in use (`brand-x` becomes `brand-x@2`) and its references
 are that version's, so creating later versions never changes a registered batch either.
+
+A batch whose `campaign` names a campaign profile of $ASSETQL_CAMPAIGNS is registered with that
+campaign applied (`campaign_overrides`): its brand colours, palette lock, modifiers, exports and
+settings, and its style_profile's references when the batch has neither references nor `style` of
+its own. What the batch's batch.yaml sets itself wins, except modifiers, which are appended to.
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from assetql_dagster.domain.batch_loader import (
     BatchSource,
     load_batch,
 )
+from assetql_dagster.domain.campaigns import Campaign, campaign_overrides
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import batch_partition_key, record_key, reference_key, source_key
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.records import BatchInput
+from assetql_dagster.domain.seasons import AUTO, season_for
+from assetql_dagster.pipeline.campaigns import find_campaign
 from assetql_dagster.pipeline.exporters.registry import export_problems
-from assetql_dagster.pipeline.profiles import copy_profile_references, resolve_style
+from assetql_dagster.pipeline.profiles import own_settings, copy_profile_references, resolve_style
 from assetql_dagster.pipeline.records import read_record_at, write_record
 from resources.models import missing_adapter, missing_model
 from resources.storage import AssetStorage
@@ -65,23 +73,33 @@ def register_batch(
     """Validate `path` and snapshot it into storage; registering the same content again is a no-op.
 
     `overrides` replace settings of the batch's batch.yaml and `references` replaces its
-    references folder; a `style` setting is resolved against the stored style profiles. The
-    snapshot then holds the derived batch. `creator` and `campaign` are kept with it (the first
-    registration's, when the same content comes again).
+    references folder; a `campaign` setting is applied from its campaign profile, then a `style`
+    setting is resolved against the stored style profiles. The snapshot then holds the derived
+    batch. `creator` and `campaign` are kept with it (the first registration's, when the same
+    content comes again): `campaign` names the campaign the caller applied through `overrides`
+    itself (a campaign schedule), else the batch.yaml's campaign is applied and kept.
     """
-    made_by = {"creator": creator, "campaign": campaign}
     path = Path(path)
     origin = origin or str(path.resolve())
     if overrides is None and references is None:
-        source = check_batch(path, models_dir)
-        if source.settings.style is None:
-            return _snapshot(storage, source, origin, partition_key, made_by)
+        source = check_batch(path, models_dir, campaign)
+        if source.settings.style is None and source.settings.campaign in (None, campaign):
+            return _snapshot(storage, source, origin, partition_key, {"creator": creator, "campaign": campaign})
     else:
         load_batch(path)  # problems are reported against the user's own files first
     with tempfile.TemporaryDirectory(prefix="assetql-derived-") as tmp:
         if overrides is not None or references is not None:
             path = derive_batch(path, Path(tmp) / "given", overrides or {}, references)
-            source = check_batch(path, models_dir)
+            source = check_batch(path, models_dir, campaign)
+        if source.settings.campaign not in (None, campaign):
+            profile = _batch_campaign(source)
+            path = derive_batch(
+                path, Path(tmp) / "campaign", campaign_overrides(profile, source.settings, _file(source),
+                                                                 own_settings(source)),
+                _campaign_references(storage, profile, source, Path(tmp)),
+            )
+            campaign = profile.name
+            source = check_batch(path, models_dir, campaign)
         if source.settings.style is not None:
             style = resolve_style(storage, source)
             profile_references = None
@@ -89,14 +107,69 @@ def register_batch(
                 profile_references = Path(tmp) / "profile-references"
                 copy_profile_references(storage, style.profile, profile_references)
             path = derive_batch(path, Path(tmp) / "styled", style.settings, profile_references)
-            source = check_batch(path, models_dir)
-        return _snapshot(storage, source, origin, partition_key, made_by)
+            source = check_batch(path, models_dir, campaign)
+        return _snapshot(storage, source, origin, partition_key, {"creator": creator, "campaign": campaign})
 
 
-def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
-    """`load_batch`, also checking that the batch's model and adapters are on this machine (in `models_dir`)."""
+def _file(source: BatchSource) -> str:
+    return source.settings_path.name if source.settings_path else SETTINGS_NAME
+
+
+def _batch_campaign(source: BatchSource) -> Campaign:
+    """The campaign profile the batch's `campaign` setting names (BatchValidationError when unknown)."""
+    return find_campaign(source.settings.campaign, _file(source))
+
+
+def reference_batch(storage: AssetStorage, name: str) -> str:
+    """The partition whose stored style references `name` means: that partition key, or the
+    newest registered batch of that name."""
+    stored = {key.split("/")[1] for key in storage.list_keys("style-references")}
+    if name in stored:
+        return name
+    # Partition keys are "{slug}-{8 hex}"; a batch name maps to the slug.
+    slug = batch_partition_key(name, "0" * 8)[:-8]
+    matches = [key for key in stored if key.startswith(slug) and len(key) == len(slug) + 8]
+    if not matches:
+        raise ValueError(
+            f"style_profile {name!r} names no batch with stored style references under "
+            f"'style-references/' (found {sorted(stored) or 'none'}); materialize that batch first "
+            "or give a references folder"
+        )
+    return max(matches, key=lambda key: registered_batch(storage, key).registered_at)
+
+
+def campaign_references(campaign: Campaign, storage: AssetStorage, target: Path) -> Path | None:
+    """The references folder of the campaign's style_profile (copied under `target` when it names a
+    batch), or None when it has none."""
+    profile = campaign.style_profile
+    if profile is None:
+        return None
+    # load_campaigns made folders absolute; a bare word names a batch.
+    if "/" in profile:
+        return Path(profile)
+    folder = target / "style-references"
+    copy_stored(storage, reference_key(reference_batch(storage, profile), ""), folder)
+    return folder
+
+
+def _campaign_references(storage: AssetStorage, campaign: Campaign, source: BatchSource, target: Path) -> Path | None:
+    """The campaign's references for a batch naming it: none when the batch brings its own
+    references or `style`, whose explicit choice wins."""
+    if source.reference_paths or source.settings.style is not None:
+        return None
+    try:
+        return campaign_references(campaign, storage, target)
+    except ValueError as error:
+        message = f"campaign {campaign.name!r}: {error}"
+        raise BatchValidationError([Problem(_file(source), message, column="campaign")]) from None
+
+
+def check_batch(path: Path, models_dir: str | None = None, applied_campaign: str = "") -> BatchSource:
+    """`load_batch`, also checking that the batch's model and adapters are on this machine (in `models_dir`)
+    and that its `campaign` is a campaign profile of $ASSETQL_CAMPAIGNS (unless it is `applied_campaign`,
+    the one the caller applies itself)."""
     source = load_batch(path, missing_model=lambda model: missing_model(model, models_dir))
-    settings, file = source.settings, source.settings_path.name if source.settings_path else SETTINGS_NAME
+    settings, file = source.settings, _file(source)
     adapters = [("ip_adapter", settings.ip_adapter, "ip_adapter")] if settings.ip_adapter else []
     adapters += [("lora", lora, "lora") for lora, _ in settings.lora]
     problems = [
@@ -106,6 +179,19 @@ def check_batch(path: Path, models_dir: str | None = None) -> BatchSource:
     ]
     # Which exporters exist depends on what is installed here, as the model does.
     problems += export_problems(settings, file)
+    if settings.season == AUTO:
+        try:  # the registration day is today: what `auto` will pick must be known
+            season_for(datetime.now(timezone.utc).date(), settings.region)
+        except ValueError as error:
+            problems.append(Problem(file, str(error), column="season"))
+    if settings.palette == "season" and settings.season is None:
+        problems.append(Problem(file, "is 'season' but the batch names no season; set 'season' (or 'auto' "
+                                      "with 'region') or give the colours", column="palette"))
+    if settings.campaign not in (None, applied_campaign):
+        try:
+            _batch_campaign(source)
+        except BatchValidationError as error:
+            problems += error.problems
     if problems:
         raise BatchValidationError(problems)
     return source

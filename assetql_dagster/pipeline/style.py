@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Mapping
 from itertools import combinations
@@ -9,10 +10,17 @@ from itertools import combinations
 import numpy as np
 from PIL import Image
 
-from assetql_dagster.domain.palette import brightness, contrast, palette_of_images
+from assetql_dagster.domain.palette import brightness, contrast, hex_to_lab, palette_of_images
 from assetql_dagster.domain.records import BatchInput, PaletteColor, StyleProfile
 from assetql_dagster.domain.scoring import clip_similarity_to_unit, combined_style_score
-from assetql_dagster.domain.style_parameters import StyleParameters, extract_parameters, parameter_scores, profile_parameters
+from assetql_dagster.domain.style_parameters import (
+    Palette,
+    StyleParameters,
+    Swatch,
+    extract_parameters,
+    parameter_scores,
+    profile_parameters,
+)
 from resources.storage import AssetStorage
 
 NO_REFERENCE = "no style reference"
@@ -62,3 +70,12 @@ def build_profile(
         parameters=profile_parameters(images),
         reference_similarities=tuple(round(p, 4) for p in pairs),
     )
+
+
+def with_target_palette(profile: StyleProfile, colours: tuple[str, ...]) -> StyleProfile:
+    """`profile` aiming at `colours` (brand or season colours, equal shares) instead of the references'
+    palette: what a palette lock pulls images toward and the palette score compares with."""
+    share = round(1.0 / len(colours), 4)
+    swatches = tuple(Swatch(c, hex_to_lab(c), share) for c in colours)
+    parameters = dataclasses.replace(profile.parameters, palette=Palette(swatches)) if profile.parameters else None
+    return dataclasses.replace(profile, palette=tuple(PaletteColor(c, share) for c in colours), parameters=parameters)

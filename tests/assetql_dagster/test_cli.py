@@ -373,6 +373,7 @@ class BatchCli:
         from assetql_dagster.defs.jobs import batch_job
         from resources.clip import ClipEmbedder
         from resources.cms import CmsConnections
+        from resources.translator import AwsTranslate
         from resources.generator import ImageGenerator
         from resources.vision_tagger import VisionTagger
 
@@ -382,7 +383,7 @@ class BatchCli:
         monkeypatch.setenv("ASSETQL_DATA_DIR", str(self.data))
         monkeypatch.setattr(cli, "storage_resource", lambda instance: self.storage)
         resources = with_io_manager({"storage": self.storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
-                                     "catalog": catalog_beside(self.storage), "vision_tagger": VisionTagger(), "cms": CmsConnections()})
+                                     "catalog": catalog_beside(self.storage), "vision_tagger": VisionTagger(), "cms": CmsConnections(), "aws_translate": AwsTranslate()})
         job = dg.Definitions(assets=list(defs.assets), jobs=[batch_job], resources=resources).resolve_job_def("batch_job")
         monkeypatch.setattr(cli, "batch_job_definition", lambda: job)
 
@@ -748,7 +749,7 @@ def test_export_writes_one_exporter_again_of_chosen_categories_without_regenerat
         fh.write("exports: [manifest, downloads]\n")
     key = batch_cli.run(folder)
     index = batch_cli.storage.uri(f"exports/{key}/downloads/index.json")
-    assert f"  downloads: {index}\n" in capsys.readouterr().out  # the run lists its packages
+    assert f"  downloads:  {index}\n" in capsys.readouterr().out  # the run lists its packages
     generated = batch_cli.record(key, "images")
     assert batch_cli("export", key, "--preset", "downloads", "--category", "armor", "--in-process") == 0
     out = capsys.readouterr().out
@@ -778,3 +779,19 @@ def test_validate_names_an_unknown_exporter_and_a_bad_exporter_option(batch_fact
     err = capsys.readouterr().err
     assert "batch.yaml, column 'exports': unknown export 'unityy'; expected among zip, manifest, gallery, links, " in err
     assert "column 'export_options': downloads: quality must be an integer from 40 to 100, got 7" in err
+
+
+def test_preview_prints_the_first_prompts_per_language_and_where_each_came_from(batch_factory, capsys):
+    folder = batch_factory(rows=3)
+    lines = (folder / "batch.csv").read_text().splitlines()
+    lines[2] = "sword-02,una espada,weapon,SKU-1002,acero,un mercado,es"
+    (folder / "batch.csv").write_text("\n".join(lines) + "\n")
+    with (folder / "batch.yaml").open("a") as fh:
+        fh.write("season: halloween\ntranslator: glossary\nglossary: {es: {una espada: a sword, acero: steel}}\n")
+    assert main(["preview", str(folder), "--rows", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("en: 2 row(s)\n  sword-01 (row 2)\n")
+    assert "es: 1 row(s)\n  sword-02 (row 3)\n    row's text: una espada made of acero in un mercado" in out
+    assert "    prompt:     a sword made of steel in un mercado" in out
+    assert "translated; season halloween: " in out
+    assert "shield-01" not in out  # one row per language

@@ -17,6 +17,7 @@ from assetql_dagster.pipeline.exporters.registry import installed_exporters
 from assetql_dagster.pipeline.records import read_record
 from resources.clip import ClipEmbedder
 from resources.cms import CmsConnections
+from resources.translator import AwsTranslate
 from resources.generator import ImageGenerator
 from resources.storage import LocalStorage
 from resources.vision_tagger import VisionTagger
@@ -167,7 +168,7 @@ def test_checks_report_per_partition(tmp_path, batch_factory):
                                     resources=with_io_manager({"storage": storage, "generator": ImageGenerator(),
                                                                "clip": ClipEmbedder(),
                                                                "catalog": catalog_beside(storage),
-                                                               "vision_tagger": VisionTagger(), "cms": CmsConnections()}))
+                                                               "vision_tagger": VisionTagger(), "cms": CmsConnections(), "aws_translate": AwsTranslate()}))
             evaluations.update({(e.partition, e.check_name): e for e in result.get_asset_check_evaluations()})
     checked = ("style_pass_rate", "style_spread", "style_drift", "completion_rate")
     assert set(evaluations) == {(k, c) for k in (styled, plain) for c in checked}

@@ -11,6 +11,7 @@ from assetql_dagster.pipeline.launching import RunInfo
 from resources.catalog import AssetCatalog, sqlite_url_beside
 from resources.clip import ClipEmbedder
 from resources.cms import CmsConnections
+from resources.translator import AwsTranslate
 from resources.generator import ImageGenerator
 from resources.vision_tagger import VisionTagger
 
@@ -38,7 +39,7 @@ def materialize_partition(storage, key, generator=None, selection=None, catalog=
             "generator": generator or ImageGenerator(),
             "clip": ClipEmbedder(),
             "catalog": catalog or catalog_beside(storage),
-            "vision_tagger": VisionTagger(), "cms": cms or CmsConnections(),
+            "vision_tagger": VisionTagger(), "cms": cms or CmsConnections(), "aws_translate": AwsTranslate(),
         }),
         selection=selection,
         run_config=run_config,

@@ -5,11 +5,21 @@ from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.records import BatchInput, ImagePlan, StyleProfile
 from assetql_dagster.domain.style_prompt import style_modifiers
 from assetql_dagster.pipeline.names import load_names
-from assetql_dagster.pipeline.planning import fit_to_encoder, plan_images
+from assetql_dagster.pipeline.planning import (
+    describe_sources,
+    fit_to_encoder,
+    plan_images,
+    preview,
+    registered_on,
+    row_prompts,
+    translator,
+)
 from resources.generator import ImageGenerator
 from resources.storage import AssetStorage
+from resources.translator import AwsTranslate
 
 PREVIEW_ROWS = 10
+PREVIEW_LANGUAGE_ROWS = 5
 
 
 @dg.asset(partitions_def=batches_partitions, group_name="batch")
@@ -19,6 +29,7 @@ def prompts(
     batch_input: BatchInput,
     style_profile: StyleProfile,
     generator: ImageGenerator,
+    aws_translate: AwsTranslate,
 ) -> dg.Output[ImagePlan]:
     """Rendered prompt, seed and file name for every image of the batch."""
     # Only the tokenizer loads here (and only for long prompts): the manifest records what the
@@ -29,7 +40,11 @@ def prompts(
     style = style_modifiers(style_profile.parameters, locks) if style_profile.parameters is not None else ""
     # Names a rename gave images are kept in storage, so this run plans them under those names.
     renamed = load_names(storage, batch_input.batch)
-    plan = fit_to_encoder(plan_images(batch_input, style, renamed), lambda: generator.prompt_tokenizer(model))
+    settings = batch_input.settings
+    # Amazon Translate is asked once per language for all its rows, here (a network call).
+    translate = translator(settings, lambda texts, language: aws_translate.translate(list(texts), language))
+    rows = row_prompts(settings, batch_input.rows, registered_on(batch_input), style, translate)
+    plan = fit_to_encoder(plan_images(batch_input, style, renamed, rows), lambda: generator.prompt_tokenizer(model))
     cut = {j.variant_id: j.prompt_tokens_dropped for j in plan.jobs if j.prompt_tokens_dropped}
     if cut:
         listed = ", ".join(f"{variant} ({dropped})" for variant, dropped in list(cut.items())[:PREVIEW_ROWS])
@@ -37,9 +52,16 @@ def prompts(
             f"{len(cut)} prompt(s) are longer than the text encoder reads; tokens dropped per variant: {listed}. "
             "The manifest's model_prompt column holds what the model read."
         )
-    preview = markdown_table(
+    planned = markdown_table(
         ["file", "variant_id", "variation", "seed", "prompt"],
         [[j.file_name, j.variant_id, j.variation, j.seed, j.prompt] for j in plan.jobs[:PREVIEW_ROWS]],
+    )
+    # What `assetql preview` prints: per language, the first prompts and what each was made of.
+    by_language = preview(rows, PREVIEW_LANGUAGE_ROWS)
+    languages = markdown_table(
+        ["language", "variant_id", "row's text", "prompt", "from"],
+        [[language, p.row.variant_id, p.original, p.prompt, describe_sources(p)]
+         for language, shown in by_language.items() for p in shown],
     )
     return dg.Output(
         plan,
@@ -48,6 +70,7 @@ def prompts(
             "rows": len(batch_input.rows),
             "prompts_truncated": len(cut),
             "style_modifiers": style or "none (no locked palette, lighting or texture)",
-            "preview": preview,
+            "preview": planned,
+            "languages": languages,
         },
     )

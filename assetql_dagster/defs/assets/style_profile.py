@@ -5,7 +5,8 @@ from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.domain.contact_sheet import contact_sheet_markdown
 from assetql_dagster.domain.records import BatchInput, StyleProfile
 from assetql_dagster.domain.scoring import parameter_weights
-from assetql_dagster.pipeline.style import build_profile, load_references
+from assetql_dagster.pipeline.planning import target_palette
+from assetql_dagster.pipeline.style import build_profile, load_references, with_target_palette
 from resources.clip import ClipEmbedder
 from resources.storage import AssetStorage
 
@@ -29,6 +30,10 @@ def style_profile(
     loads = clip.loads()
     weights = parameter_weights(batch_input.settings.lock_weights)
     profile = build_profile(batch_input.references, refs, clip.load(), clip.model_name, weights)
+    target = target_palette(batch_input)
+    if target:
+        # Brand or season colours replace the references' palette as what locks and scores aim at.
+        profile = with_target_palette(profile, target)
     return dg.Output(
         profile,
         metadata={

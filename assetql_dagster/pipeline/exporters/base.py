@@ -92,9 +92,11 @@ class ExportImage:
         return [t.rsplit(":", 1)[0] for t in self.row.get("tags") or ()]
 
     def alt_text(self, limit: int = 125) -> str:
-        """Alt text from the prompt and the first tags, cut at a word within `limit` characters (screen
-        readers and shops advise about 125)."""
-        words = f"{self.prompt.strip()}" + (f" ({', '.join(self.tags[:3])})" if self.tags else "")
+        """Alt text in the row's language, from its own words (before translation) and its first
+        localised tags, cut at a word within `limit` characters (screen readers and shops advise about 125)."""
+        tags = list(self.row.get("tags_localized") or self.tags)
+        text = (self.row.get("original_prompt") or self.prompt).strip()
+        words = text + (f" ({', '.join(tags[:3])})" if tags else "")
         if len(words) <= limit:
             return words
         return words[: limit - 1].rsplit(" ", 1)[0].rstrip(",;( ") + "…"

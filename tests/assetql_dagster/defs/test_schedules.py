@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from assetql_dagster.definitions import build_definitions, defs
-from assetql_dagster.domain.campaigns import CampaignError, campaign_partition_key, load_campaigns
+from assetql_dagster.domain.campaigns import PALETTE_LOCK, CampaignError, campaign_partition_key, load_campaigns
 from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.pipeline.records import write_record
@@ -92,6 +92,30 @@ def test_modifiers_are_added_to_the_batch_own(tmp_path, batch_factory, storage):
     with dg.instance_for_test() as instance:
         key = tick(schedule, instance, storage).run_requests[0].partition_key
     assert registered_batch(storage, key).settings.modifiers == "painterly, winter holiday, snow, warm lights"
+
+
+def test_a_scheduled_profile_applies_brand_colours_and_words_and_a_profile_alone_makes_no_schedule(
+    tmp_path, batch_factory, storage
+):
+    folder = batch_factory(rows=2)
+    # The source names another campaign: the schedule's own campaign replaces it, applied once.
+    with (folder / "batch.yaml").open("a") as fh:
+        fh.write("campaign: winter-look\nmodifiers: painterly\n")
+    path = folder.parent / "campaigns.yaml"
+    path.write_text(yaml.safe_dump({"campaigns": [
+        {"name": "holiday", "cron": "0 6 1 12 *", "source": "demo", "brand_colors": ["#C8102E", "#FFFFFF"],
+         "theme": "winter holiday", "audience": "young families", "settings": {"locks": {"lighting": 40}}},
+        {"name": "winter-look", "tone": "calm"},
+    ]}))
+    [schedule] = campaign_schedules(path)
+    assert schedule.name == "campaign_holiday"
+    with dg.instance_for_test() as instance:
+        key = tick(schedule, instance, storage).run_requests[0].partition_key
+    source = registered_batch(storage, key)
+    assert (source.campaign, source.settings.campaign, source.name) == ("holiday", "holiday", "holiday")
+    assert list(source.settings.palette) == ["#c8102e", "#ffffff"]
+    assert source.settings.lock_weights == {"palette": PALETTE_LOCK, "lighting": 40}
+    assert source.settings.modifiers == "painterly, winter holiday theme, for young families"
 
 
 def test_a_references_folder_replaces_the_batch_references(tmp_path, batch_factory, storage):
@@ -188,7 +212,7 @@ def test_the_example_campaigns_load_as_schedules(monkeypatch):
     monkeypatch.setenv(CAMPAIGNS_ENV, str(EXAMPLES / "campaigns.yaml"))
     configured = build_definitions()
     assert {s.name for s in configured.schedules} == {
-        schedule_name(c) for c in load_campaigns(EXAMPLES / "campaigns.yaml")}
+        schedule_name(c) for c in load_campaigns(EXAMPLES / "campaigns.yaml") if c.scheduled}
     # Loading resolves against the current instance, as a code server does.
     with dg.instance_for_test():
         repository = configured.get_repository_def()

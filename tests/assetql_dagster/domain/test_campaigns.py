@@ -7,12 +7,17 @@ from dagster._utils.schedules import is_valid_cron_string
 
 from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.campaigns import (
+    PALETTE_LOCK,
     Campaign,
     CampaignError,
+    campaign_overrides,
     campaign_partition_key,
     check_cron,
     load_campaigns,
+    profile_modifiers,
 )
+from assetql_dagster.domain.errors import BatchValidationError
+from assetql_dagster.domain.settings import BatchSettings
 
 VALID_CRONS = ["0 6 * * MON", "*/15 * * * *", "5/10 8-18 * * 1-5", "0 6 1,15 jan-mar *",
                "30 23 31 12 7", "0 6 1-5/2 * sun"]
@@ -178,3 +183,104 @@ def test_partition_key_is_name_date_and_short_hash():
 def test_partition_key_needs_usable_name_and_hash():
     with pytest.raises(ValueError, match="'!!!'"):
         campaign_partition_key("!!!", datetime.date(2025, 12, 1), "abcdef01")
+
+
+# Campaign profiles: brand colours, theme, audience and tone, with or without a schedule.
+
+def test_a_profile_needs_no_schedule_and_reads_its_brand_fields(workdir):
+    path = _write(workdir, [{"name": "winter-sale", "brand_colors": ["#C8102E", "#ffffff"],
+                             "theme": " winter holiday ", "audience": "young families", "tone": "playful and warm",
+                             "style_profile": "references/winter", "exports": ["zip"]}])
+    [profile] = load_campaigns(path)
+    assert (profile.cron, profile.source, profile.scheduled) == (None, None, False)
+    assert profile.brand_colors == ("#c8102e", "#ffffff")
+    assert (profile.theme, profile.audience, profile.tone) == ("winter holiday", "young families", "playful and warm")
+    assert profile.style_profile == str(workdir / "references" / "winter")
+
+
+def test_profile_fields_are_checked_with_campaign_and_field(workdir):
+    path = _write(workdir, [
+        {"name": "a", "cron": "0 6 * * *"},
+        {"name": "b", "source": "batches/winter"},
+        {"name": "c", "brand_colors": "#c8102e", "theme": "", "audience": 3, "tone": "warm\nand loud"},
+        {"name": "d", "brand_colors": ["#c8102e", "red"]},
+        {"name": "e", "brand_colors": "season"},
+        {"name": "f", "brand_colors": ["#c8102e"], "settings": {"palette": ["#000000"]}},
+        {"name": "g", "settings": {"campaign": "a"}},
+    ])
+    assert _problems(path) == [
+        "campaign #1 ('a'), field 'source': is required with 'cron' (the batch each tick registers)",
+        "campaign #2 ('b'), field 'cron': is required with 'source' (when to register it); a profile without "
+        "a schedule has neither",
+        "campaign #3 ('c'), field 'brand_colors': '#c8102e' must be a list of 1 to 8 colours as '#rrggbb' "
+        "(quoted in YAML)",
+        "campaign #3 ('c'), field 'theme': '' must be one line of non-empty text, e.g. 'winter holiday'",
+        "campaign #3 ('c'), field 'audience': 3 must be one line of non-empty text, e.g. 'winter holiday'",
+        "campaign #3 ('c'), field 'tone': 'warm\\nand loud' must be one line of non-empty text, e.g. 'winter holiday'",
+        "campaign #4 ('d'), field 'brand_colors': ['#c8102e', 'red'] must be a list of 1 to 8 colours as '#rrggbb' "
+        "(quoted in YAML)",
+        "campaign #5 ('e'), field 'brand_colors': 'season' must be a list of 1 to 8 colours as '#rrggbb' "
+        "(quoted in YAML)",
+        "campaign #6 ('f'), field 'brand_colors': the campaign's settings also set 'palette'; give the colours once",
+        "campaign #7 ('g'), field 'settings': cannot set 'campaign': a campaign profile cannot apply another campaign",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"theme": "winter holiday", "audience": "young families", "tone": "playful and warm"},
+         "winter holiday theme, for young families, playful and warm tone"),
+        # Already worded as a phrase: left as written.
+        ({"theme": "Winter Holiday Theme", "audience": "For gamers", "tone": "calm tone"},
+         "Winter Holiday Theme, For gamers, calm tone"),
+        ({"modifiers": " snow, warm lights ", "tone": "cheerful"}, "snow, warm lights, cheerful tone"),
+        # 'theme' inside a word is not the word theme.
+        ({"theme": "anthemic"}, "anthemic theme"),
+        ({}, ""),
+    ],
+)
+def test_profile_modifiers_read_as_prompt_phrases(fields, words):
+    assert profile_modifiers(Campaign(name="x", **fields)) == words
+
+
+BRAND = ("#c8102e", "#ffffff")
+
+
+def test_overrides_bring_brand_colours_with_a_palette_lock_exports_settings_and_modifiers():
+    campaign = Campaign(name="sale", brand_colors=BRAND, theme="winter holiday", exports=("zip", "links"),
+                        settings={"seed": 7, "modifiers": ["snow", "stars"]})
+    settings = BatchSettings(modifiers="painterly", locks={"lighting": 50})
+    assert campaign_overrides(campaign, settings, "c.yaml") == {
+        "seed": 7, "exports": ["zip", "links"], "palette": list(BRAND),
+        "locks": {"palette": PALETTE_LOCK, "lighting": 50},
+        # The campaign's own `modifiers` setting replaces the batch's; its words are appended.
+        "modifiers": "snow, stars, winter holiday theme",
+    }
+
+
+def test_a_palette_lock_in_the_campaign_settings_is_kept():
+    campaign = Campaign(name="sale", brand_colors=BRAND, settings={"locks": {"palette": 30, "texture": 20}})
+    overrides = campaign_overrides(campaign, BatchSettings(), "c.yaml")
+    assert overrides["locks"] == {"palette": 30, "texture": 20}
+
+
+def test_the_batch_own_settings_win_except_modifiers_and_the_palette_lock():
+    campaign = Campaign(name="sale", brand_colors=BRAND, audience="kids", exports=("zip",),
+                        settings={"seed": 7, "steps": 2, "modifiers": "snow", "locks": {"texture": 20}})
+    settings = BatchSettings(seed=42, modifiers="painterly", exports=["gallery"], locks={"lighting": 50})
+    overrides = campaign_overrides(campaign, settings, "c.yaml", own={"seed", "modifiers", "exports", "locks"})
+    assert overrides == {"steps": 2, "palette": list(BRAND), "locks": {"palette": PALETTE_LOCK, "lighting": 50},
+                         "modifiers": "painterly, snow, for kids"}
+
+
+def test_a_batch_with_its_own_palette_gets_no_brand_colours_nor_lock():
+    campaign = Campaign(name="sale", brand_colors=BRAND)
+    assert campaign_overrides(campaign, BatchSettings(palette="season"), "c.yaml", own={"palette"}) == {}
+
+
+def test_invalid_campaign_settings_name_file_campaign_and_setting():
+    with pytest.raises(BatchValidationError) as info:
+        campaign_overrides(Campaign(name="sale", settings={"seed": "x"}), BatchSettings(), "c.yaml")
+    [problem] = info.value.problems
+    assert (problem.file, problem.column) == ("c.yaml campaign 'sale'", "seed")

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from assetql_dagster.domain.csv_schema import BatchRow, batch_template, build_prompt, read_batch_csv
+from assetql_dagster.domain.csv_schema import BatchRow, batch_template, read_batch_csv
 from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.settings import BatchSettings
 
@@ -137,7 +137,7 @@ def test_prompt_column_optional_with_template(tmp_path):
     path = write_csv(tmp_path, "variant_id,subject\na1,fox\n")
     settings = BatchSettings(template="{subject} in snow")
     [row] = read_batch_csv(path, settings)
-    assert build_prompt(row, settings, batch_template(settings)) == "fox in snow"
+    assert batch_template(settings).for_language(row.language).render(row.template_values()) == "fox in snow"
 
 
 @pytest.mark.parametrize(
@@ -258,23 +258,6 @@ def test_header_problems_do_not_hide_row_problems_in_other_columns(tmp_path):
 def test_missing_variant_id_column_is_not_repeated_per_row(tmp_path):
     problems = problems_of(write_csv(tmp_path, "id,prompt\na1,x\na2,\n"))
     assert where(problems) == [("batch.csv", 1, "variant_id"), ("batch.csv", 3, "prompt")]
-
-
-def test_build_prompt_without_template_appends_modifiers(tmp_path):
-    row = BatchRow(2, "a1", "a fox,\n  running ", "", "", "", {})
-    settings = BatchSettings(modifiers="autumn palette, soft light")
-    assert build_prompt(row, settings, None) == "a fox, running, autumn palette, soft light"
-    assert build_prompt(row, BatchSettings(), None) == "a fox, running"
-
-
-def test_build_prompt_with_template_sees_all_columns(tmp_path):
-    row = BatchRow(2, "a1", "fox", "character", "S-9", "de", {"style": "{0.__class__}"})
-    settings = BatchSettings(
-        template="{prompt} [{variant_id} {sku} {language}] {style}{{if category}}, {category}{{endif}}",
-        modifiers="winter",
-    )
-    expected = "fox [a1 S-9 de] {0.__class__}, character, winter"
-    assert build_prompt(row, settings, batch_template(settings)) == expected
 
 
 def test_batch_template_none_without_template():

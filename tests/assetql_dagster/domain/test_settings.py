@@ -112,6 +112,12 @@ def test_valid_values_are_kept():
         "micro_batch": 64,
         "exports": ["zip", "links", "unity"],
         "export_options": {"unity": {"format": "tga", "max_size": 1024}},
+        "translator": "glossary",
+        "glossary": {"es": {"espada": "sword"}},
+        "season": "christmas",
+        "region": "UK",
+        "palette": ["#C8102E", "#ffffff"],
+        "campaign": "winter-sale",
         "export_only": "approved",
         "link_expiry": "36h",
         "tagger": "bedrock",
@@ -121,7 +127,8 @@ def test_valid_values_are_kept():
     floats = {"guidance_scale": 0.0, "style_threshold": 1.0, "min_completion_rate": 0.0, "regeneration_budget": 1.0}
     locks = (("palette", 100), ("texture", 0))
     stored = {"exports": ("zip", "links", "unity"), "locks": locks, "lora": (("brand.safetensors", 0.75),),
-              "export_options": (("unity", '{"format": "tga", "max_size": 1024}'),)}
+              "export_options": (("unity", '{"format": "tga", "max_size": 1024}'),),
+              "glossary": (("es", '{"espada": "sword"}'),), "palette": ("#c8102e", "#ffffff")}
     assert settings.to_dict() == {**data, **floats, **stored}
     assert isinstance(settings.guidance_scale, float)
     assert settings.options_of("unity") == {"format": "tga", "max_size": 1024} and settings.options_of("print") == {}
@@ -199,6 +206,15 @@ def test_modifiers_list_is_comma_joined():
         ("exports", ["zip", "Unity!"], "['Unity!'] is not an export name"),
         ("exports", ["zip", {"unity": {}}], "an exporter's options go under export_options"),
         ("export_options", ["unity"], "must be a mapping of exporter name to its options"),
+        ("template", {"en": "{subject}", "pt": "{subject}"}, "has ['pt'] where a language is expected"),
+        ("negative_prompt", {"ja": 3}, "ja: must be text"),
+        ("translator", "deepl", "must be one of none, glossary, aws-translate, got 'deepl'"),
+        ("glossary", {"en": {"a": "b"}}, "has 'en' where a language to translate from is expected: es, fr, de, ja"),
+        ("glossary", {"es": {"espada": 3}}, "es: terms and their English must be text, got 'espada': 3"),
+        ("palette", ["#ff0000", "red"], "must be a list of 1 to 8 colours as '#rrggbb'"),
+        ("season", "xmas", "did you mean 'christmas'?"),
+        ("region", "Germany", "'DE'"),
+        ("campaign", "Winter Sale", "must be 1-64 letters"),
         ("export_options", {"unity": "tga"}, "unity: must be a mapping of option to value, got 'tga'"),
         ("export_options", {"print": {"when": date(2026, 1, 1)}}, "print: options must be text, numbers"),
         ("exports", ["zip", "zip"], "more than once"),

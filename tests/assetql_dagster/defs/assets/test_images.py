@@ -150,6 +150,7 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
     from assetql_dagster.defs.partitions import batches_partitions
     from resources.clip import ClipEmbedder
     from resources.cms import CmsConnections
+    from resources.translator import AwsTranslate
 
     folder = batch_factory(rows=2)
     storage = LocalStorage(root=str(tmp_path / "data"))
@@ -160,7 +161,7 @@ def test_a_failed_quality_gate_flags_the_run(tmp_path, batch_factory):
         result = dg.materialize(list(defs.assets), partition_key=key, instance=instance,
                                 resources=with_io_manager({"storage": storage, "generator": generator,
                                                            "clip": ClipEmbedder(), "catalog": catalog_beside(storage),
-                                                           "vision_tagger": VisionTagger(), "cms": CmsConnections()}))
+                                                           "vision_tagger": VisionTagger(), "cms": CmsConnections(), "aws_translate": AwsTranslate()}))
         flagged = instance.get_run_by_id(result.run_id).tags["assetql/quality"]
         exports = result.asset_materializations_for_node("exports")[0].metadata
     assert "completion_rate failed: 1 of 2 planned images stored" in flagged
@@ -174,12 +175,13 @@ def test_a_stored_image_that_does_not_decode_is_generated_again_and_reported(tmp
     from assetql_dagster.defs.partitions import batches_partitions
     from resources.clip import ClipEmbedder
     from resources.cms import CmsConnections
+    from resources.translator import AwsTranslate
 
     folder = batch_factory(rows=2)
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
     resources = with_io_manager({"storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(),
-                                 "catalog": catalog_beside(storage), "vision_tagger": VisionTagger(), "cms": CmsConnections()})
+                                 "catalog": catalog_beside(storage), "vision_tagger": VisionTagger(), "cms": CmsConnections(), "aws_translate": AwsTranslate()})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(batches_partitions.name, [key])
 
