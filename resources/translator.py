@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import dagster as dg
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import PrivateAttr
+
+from resources.aws_clients import aws_client
 
 # TranslateText takes at most 10,000 bytes of UTF-8 per call.
 MAX_TEXT_BYTES = 10_000
@@ -43,19 +43,9 @@ class AwsTranslate(dg.ConfigurableResource):
         make one (e.g. no region)."""
         if self._client is None:
             try:
-                # Its own session: boto3's default one is shared by the process and keeps the
-                # credentials it first found.
-                self._client = boto3.session.Session().client(
-                    "translate",
-                    region_name=self.region_name,
-                    endpoint_url=self.endpoint_url,
-                    aws_access_key_id=self.aws_access_key_id,
-                    aws_secret_access_key=self.aws_secret_access_key,
-                    config=Config(
-                        retries={"mode": "standard", "total_max_attempts": self.max_attempts},
-                        read_timeout=self.timeout_s,
-                        connect_timeout=min(self.timeout_s, 10.0),
-                    ),
+                self._client = aws_client(
+                    "translate", self.region_name, self.endpoint_url, self.aws_access_key_id,
+                    self.aws_secret_access_key, self.max_attempts, self.timeout_s,
                 )
             except BotoCoreError as exc:
                 raise TranslationError(f"no Amazon Translate client: {exc}") from exc

@@ -21,11 +21,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import dagster as dg
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import PrivateAttr
+
+from resources.aws_clients import aws_client
 
 # The design document's tagging prompt (section 4.4), with the confidences AssetQL keeps per tag.
 TAGGING_PROMPT = """Analyze this image and provide:
@@ -106,19 +106,9 @@ class VisionTagger(dg.ConfigurableResource):
         boto3 cannot make one (e.g. no region)."""
         if self._client is None:
             try:
-                # Its own session: boto3's default one is shared by the process and keeps the
-                # credentials it first found.
-                self._client = boto3.session.Session().client(
-                    "bedrock-runtime",
-                    region_name=self.region_name,
-                    endpoint_url=self.endpoint_url,
-                    aws_access_key_id=self.aws_access_key_id,
-                    aws_secret_access_key=self.aws_secret_access_key,
-                    config=Config(
-                        retries={"mode": "standard", "max_attempts": self.max_attempts},
-                        read_timeout=self.timeout_s,
-                        connect_timeout=min(self.timeout_s, 10.0),
-                    ),
+                self._client = aws_client(
+                    "bedrock-runtime", self.region_name, self.endpoint_url, self.aws_access_key_id,
+                    self.aws_secret_access_key, self.max_attempts, self.timeout_s,
                 )
             except BotoCoreError as exc:
                 raise VisionTaggerUnavailable(f"no Bedrock client: {exc}") from exc

@@ -18,9 +18,9 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from assetql_dagster.domain.web_images import (
     has_transparency,
-    is_srgb_profile,
     jpeg_under,
     png_bytes,
+    size_and_profile_problems,
     srgb_jpeg_problems,
 )
 
@@ -217,12 +217,7 @@ def print_file_problems(data: bytes, size: tuple[int, int], minimum: tuple[int, 
             problems.append(f"is {image_format}, not PNG (the image has transparency)")
         elif not found_transparency:
             problems.append("is a PNG without the image's transparency")
-        if found_size != tuple(size):
-            problems.append(f"is {found_size[0]}×{found_size[1]}, not {size[0]}×{size[1]}")
-        if not icc:
-            problems.append("has no embedded ICC profile")
-        elif not is_srgb_profile(icc):
-            problems.append("embeds an ICC profile that is not sRGB")
+        problems += size_and_profile_problems(found_size, size, icc)
     too_small = resolution_problem(found_size, minimum, dpi)
     if too_small:
         problems.append(too_small)

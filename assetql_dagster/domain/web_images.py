@@ -112,6 +112,12 @@ def srgb_jpeg_problems(data: bytes, size: tuple[int, int], max_bytes: int) -> li
         problems.append(f"is {image_format}, not JPEG")
     if mode != "RGB":
         problems.append(f"is in mode {mode}, not RGB")
+    return problems + size_and_profile_problems(found_size, size, icc)
+
+
+def size_and_profile_problems(found_size: tuple[int, int], size: tuple[int, int], icc: bytes | None) -> list[str]:
+    """What is wrong with an image file's size (against `size`) and its ICC profile (against sRGB)."""
+    problems = []
     if found_size != tuple(size):
         problems.append(f"is {found_size[0]}×{found_size[1]}, not {size[0]}×{size[1]}")
     if not icc:
