@@ -1,6 +1,7 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
 (style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`), the asset
-catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, distribution packages (`export`) and prompt previews (`preview`) on the local embedded instance."""
+catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, distribution packages (`export`), prompt previews (`preview`) and retention (`gc`, `s3-lifecycle`) on the
+local embedded instance."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def print_ok(path: Path, source: BatchSource) -> None:
     )
 
 
-def cmd_validate(path: Path) -> int:
+def cmd_validate(path: Path, estimate: bool = False, data_dir: str | None = None) -> int:
     from assetql_dagster.pipeline.planning import overlong_prompts, untranslated_words
     from assetql_dagster.pipeline.registration import check_batch
     from resources.prompt_tokens import load_prompt_tokenizer
@@ -59,7 +60,28 @@ def cmd_validate(path: Path) -> int:
         print(f"  warning: {warning}")
     for warning in untranslated_words(source):
         print(f"  warning: {warning}")
+    if estimate:
+        print_estimate(source, data_dir)
     return 0
+
+
+def print_estimate(source: BatchSource, data_dir: str | None) -> None:
+    """Images, device time and cost of `source`, measured from the local instance's finished runs of its model."""
+    use_local_instance(data_dir)
+    import dagster as dg
+
+    from assetql_dagster.defs.launching import InstanceLauncher
+    from assetql_dagster.pipeline.costs import estimate_report, load_prices
+    from assetql_dagster.pipeline.launching import measured_seconds_per_step, seconds_per_image
+
+    with dg.DagsterInstance.get() as instance:
+        storage = storage_resource(instance)
+        samples = InstanceLauncher(instance).generation_samples()
+        device = location_resource(instance, "generator").device
+    measured = measured_seconds_per_step(storage, samples, source.settings.model)
+    per_image, basis = seconds_per_image(source, measured)
+    for line in estimate_report(source, per_image, basis, load_prices(), device):
+        print(line)
 
 
 def batch_job_definition():
@@ -251,6 +273,7 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -
     import dagster as dg
 
     from assetql_dagster.defs.partitions import batches_partitions
+    from assetql_dagster.domain.priority import run_priority
     from assetql_dagster.pipeline.registration import register_batch
 
     with dg.DagsterInstance.get() as instance:
@@ -265,7 +288,8 @@ def cmd_run(path: Path, data_dir: str | None, in_process: bool, verbose: bool) -
         key = registration.key
         instance.add_dynamic_partitions(batches_partitions.name, [key])
         print(f"batch {registration.source.name!r} -> partition {key} (instance {home})")
-        tags = run_tags.batch_run_tags(key, str(Path(path).resolve()))
+        priority = run_priority(registration.source.settings.priority)
+        tags = run_tags.batch_run_tags(key, str(Path(path).resolve()), priority)
         return report(execute(instance, key, tags, in_process, verbose), key, storage)
 
 
@@ -295,7 +319,7 @@ def cmd_retry_failed(key: str, data_dir: str | None, in_process: bool, verbose: 
         # Stored images are skipped by generation, so re-materializing from `images` down
         # regenerates exactly the failed rows and rebuilds scores, tags and exports around them.
         downstream = ["images", "scores", "curated_images", "tags", "exports"]
-        tags = run_tags.batch_run_tags(key, key, **{run_tags.RETRY: "failed-rows"})
+        tags = run_tags.batch_run_tags(key, key, run_tags.stored_priority(storage, key), **{run_tags.RETRY: "failed-rows"})
         return report(execute(instance, key, tags, in_process, verbose, downstream), key, storage)
 
 
@@ -413,7 +437,7 @@ def change_versions(args: argparse.Namespace, change) -> int:
             return print_error(str(err))
         print(message)
         ensure_partition(instance, ref.key)
-        tags = run_tags.batch_run_tags(ref.key, ref.key)
+        tags = run_tags.batch_run_tags(ref.key, ref.key, run_tags.stored_priority(storage, ref.key))
         return report(execute(instance, ref.key, tags, args.in_process, args.verbose, REEXPORT), ref.key, storage)
 
 
@@ -482,7 +506,7 @@ def cmd_more(args: argparse.Namespace) -> int:
             + (f" ({len(frozen)} left out of the style loop from now on)" if frozen else "")
         )
         ensure_partition(instance, key)
-        tags = run_tags.batch_run_tags(key, key)
+        tags = run_tags.batch_run_tags(key, key, run_tags.stored_priority(storage, key))
         return report(execute(instance, key, tags, args.in_process, args.verbose, MORE_ASSETS), key, storage)
 
 
@@ -511,7 +535,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         ensure_partition(instance, key)
         config = {"presets": args.preset, "approved_only": args.approved_only, "categories": args.category}
         assets = [export_asset_name(p) for p in args.preset]
-        tags = run_tags.batch_run_tags(key, key)
+        tags = run_tags.batch_run_tags(key, key, run_tags.stored_priority(storage, key))
         result = execute(instance, key, tags, args.in_process, args.verbose, assets, {"distribution": {"config": config}})
         if not result.success:
             print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
@@ -1016,11 +1040,81 @@ def add_library_parser(sub) -> None:
     library.add_argument("--data-dir", help="storage root for the local files (default ./data)")
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Deletes the working files of batches past the retention (prints them only with --dry-run)."""
+    from assetql_dagster.pipeline.retention import collect_garbage, retention_days
+
+    use_local_instance(args.data_dir)
+    import dagster as dg
+
+    try:
+        days = args.days if args.days is not None else retention_days()
+        with dg.DagsterInstance.get() as instance:
+            storage = storage_resource(instance)
+            expired = collect_garbage(storage, days, dry_run=args.dry_run)
+    except ValueError as err:
+        return print_error(str(err))
+    verb = "would delete" if args.dry_run else "deleted"
+    for batch in expired:
+        print(f"{batch.key} (registered {batch.registered_at:%Y-%m-%d}): {verb} {len(batch.sizes)} file(s), "
+              f"{batch.bytes} bytes")
+    files, total = sum(len(b.sizes) for b in expired), sum(b.bytes for b in expired)
+    print(f"retention {days} days: {verb} {files} file(s) of {len(expired)} batch(es), {total} bytes")
+    return 0
+
+
+def cmd_s3_lifecycle(args: argparse.Namespace) -> int:
+    """Prints (and with --apply sets) the storage bucket's lifecycle rules for the retention."""
+    from assetql_dagster.pipeline.retention import lifecycle_rules, merged_rules, retention_days
+    from resources.s3_storage import S3Storage
+
+    use_local_instance(None)
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        storage = storage_resource(instance)
+    if not isinstance(storage, S3Storage):
+        return print_error(f"the storage is {type(storage).__name__}, not S3Storage; set ASSETQL_STORAGE=s3 "
+                           "(and its bucket settings, README \"Production\") to manage an S3 bucket's lifecycle")
+    try:
+        days = args.days if args.days is not None else retention_days()
+        rules = lifecycle_rules(days, args.archive_days, storage.prefix)
+    except ValueError as err:
+        return print_error(str(err))
+    bucket = storage.objects
+    print(json.dumps({"Rules": rules}, indent=2))
+    if args.apply:
+        # Rules others set on the bucket stay; ours are replaced, so re-applying is harmless.
+        bucket.put_lifecycle(merged_rules(bucket.lifecycle(), rules))
+        print(f"applied {len(rules)} lifecycle rule(s) to bucket {bucket.name}")
+    return 0
+
+
+def add_retention_parsers(sub) -> dict:
+    """`gc` and `s3-lifecycle`, and the function running each."""
+    from assetql_dagster.pipeline.retention import ARCHIVE_DAYS, DEFAULT_RETENTION_DAYS, RETENTION_ENV
+
+    days_help = f"retention in days (default ${RETENTION_ENV}, else {DEFAULT_RETENTION_DAYS})"
+    gc = sub.add_parser("gc", help="delete raw images, thumbnails and versions of batches older than the retention")
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    gc.add_argument("--days", type=int, help=days_help)
+    gc.add_argument("--data-dir", help="storage root for the local files (default ./data)")
+    lifecycle = sub.add_parser("s3-lifecycle", help="print the S3 lifecycle rules for the retention; --apply sets them")
+    lifecycle.add_argument("--apply", action="store_true", help="set the rules on the storage bucket")
+    lifecycle.add_argument("--days", type=int, help=days_help)
+    lifecycle.add_argument("--archive-days", type=int, default=ARCHIVE_DAYS,
+                           help=f"move exports to Glacier after this many days (default {ARCHIVE_DAYS})")
+    return {"gc": cmd_gc, "s3-lifecycle": cmd_s3_lifecycle}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assetql", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check a batch folder or CSV and print every problem")
     validate.add_argument("path", type=Path)
+    validate.add_argument("--estimate", action="store_true",
+                          help="also print the images, device time and cost it would take, from finished runs")
+    validate.add_argument("--data-dir", help="storage root for the local files (default ./data)")
     run = sub.add_parser("run", help="add the batch as a partition and materialize its whole asset graph")
     run.add_argument("path", type=Path)
     retry = sub.add_parser("retry-failed", help="re-generate only the failed rows of a batch, then re-export")
@@ -1038,7 +1132,10 @@ def main(argv: list[str] | None = None) -> int:
     add_categorize_parser(sub)
     add_review_parser(sub)
     add_library_parser(sub)
+    retention_commands = add_retention_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in retention_commands:
+        return retention_commands[args.command](args)
     if args.command == "catalog":
         return cmd_catalog_rebuild(args)
     if args.command == "search":
@@ -1060,7 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in VERSION_COMMANDS:
         return VERSION_COMMANDS[args.command](args)
     if args.command == "validate":
-        return cmd_validate(args.path)
+        return cmd_validate(args.path, args.estimate, args.data_dir)
     if args.command == "retry-failed":
         return cmd_retry_failed(args.batch, args.data_dir, args.in_process, args.verbose)
     return cmd_run(args.path, args.data_dir, args.in_process, args.verbose)

@@ -1,8 +1,9 @@
 """The AssetQL code location: one dynamically partitioned asset graph per batch.
 
 This module only assembles what `defs/` declares. The environment picks the deployment:
-`ASSETQL_STORAGE=local` (default) or `s3` chooses the storage, `ASSETQL_DROP_BUCKET` adds the S3
-drop sensor and `ASSETQL_CAMPAIGNS` the campaign schedules (see README, "Production").
+`ASSETQL_STORAGE=local` (default) or `s3` chooses the storage, `ASSETQL_EXECUTOR=gpu` (default) or
+`k8s` the executor, `ASSETQL_DROP_BUCKET` adds the S3 drop sensor and `ASSETQL_CAMPAIGNS` the campaign
+schedules (see README, "Production").
 """
 
 import dagster as dg
@@ -16,6 +17,8 @@ from assetql_dagster.defs.assets.exports import exports
 from assetql_dagster.defs.assets.images import images
 from assetql_dagster.defs.assets.prompts import prompts
 from assetql_dagster.defs.assets.style_profile import style_profile
+from assetql_dagster.defs.executors import executor_from_env
+from assetql_dagster.defs.budget import budget_sensor
 from assetql_dagster.defs.io_manager import record_io_manager
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.notifications import batch_failed_sensor, batch_succeeded_sensor
@@ -24,11 +27,6 @@ from assetql_dagster.defs.resources import resources_from_env
 from assetql_dagster.defs.schedules import schedules_from_env
 from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
 from assetql_dagster.pipeline.exporters.registry import installed_exporters
-from gpu_executor import gpu_executor
-
-
-# What model steps import: torch, diffusers and open_clip, behind the resources' light halves.
-MODEL_MODULES = ["resources.diffusion", "resources.open_clip_model"]
 
 
 def with_io_manager(resources: dict) -> dict:
@@ -45,14 +43,12 @@ def build_definitions() -> dg.Definitions:
             distribution_asset(installed_exporters()),
         ],
         jobs=[batch_job, register_batch_job],
-        sensors=[inbox_sensor, registered_batch_sensor, batch_succeeded_sensor, batch_failed_sensor, *drop_sensors()],
+        sensors=[inbox_sensor, registered_batch_sensor, batch_succeeded_sensor, batch_failed_sensor, budget_sensor,
+                 *drop_sensors()],
         schedules=schedules_from_env(),
         resources=with_io_manager(resources_from_env()),
-        # Model steps run in one warm worker per device (on the CPU when there is no GPU), which
-        # imports the model libraries while the first CPU steps run and keeps loaded models between
-        # steps. `dagster dev` and `assetql run` use it; execute_in_process (tests) does not, nor
-        # register_batch, which has no model steps.
-        executor=gpu_executor.configured({"preload_modules": MODEL_MODULES}),
+        # The warm per-device gpu_executor unless the deployment names another (defs/executors.py).
+        executor=executor_from_env(),
     )
 
 

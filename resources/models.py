@@ -4,6 +4,7 @@ Nothing heavy is imported here: the resources' light halves (`generator`, `clip`
 location use it without pulling in torch.
 """
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -24,12 +25,14 @@ def load_count(kind: str) -> int:
 
 
 def missing_model(model: str, models_dir: str | None) -> str | None:
-    """Why `model` is neither the tiny model, a local pipeline folder nor a cached hub id; None if it is one.
+    """Why `model` is neither the tiny model, a remote model, a local pipeline folder nor a cached hub id; None if it is one.
 
     Only files are looked at (no torch, no download), so batches are checked before any model loads.
     """
     if model == TINY_MODEL:
         return None
+    if remote_model(model) is not None:  # a remote name is checked by its form alone: no file, no call
+        return missing_remote_model(model)
     folder = Path(model).expanduser()
     try:
         is_folder = folder.is_dir()
@@ -61,6 +64,36 @@ def model_not_found_message(model: str, models_dir: str | None) -> str:
         f"(model_index.json) nor a hub id downloaded to {cache}; download it first (`{download}`) or set "
         "the model to a local directory"
     )
+
+
+# Remote models (`resources.remote_models`): `sagemaker:ENDPOINT` and `bedrock:MODEL_ID`.
+SAGEMAKER = "sagemaker"
+BEDROCK = "bedrock"
+# SageMaker's rule for endpoint names.
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+# Bedrock's Stability image models (`stability.stable-diffusion-xl-v1`, `stability.sd3-5-large-v1:0`, …).
+_STABILITY_MODEL_ID = re.compile(r"stability\.[a-z0-9-]+(-v\d+)?(:\d+)?")
+
+
+def remote_model(model: str) -> tuple[str, str] | None:
+    """(provider, endpoint or model id) of a remote model name such as `sagemaker:sd-endpoint`; None for a local one."""
+    provider, sep, target = model.partition(":")
+    return (provider, target) if sep and provider in (SAGEMAKER, BEDROCK) else None
+
+
+def missing_remote_model(model: str) -> str | None:
+    """Why `model` is not a usable remote model name; None when it is one. Nothing is called."""
+    remote = remote_model(model)
+    if remote is None:
+        return f"model {clipped_name(model)!r} is not a remote model: expected 'sagemaker:ENDPOINT' or 'bedrock:MODEL_ID'"
+    provider, target = remote
+    if provider == SAGEMAKER and not _ENDPOINT_NAME.fullmatch(target):
+        return (f"model {clipped_name(model)!r} names no SageMaker endpoint: an endpoint name is 1 to 63 letters, "
+                "digits and hyphens, starting and ending with a letter or digit")
+    if provider == BEDROCK and not _STABILITY_MODEL_ID.fullmatch(target):
+        return (f"model {clipped_name(model)!r} names no Bedrock Stability image model: expected a model id like "
+                "'stability.stable-diffusion-xl-v1' or 'stability.sd3-5-large-v1:0'")
+    return None
 
 
 # Adapters: the IP-Adapter and brand LoRAs a pipeline can be loaded with (see `resources.diffusion`).

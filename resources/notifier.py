@@ -104,6 +104,15 @@ class BatchNotice:
                 f"{self.images_planned} images stored{failed}{rate}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    """A notice about the deployment rather than one batch (e.g. `budget.alert`): its event, one line, and facts."""
+
+    event: str
+    headline: str
+    facts: dict[str, Any]
+
+
 def is_http_url(value: str) -> bool:
     """Whether `value` is an absolute http(s) URL with a host."""
     parts = urlsplit(value)
@@ -208,15 +217,36 @@ class Notifier(dg.ConfigurableResource):
         urls = self.urls
         if not urls:
             return 0
+        return self._post_all(self.payload(notice), notice.event, f"batch {notice.batch}", log)
+
+    def send_alert(self, alert: Alert, log: logging.Logger | Any) -> int:
+        """Post `alert` to every webhook at once, as `send` posts a notice; how many took it."""
+        if not self.urls:
+            return 0
+        if self.format not in FORMATS:
+            raise ValueError(f"notification format {self.format!r} must be one of {', '.join(FORMATS)}")
+        if self.format == "json":
+            payload = {"event": alert.event, "summary": alert.headline, **alert.facts}
+        else:
+            fields = [{"type": "mrkdwn", "text": f"*{_slack_escape(k)}*\n{_slack_escape(str(v))}"} for k, v in alert.facts.items()]
+            payload = {"text": _slack_escape(alert.headline), "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": f":warning: *{_slack_escape(alert.headline)}*"}},
+                {"type": "section", "fields": fields},
+            ]}
+        return self._post_all(payload, alert.event, alert.event, log)
+
+    def _post_all(self, payload: dict[str, Any], event: str, subject: str, log: logging.Logger | Any) -> int:
+        urls = self.urls
         # Serialized once: the bytes signed are the bytes sent, to every webhook and on every try.
-        body = json.dumps(self.payload(notice), allow_nan=False).encode()
+        body = json.dumps(payload, allow_nan=False).encode()
         delivery = uuid.uuid4().hex
         # In parallel, so that the sensor's evaluation is bounded by one webhook's retries, not the sum.
         with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-            return sum(pool.map(lambda url: self.deliver(url, body, notice, delivery, log), urls))
+            return sum(pool.map(lambda url: self.deliver(url, body, event, subject, delivery, log), urls))
 
-    def deliver(self, url: str, body: bytes, notice: BatchNotice, delivery: str, log: logging.Logger | Any) -> bool:
-        """Post `body` to `url` with retries; whether it was taken (else a warning on `log`)."""
+    def deliver(self, url: str, body: bytes, event: str, subject: str, delivery: str, log: logging.Logger | Any) -> bool:
+        """Post `body` (the `event` about `subject`) to `url` with retries; whether it was taken (else a
+        warning on `log`)."""
         tries, problem = 0, ""
         # A loop of its own rather than urllib3's Retry, which logs each retry with the URL's path:
         # the secret of a Slack webhook.
@@ -225,7 +255,7 @@ class Notifier(dg.ConfigurableResource):
                 time.sleep(self.backoff_s * 2 ** (tries - 1))
             tries += 1
             try:
-                answer = requests.post(url, data=body, headers=self.headers(body, notice.event, delivery),
+                answer = requests.post(url, data=body, headers=self.headers(body, event, delivery),
                                        timeout=self.timeout_s)
             except requests.ConnectionError as err:  # refused, reset, or no answer to connect
                 problem = f"{type(err).__name__}: {err}"
@@ -239,7 +269,7 @@ class Notifier(dg.ConfigurableResource):
             problem = f"HTTP {answer.status_code} {answer.reason}"
             if answer.status_code not in RETRY_STATUSES:
                 break
-        log.warning(f"notification of {notice.event} for batch {notice.batch} not delivered to "
+        log.warning(f"notification of {event} for {subject} not delivered to "
                     f"{_redacted(url, url)} after {tries} tries: {_redacted(problem, url)[:300]}")
         return False
 

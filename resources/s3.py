@@ -2,13 +2,13 @@
 
 `S3Connection` is the resource the code location binds once, as `s3`: storage, the drop sensor
 and the campaign sources all get their client from it. `S3Bucket` is that client with a bucket
-name: listing, HEAD, GET, PUT, download and presigned links, with the not-found rule in one place.
+name: listing, HEAD, GET, PUT, DELETE, download, presigned links and lifecycle rules, with the not-found rule in one place.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from pydantic import PrivateAttr
 SIGV4_MIN_EXPIRY_S = 1
 SIGV4_MAX_EXPIRY_S = 7 * 24 * 3600
 LIST_PAGE_SIZE = 1000  # the most ListObjectsV2 returns per page
+DELETE_BATCH_SIZE = 1000  # the most keys one DeleteObjects request takes
 # HEAD has no body, so a missing object is a bare 404 (NotFound on some S3-compatible servers);
 # GET says NoSuchKey.
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
@@ -87,6 +88,30 @@ class S3Bucket:
     def upload(self, key: str, path: Path, **args: Any) -> None:
         """Stream the local file `path` to `key` (multipart when large); `args` as for `put`."""
         self.client.upload_file(str(path), self.name, key, ExtraArgs=args)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove the objects at `keys` (missing ones are no error), DELETE_BATCH_SIZE per request."""
+        keys = list(keys)
+        for start in range(0, len(keys), DELETE_BATCH_SIZE):
+            batch = [{"Key": key} for key in keys[start:start + DELETE_BATCH_SIZE]]
+            answer = self.client.delete_objects(Bucket=self.name, Delete={"Objects": batch, "Quiet": True})
+            # DeleteObjects answers 200 even when some keys failed (e.g. access denied); say which.
+            if answer.get("Errors"):
+                failed = "; ".join(f"{e['Key']}: {e['Code']} {e.get('Message', '')}".strip() for e in answer["Errors"][:5])
+                raise OSError(f"could not delete {len(answer['Errors'])} object(s) of bucket {self.name}: {failed}")
+
+    def lifecycle(self) -> list[dict]:
+        """The bucket's lifecycle rules ([] when it has none)."""
+        try:
+            return self.client.get_bucket_lifecycle_configuration(Bucket=self.name)["Rules"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "NoSuchLifecycleConfiguration":
+                return []
+            raise
+
+    def put_lifecycle(self, rules: list[dict]) -> None:
+        """Replace the bucket's lifecycle rules with `rules`."""
+        self.client.put_bucket_lifecycle_configuration(Bucket=self.name, LifecycleConfiguration={"Rules": rules})
 
     def download(self, key: str, path: Path) -> None:
         """Write the object to the local file `path`, whose folder must exist."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,9 @@ class S3Storage(AssetStorage):
 
     def exists(self, key: str) -> bool:
         return self.objects.head(self._full_key(key)) is not None
+
+    def delete(self, keys: Iterable[str]) -> None:
+        self.objects.delete(self._full_key(key) for key in keys)
 
     def sizes(self, prefix: str) -> dict[str, int]:
         """Keys under the folder `prefix` ("" for all), relative to the storage prefix, with sizes."""

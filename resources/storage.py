@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 
 import dagster as dg
 
@@ -75,6 +75,10 @@ class AssetStorage(dg.ConfigurableResource):
 
     def sizes(self, prefix: str) -> dict[str, int]:
         """Every key under `prefix` with its size in bytes, in key order (one listing, no reads)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove the objects at `keys`; keys that do not exist are skipped."""
         raise NotImplementedError(type(self).__name__)
 
     def list_keys(self, prefix: str) -> list[str]:
@@ -142,6 +146,23 @@ class LocalStorage(AssetStorage):
             if p.is_file() and not p.name.endswith(".part")
         }
         return dict(sorted(found.items()))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        root = Path(self.root).resolve()
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            # Empty folders left behind would show up as batches that still have images.
+            for folder in path.parents:
+                if folder == root or not folder.is_relative_to(root):
+                    break
+                # rmdir removes only an empty folder, so a file another writer just added keeps it.
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:
+                    continue  # a missing key's folder may be gone already
+                except OSError:
+                    break  # not empty: it and every folder above it stay
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()

@@ -24,6 +24,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from dagster_graphql.client.client_queries import CLIENT_GET_REPO_LOCATIONS_NAMES_AND_PIPELINES_QUERY
 
 from assetql_dagster.defs import run_tags
+from assetql_dagster.defs.budget import IMAGES, budget_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.defs.progress import run_progress
@@ -35,13 +36,12 @@ CODE_LOCATION = "assetql"
 DEFINITIONS_MODULE = "assetql_dagster.definitions"
 # Dagster's tag naming the partition a run materializes.
 PARTITION_TAG = "dagster/partition"
-IMAGES = "images"
 # A daemon heartbeats every 30 s; one silent for 90 s is taken as gone (Dagster's UI waits 30 minutes).
 DAEMON_TOLERANCE_S = 60
 
 
-def _tags(key: str, origin: str | None) -> dict[str, str]:
-    return {**run_tags.batch_run_tags(key, origin or key), PARTITION_TAG: key}
+def _tags(key: str, origin: str | None, priority: int) -> dict[str, str]:
+    return {**run_tags.batch_run_tags(key, origin or key, priority), PARTITION_TAG: key}
 
 
 class InstanceLauncher:
@@ -73,7 +73,8 @@ class InstanceLauncher:
         if not self.instance.has_dynamic_partition(batches_partitions.name, key):
             self.instance.add_dynamic_partitions(batches_partitions.name, [key])
 
-    def launch(self, key: str, assets: Sequence[str] | None = None, origin: str | None = None) -> str:
+    def launch(self, key: str, assets: Sequence[str] | None = None, origin: str | None = None,
+               priority: int = 0) -> str:
         if self._workspace is None:
             target = ModuleTarget(DEFINITIONS_MODULE, None, self.working_directory, CODE_LOCATION)
             self._workspace = WorkspaceProcessContext(self.instance, target)
@@ -97,7 +98,8 @@ class InstanceLauncher:
             status=dg.DagsterRunStatus.NOT_STARTED,
             root_run_id=None,
             parent_run_id=None,
-            tags={**job.tags, **_tags(key, origin)},
+            # Held in the queue when today's spend is at the daily budget.
+            tags={**job.tags, **_tags(key, origin, priority), **budget_tags(self.instance)},
             job_snapshot=job.job_snapshot,
             execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=job.parent_job_snapshot,
@@ -231,11 +233,12 @@ class GraphQLLauncher:
         if answer["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
             raise DagsterGraphQLClientError(answer["__typename"], answer.get("message", ""))
 
-    def launch(self, key: str, assets: Sequence[str] | None = None, origin: str | None = None) -> str:
+    def launch(self, key: str, assets: Sequence[str] | None = None, origin: str | None = None,
+               priority: int = 0) -> str:
         selector = self.repository_selector()
         return self.client.submit_job_execution(
             batch_job.name, selector["repositoryLocationName"], selector["repositoryName"],
-            tags=_tags(key, origin), asset_selection=list(assets) if assets else None,
+            tags=_tags(key, origin, priority), asset_selection=list(assets) if assets else None,
         )
 
     def latest_run(self, key: str) -> RunInfo | None:

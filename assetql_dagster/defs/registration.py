@@ -11,10 +11,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
 from assetql_dagster.domain.errors import BatchValidationError
+from assetql_dagster.domain.priority import run_priority
 from assetql_dagster.domain.settings import BatchSettings, parse_settings
 from assetql_dagster.pipeline.registration import Registration, register_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs import run_tags
+from assetql_dagster.defs.budget import budget_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3 import S3Connection
@@ -109,7 +111,10 @@ def register_batch_op(
     # Only a complete snapshot gets a partition: a partition without one fails in batch_input.
     context.instance.add_dynamic_partitions(batches_partitions.name, [key])
     # registered_batch_sensor reads these to start the batch run once this run has succeeded.
-    context.instance.add_run_tags(context.run_id, {run_tags.REGISTERED: key, run_tags.ORIGIN: origin})
+    priority = str(run_priority(registration.source.settings.priority))
+    context.instance.add_run_tags(
+        context.run_id, {run_tags.REGISTERED: key, run_tags.ORIGIN: origin, run_tags.PRIORITY: priority}
+    )
     context.log.info(f"{origin} -> partition {key} ({'registered' if registration.created else 'already registered'})")
     context.add_output_metadata({
         "partition_key": key,
@@ -144,5 +149,6 @@ def registered_batch_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest
     return dg.RunRequest(
         run_key=context.dagster_run.run_id,
         partition_key=key,
-        tags=run_tags.batch_run_tags(key, tags[run_tags.ORIGIN]),
+        # Held in the queue when today's spend is at the daily budget.
+        tags={**run_tags.batch_run_tags(key, tags[run_tags.ORIGIN], int(tags.get(run_tags.PRIORITY, 0))), **budget_tags(context.instance)},
     )

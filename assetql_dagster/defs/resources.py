@@ -28,6 +28,8 @@ CLOUDFRONT_KEY_PAIR_ID_ENV = "ASSETQL_CLOUDFRONT_KEY_PAIR_ID"
 CLOUDFRONT_PRIVATE_KEY_ENV = "ASSETQL_CLOUDFRONT_PRIVATE_KEY"
 BEDROCK_REGION_ENV = "ASSETQL_BEDROCK_REGION"
 BEDROCK_ENDPOINT_ENV = "ASSETQL_BEDROCK_ENDPOINT_URL"
+REMOTE_REGION_ENV = "ASSETQL_REMOTE_REGION"
+SAGEMAKER_ENDPOINT_ENV = "ASSETQL_SAGEMAKER_ENDPOINT_URL"
 TRANSLATE_REGION_ENV = "ASSETQL_TRANSLATE_REGION"
 TRANSLATE_ENDPOINT_ENV = "ASSETQL_TRANSLATE_ENDPOINT_URL"
 STORAGE_KINDS = ("local", "s3")
@@ -102,6 +104,19 @@ def vision_tagger() -> VisionTagger:
     )
 
 
+def image_generator() -> ImageGenerator:
+    """The image generator; for `sagemaker:`/`bedrock:` models region $ASSETQL_REMOTE_REGION (else boto3's),
+    endpoint URLs $ASSETQL_SAGEMAKER_ENDPOINT_URL and $ASSETQL_BEDROCK_ENDPOINT_URL (else AWS's), credentials
+    bound as `dg.EnvVar`s like S3's, or boto3's default chain. Local models never use them."""
+    return ImageGenerator(
+        remote_region_name=os.environ.get(REMOTE_REGION_ENV) or None,
+        sagemaker_endpoint_url=os.environ.get(SAGEMAKER_ENDPOINT_ENV) or None,
+        bedrock_endpoint_url=os.environ.get(BEDROCK_ENDPOINT_ENV) or None,
+        aws_access_key_id=_secret("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=_secret("AWS_SECRET_ACCESS_KEY"),
+    )
+
+
 def aws_translate() -> AwsTranslate:
     """Amazon Translate for batches with `translator: aws-translate`: ASSETQL_TRANSLATE_REGION (else
     boto3's region) and ASSETQL_TRANSLATE_ENDPOINT_URL, the AWS credentials bound as for S3. Other
@@ -149,7 +164,7 @@ def notifier() -> Notifier:
 
 def _resources(storage: AssetStorage, s3: S3Connection, catalog: AssetCatalog) -> dict:
     return {
-        "storage": storage, "generator": ImageGenerator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog,
+        "storage": storage, "generator": image_generator(), "clip": ClipEmbedder(), "s3": s3, "catalog": catalog,
         "vision_tagger": vision_tagger(), "notifier": notifier(),
         # CMS connections for the wordpress/contentful/strapi exporters' `upload: true`, from ASSETQL_* variables.
         "cms": CmsConnections.from_env(), "aws_translate": aws_translate(),

@@ -14,6 +14,7 @@ import dagster as dg
 
 from assetql_dagster.domain.batch_loader import load_batch
 from assetql_dagster.domain.campaigns import Campaign, campaign_overrides, campaign_partition_key
+from assetql_dagster.domain.priority import run_priority
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.pipeline.campaigns import CAMPAIGNS_ENV, campaign_profiles
 from assetql_dagster.pipeline.registration import campaign_references, register_batch
@@ -76,7 +77,8 @@ def campaign_run(
         run_key=f"campaign:{campaign.name}:{day.isoformat()}",
         partition_key=key,
         tags=run_tags.batch_run_tags(
-            key, campaign.source, **{run_tags.CAMPAIGN: campaign.name, run_tags.EXPORTS: ",".join(campaign.exports)}
+            key, campaign.source, run_priority(registration.source.settings.priority),
+            **{run_tags.CAMPAIGN: campaign.name, run_tags.EXPORTS: ",".join(campaign.exports)},
         ),
     )
 

@@ -19,6 +19,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG
 
 from assetql_dagster.domain.batch_loader import CSV_NAME, REFERENCES_DIR, SETTINGS_NAME
 from assetql_dagster.domain.errors import BatchValidationError, Problem
+from assetql_dagster.domain.priority import run_priority
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs import run_tags
@@ -231,7 +232,7 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
                 # often it is dropped, as a folder or as a loose CSV.
                 run_key=f"inbox:{key}",
                 partition_key=key,
-                tags=run_tags.batch_run_tags(key, str(entry)),
+                tags=run_tags.batch_run_tags(key, str(entry), run_priority(registration.source.settings.priority)),
             )
         )
         context.log.info(f"batch {entry.name} -> partition {key}")
@@ -417,9 +418,10 @@ def _drop_run(storage: AssetStorage, bucket: S3Bucket, drop: Drop) -> dg.RunRequ
         # the registered content the one the run key describes.
         batch_files = [key for key, _ in drop.siblings]
         path = download_s3_batch(bucket, drop.key, Path(tmp), batch_files)
-        key = register_batch(storage, path, origin=drop.uri, creator="s3 drop").key
+        registration = register_batch(storage, path, origin=drop.uri, creator="s3 drop")
+    key, priority = registration.key, run_priority(registration.source.settings.priority)
     return dg.RunRequest(
-        run_key=drop.run_key, partition_key=key, tags=run_tags.batch_run_tags(key, drop.uri)
+        run_key=drop.run_key, partition_key=key, tags=run_tags.batch_run_tags(key, drop.uri, priority)
     )
 
 

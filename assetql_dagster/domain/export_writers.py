@@ -63,6 +63,7 @@ MANIFEST_COLUMNS = [
     "original_prompt",
     "season",
     "campaign",
+    "cost_usd",
     "extra",
 ]
 LIST_SEPARATOR = "; "

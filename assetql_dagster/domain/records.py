@@ -168,6 +168,9 @@ class ImageSet:
     planned: int
     stored: tuple[StoredImage, ...]
     failed: tuple[FailedRow, ...]
+    # What each stored image cost in USD (its generation and a month of storage) by image id, as
+    # the run that generated it measured (pipeline.costs); empty for batches from before costing.
+    costs: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

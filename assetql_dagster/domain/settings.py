@@ -30,6 +30,7 @@ from assetql_dagster.domain.export_writers import EXPORT_FORMATS
 from assetql_dagster.domain.languages import DEFAULT_KEY, DEFAULT_LANGUAGE, LANGUAGES, per_language
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.naming import BUILTIN_PLACEHOLDERS, DEFAULT_PATTERN
+from assetql_dagster.domain.priority import priority_error
 from assetql_dagster.domain.scoring import LOCK_MAX, PARAMETERS, parameter_weights
 from assetql_dagster.domain.seasons import region_error, season_error
 from assetql_dagster.domain.style_refs import style_error
@@ -336,8 +337,10 @@ class BatchSettings:
     model: str = _setting(
         "tiny",
         lambda v: _text(v, allow_empty=False),
-        "Image model: a hub id, a local model folder, or 'tiny' for the built-in test model.",
-        "`tiny`, a hub id already in the local Hugging Face cache, or a local directory",
+        "Image model: a hub id, a local model folder, 'tiny' for the built-in test model, or a remote one: "
+        "'sagemaker:ENDPOINT' or 'bedrock:MODEL_ID' (a Stability image model).",
+        "`tiny`, a hub id already in the local Hugging Face cache, a local directory, or `sagemaker:ENDPOINT` / "
+        "`bedrock:MODEL_ID`, see [Remote models](#remote-models-sagemaker-and-bedrock)",
     )
     width: int | None = _setting(
         None,
@@ -566,6 +569,14 @@ class BatchSettings:
         "image toward it and the palette score compares with it.",
         "`['#rrggbb', …]` or `season`: the palette locks and scores aim at",
         readme_default="references'",
+    )
+    priority: str | int = _setting(
+        "normal",
+        priority_error,
+        "Queue priority of the batch's runs: low, normal, high, urgent, or an integer from -10 to 10 "
+        "(low -5, normal 0, high 5, urgent 10). A queued run of higher priority starts first; runs of "
+        "equal priority start in submission order.",
+        "`low`, `normal`, `high`, `urgent` or -10…10: which queued batch starts first",
     )
     campaign: str | None = _setting(
         None,

@@ -25,6 +25,7 @@ import yaml
 from assetql_dagster.domain.batch_loader import CSV_NAME, SETTINGS_NAME, BatchSource
 from assetql_dagster.domain.errors import BatchValidationError, Problem
 from assetql_dagster.domain.layout import record_key
+from assetql_dagster.domain.priority import run_priority
 from assetql_dagster.domain.progress import ImageProgress
 from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.domain.scoring import pass_rate
@@ -88,9 +89,10 @@ class RunLauncher(Protocol):
     def add_partition(self, key: str) -> None:
         """Adds partition `key` of the `batches` dynamic partitions (nothing when it exists)."""
 
-    def launch(self, key: str, assets: Sequence[str] | None = None, origin: str | None = None) -> str:
+    def launch(self, key: str, assets: Sequence[str] | None = None, origin: str | None = None,
+               priority: int = 0) -> str:
         """Launches `batch_job` for partition `key` (only `assets`, by name, when given), tagged as
-        every batch run is, with `origin` (default: the key); returns the run id."""
+        every batch run is, with `origin` (default: the key), queued at run `priority`; returns the run id."""
 
     def latest_run(self, key: str) -> RunInfo | None:
         """The newest run of batch `key`, or None."""
@@ -193,7 +195,8 @@ def submit_batch(
     registration = register_batch(storage, Path(folder), origin=origin, overrides=overrides, creator=creator)
     key = registration.key
     launcher.add_partition(key)
-    launcher.launch(key, origin=origin or str(Path(folder).resolve()))
+    launcher.launch(key, origin=origin or str(Path(folder).resolve()),
+                    priority=run_priority(registration.source.settings.priority))
     return key
 
 
@@ -307,5 +310,5 @@ def _more_of(storage: AssetStorage, key: str, launcher: RunLauncher) -> str:
     except ValueError as full:
         raise ValueError(f"{full}; start a new quick generate for more") from None
     launcher.add_partition(key)
-    launcher.launch(key, origin=QUICK_ORIGIN)
+    launcher.launch(key, origin=QUICK_ORIGIN, priority=run_priority(batch.settings.priority))
     return key

@@ -99,6 +99,8 @@ def manifest_rows(
                 "season": job.season,
                 "campaign": batch.campaign,
                 "extra": job.extra,
+                # Its generation and a month of storage (None for batches generated before costing).
+                "cost_usd": images.costs.get(image.image_id),
                 "raw_key": image.raw_key,
             }
         )

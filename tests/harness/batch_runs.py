@@ -56,12 +56,15 @@ class InProcessLauncher:
         self.partitions: set[str] = set()
         self.launches: list[tuple[str, tuple[str, ...] | None, str | None]] = []
         self.runs: dict[str, RunInfo] = {}
+        # The run priority of each batch's latest launch.
+        self.priorities: dict[str, int] = {}
 
     def add_partition(self, key: str) -> None:
         self.partitions.add(key)
 
-    def launch(self, key: str, assets=None, origin=None) -> str:
+    def launch(self, key: str, assets=None, origin=None, priority: int = 0) -> str:
         assert key in self.partitions, f"{key} launched before its partition was added"
+        self.priorities[key] = priority
         started = time.time()
         result = materialize_partition(self.storage, key, selection=list(assets) if assets else None, catalog=self.catalog)
         self.launches.append((key, tuple(assets) if assets else None, origin))

@@ -45,5 +45,7 @@ def exports(
         **{kind: dg.MetadataValue.url(storage.link(key, expires_in_s)) for kind, key in summary.files.items()},
         "exports": ", ".join(summary.exports),
         "manifest_columns": dg.MetadataValue.json(columns),
+        # What the batch's stored images cost (generation and a month of storage), as `images` measured.
+        "cost_usd": round(sum(curated_images.images.costs.values()), 6),
     }
     return dg.Output(summary, metadata=metadata)

@@ -9,12 +9,14 @@ import time
 
 import dagster as dg
 
-from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
+from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL, REMOTE_POOL
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
 from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.defs.progress import report_progress
 from assetql_dagster.defs.quality import flag_failed_check
+from assetql_dagster.domain.costs import BatchCost
 from assetql_dagster.domain.records import BatchInput, ImagePlan, ImageSet, Shard, ShardResult, StyleProfile
+from assetql_dagster.pipeline.costs import batch_cost, load_prices
 from assetql_dagster.pipeline.generation import (
     adapter_style,
     generate_images,
@@ -26,6 +28,7 @@ from assetql_dagster.pipeline.generation import (
 from assetql_dagster.pipeline.planning import shards
 from assetql_dagster.pipeline.style import ip_adapter_references
 from resources.generator import ImageGenerator
+from resources.models import remote_model
 from resources.storage import AssetStorage
 
 SHARD_RETRY_POLICY = dg.RetryPolicy(
@@ -37,16 +40,20 @@ COMPLETION_RATE = batch_check_spec(
 )
 
 
-@dg.op(out=dg.DynamicOut(Shard))
+# An op's pool and tags are fixed when it is defined, but whether a batch's model is local or remote is
+# only known from its settings; so shards go out on one of two dynamic outputs: `result` to the GPU
+# op, `remote` to `generate_remote_shard`, which takes no device and claims the `remote` pool instead.
+@dg.op(out={"result": dg.DynamicOut(Shard), "remote": dg.DynamicOut(Shard)})
 def image_shards(context: dg.OpExecutionContext, prompts: ImagePlan, batch_input: BatchInput):
-    """Slices of the batch's planned images, `shard_size` each."""
+    """Slices of the batch's planned images, `shard_size` each, on the output of where they are generated."""
     parts = shards(prompts, batch_input.settings.shard_size)
+    output = "result" if remote_model(batch_input.settings.model) is None else "remote"
     context.log.info(
         f"{batch_input.batch}: {len(prompts.jobs)} images in {len(parts)} shard(s) of up to "
-        f"{batch_input.settings.shard_size}"
+        f"{batch_input.settings.shard_size}" + ("" if output == "result" else f" for {batch_input.settings.model}")
     )
     for part in parts:
-        yield dg.DynamicOutput(part, mapping_key=f"shard_{part.index:04d}")
+        yield dg.DynamicOutput(part, output_name=output, mapping_key=f"shard_{part.index:04d}")
 
 
 @dg.op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRY_POLICY)
@@ -60,13 +67,48 @@ def generate_shard(
 ) -> dg.Output[ShardResult]:
     """Generates one shard's images that are not stored intact yet; returns what is stored and what failed."""
     started = time.perf_counter()
-    batch, settings = batch_input.batch, batch_input.settings
+    settings = batch_input.settings
     loads = generator.loads()
     try:
         pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
     except (FileNotFoundError, ValueError) as err:
         # A model that is missing or misconfigured will be just as missing on the next attempt.
         raise dg.Failure(description=f"cannot load model {settings.model!r}: {err}", allow_retries=False) from err
+    return run_shard(context, storage, pipe, shard, batch_input, style_profile, started,
+                     lambda: generator.loads() - loads)
+
+
+@dg.op(pool=REMOTE_POOL, retry_policy=SHARD_RETRY_POLICY)
+def generate_remote_shard(
+    context: dg.OpExecutionContext,
+    storage: AssetStorage,
+    generator: ImageGenerator,
+    shard: Shard,
+    batch_input: BatchInput,
+    style_profile: StyleProfile,
+) -> dg.Output[ShardResult]:
+    """Generates one shard's images on the batch's remote model (SageMaker or Bedrock); no local device."""
+    started = time.perf_counter()
+    settings = batch_input.settings
+    try:
+        pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
+    except ValueError as err:
+        raise dg.Failure(description=f"cannot use model {settings.model!r}: {err}", allow_retries=False) from err
+    return run_shard(context, storage, pipe, shard, batch_input, style_profile, started, lambda: 0)
+
+
+def run_shard(
+    context: dg.OpExecutionContext,
+    storage: AssetStorage,
+    pipe,
+    shard: Shard,
+    batch_input: BatchInput,
+    style_profile: StyleProfile,
+    started: float,
+    model_loads,
+) -> dg.Output[ShardResult]:
+    """Generates `shard` with the loaded (local or remote) `pipe` and reports it as the shard's result."""
+    batch, settings = batch_input.batch, batch_input.settings
     render = render_settings(settings, pipe)
     micro = micro_batch_size(settings.micro_batch, pipe.device.type, render.width, render.height)
     attempt = context.retry_number + 1
@@ -122,22 +164,31 @@ def generate_shard(
         final_micro_batch=report.final_micro_batch,
         generation_seconds=report.seconds_generating,
         seconds=time.perf_counter() - started,
-        model_loads=generator.loads() - loads,
+        model_loads=model_loads(),
     )
     return dg.Output(result, metadata={"corrupt_files": len(report.corrupt)})
 
 
 @dg.op(out={"result": dg.Out(ImageSet), "completion_rate": dg.Out(dg.Nothing, is_required=False)})
-def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards: list[ShardResult], batch_input: BatchInput):
+def collect_images(
+    context: dg.OpExecutionContext,
+    storage: AssetStorage,
+    shards: list[ShardResult],
+    remote_shards: list[ShardResult],
+    batch_input: BatchInput,
+):
     """The batch's stored images and failed rows, and how complete the batch is."""
     batch = batch_input.batch
-    # Shards hold consecutive slices of the plan, each listed in plan order.
-    shards = sorted(shards, key=lambda s: s.index)
+    # Shards hold consecutive slices of the plan, each listed in plan order; a batch's shards are
+    # all local or all remote, so one of the two lists is empty.
+    shards = sorted(shards + remote_shards, key=lambda s: s.index)
     planned = shards[0].planned if shards else 0
+    cost = batch_cost(storage, batch, batch_input.settings.model, shards, load_prices())
     images = ImageSet(
         planned=planned,
         stored=tuple(r for s in shards for r in s.stored),
         failed=tuple(f for s in shards for f in s.failed),
+        costs={image_id: round(usd, 6) for image_id, usd in cost.per_image().items()},
     )
     generated = sum(s.generated for s in shards)
     generation_seconds = sum(s.generation_seconds for s in shards)
@@ -155,6 +206,11 @@ def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards
         "generation_seconds": round(generation_seconds, 3),
         "images_per_second": round(generated / generation_seconds, 3) if generation_seconds else 0.0,
         "contact_sheet": contact_sheet(storage, images.stored),
+        # What this run spent (the budget sensor adds these up per day) and on what.
+        "cost_usd": round(cost.total_usd, 6),
+        "compute_usd": round(cost.compute_usd, 6),
+        "storage_usd_month": round(cost.storage_usd, 6),
+        "cost_basis": cost_basis(cost),
     }
     if images.failed:
         context.log.warning(
@@ -167,6 +223,13 @@ def collect_images(context: dg.OpExecutionContext, storage: AssetStorage, shards
         )
     yield dg.Output(images, "result", metadata=metadata)
     yield flag_failed_check(context, completion_check(images, batch_input.settings.min_completion_rate))
+
+
+def cost_basis(cost: BatchCost) -> str:
+    """What the run's cost is made of, in words."""
+    if cost.remote_calls:
+        return f"{cost.remote_calls} {cost.provider} call(s)"
+    return ", ".join(f"{seconds:.1f} s on {kind}" for kind, seconds in sorted(cost.device_seconds.items())) or "no generation"
 
 
 def completion_check(images: ImageSet, minimum: float) -> dg.AssetCheckResult:
@@ -189,8 +252,8 @@ def completion_check(images: ImageSet, minimum: float) -> dg.AssetCheckResult:
 )
 def images(prompts: ImagePlan, batch_input: BatchInput, style_profile: StyleProfile):
     """Generated PNGs and thumbnails, one per row × variation, produced shard by shard."""
-    results = image_shards(prompts, batch_input).map(
-        lambda shard: generate_shard(shard, batch_input, style_profile)
-    ).collect()
-    stored, completion = collect_images(results, batch_input)
+    local, remote = image_shards(prompts, batch_input)
+    results = local.map(lambda shard: generate_shard(shard, batch_input, style_profile)).collect()
+    remote_results = remote.map(lambda shard: generate_remote_shard(shard, batch_input, style_profile)).collect()
+    stored, completion = collect_images(results, remote_results, batch_input)
     return {"result": stored, "images_completion_rate": completion}

@@ -78,7 +78,8 @@ def test_a_drop_requests_exactly_one_run_and_a_reset_cursor_none_after_it_ran(dr
         assert key.startswith("demo-")
         assert instance.get_dynamic_partitions(batches_partitions.name) == [key]
         assert request.run_key.startswith(f"s3://{drops.bucket}/drops/demo/batch.csv@")
-        assert request.tags == {"assetql/batch": key, "assetql/origin": f"s3://{drops.bucket}/drops/demo/batch.csv"}
+        assert request.tags == {"assetql/batch": key, "assetql/origin": f"s3://{drops.bucket}/drops/demo/batch.csv",
+                                "dagster/priority": "0"}
         storage = drops.resources["storage"]
         assert storage.exists(f"batches/{key}/source.json")
         assert len(storage.list_keys(f"style-references/{key}")) == 2

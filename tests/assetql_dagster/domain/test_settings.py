@@ -118,6 +118,7 @@ def test_valid_values_are_kept():
         "region": "UK",
         "palette": ["#C8102E", "#ffffff"],
         "campaign": "winter-sale",
+        "priority": "high",
         "export_only": "approved",
         "link_expiry": "36h",
         "tagger": "bedrock",

@@ -1,0 +1,116 @@
+"""Retention (design 2.6, NFR-4): how long a batch's working files are kept, on local storage
+(`assetql gc`) and on S3 (a bucket lifecycle configuration, `assetql s3-lifecycle`).
+
+A batch's raw images, thumbnails and image versions are working files: once the retention has
+passed since the batch was registered they are deleted. Its records, sources, style references and
+exports (the delivered packages) stay; on S3 exports move to Glacier after ARCHIVE_DAYS instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+
+from assetql_dagster.pipeline.registration import registered_batch
+from resources.storage import AssetStorage
+
+RETENTION_ENV = "ASSETQL_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 30
+# Exports are rarely read after a quarter; Glacier keeps them at a fraction of the price.
+ARCHIVE_DAYS = 90
+# The folders whose files expire with the retention (domain/layout.py names them).
+EXPIRING_FOLDERS = ("raw", "thumbnails", "versions")
+ARCHIVED_FOLDERS = ("exports",)
+REGISTERED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+RULE_PREFIX = "assetql-"
+
+
+def check_days(days: object, what: str) -> int:
+    """`days` as a whole number of days, at least 1; ValueError naming `what` otherwise."""
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ValueError(f"{what} {days!r} must be a whole number of days, at least 1")
+    return days
+
+
+def retention_days(env: Mapping[str, str] = os.environ) -> int:
+    """The deployment's retention: $ASSETQL_RETENTION_DAYS, else DEFAULT_RETENTION_DAYS."""
+    text = env.get(RETENTION_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_RETENTION_DAYS
+    days = int(text) if text.strip().lstrip("-").isdigit() else None
+    if days is None or days < 1:
+        raise ValueError(f"{RETENTION_ENV}={text!r} must be a whole number of days, at least 1")
+    return days
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpiredBatch:
+    """A batch past the retention and the working files of it that are still stored."""
+
+    key: str
+    registered_at: datetime
+    sizes: dict[str, int]
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.sizes.values())
+
+
+def registered_batches(storage: AssetStorage) -> list[str]:
+    """Partition keys of every batch registered in `storage`."""
+    # Registration writes batches/{key}/source.json; one listing finds them all.
+    return sorted({key.split("/")[1] for key in storage.list_keys("batches") if key.endswith("/source.json")
+                   and key.count("/") == 2})
+
+
+def expired_batches(storage: AssetStorage, days: int, now: datetime | None = None) -> list[ExpiredBatch]:
+    """Batches registered more than `days` days before `now` that still hold working files."""
+    cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=check_days(days, "retention"))
+    expired = []
+    for key in registered_batches(storage):
+        registered_at = datetime.strptime(registered_batch(storage, key).registered_at, REGISTERED_AT_FORMAT)
+        registered_at = registered_at.replace(tzinfo=timezone.utc)
+        if registered_at >= cutoff:
+            continue
+        sizes = {k: size for folder in EXPIRING_FOLDERS for k, size in storage.sizes(f"{folder}/{key}/").items()}
+        if sizes:
+            expired.append(ExpiredBatch(key, registered_at, sizes))
+    return expired
+
+
+def collect_garbage(storage: AssetStorage, days: int, dry_run: bool = False,
+                    now: datetime | None = None) -> list[ExpiredBatch]:
+    """Delete the working files of every batch past the retention (none with `dry_run`); what was found."""
+    expired = expired_batches(storage, days, now)
+    if not dry_run:
+        for batch in expired:
+            storage.delete(batch.sizes)
+    return expired
+
+
+def lifecycle_rules(days: int, archive_days: int = ARCHIVE_DAYS, prefix: str = "") -> list[dict]:
+    """S3 lifecycle rules: working files expire after `days`, exports move to Glacier after `archive_days`."""
+    check_days(days, "retention")
+    check_days(archive_days, "archive after")
+    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    rules = []
+    for folder in EXPIRING_FOLDERS:
+        rule = {"ID": f"{RULE_PREFIX}expire-{folder}", "Filter": {"Prefix": f"{base}{folder}/"}, "Status": "Enabled",
+                "Expiration": {"Days": days},
+                # Versioned buckets keep a deleted object's older versions; let them go a day later.
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}
+        if days > archive_days:
+            # S3 refuses a transition on or after the expiry day, so only longer retentions archive first.
+            rule["Transitions"] = [{"Days": archive_days, "StorageClass": "GLACIER"}]
+        rules.append(rule)
+    for folder in ARCHIVED_FOLDERS:
+        rules.append({"ID": f"{RULE_PREFIX}archive-{folder}", "Filter": {"Prefix": f"{base}{folder}/"},
+                      "Status": "Enabled", "Transitions": [{"Days": archive_days, "StorageClass": "GLACIER"}]})
+    return rules
+
+
+def merged_rules(current: list[dict], ours: list[dict]) -> list[dict]:
+    """The bucket's rules with AssetQL's replaced by `ours`; rules others added are kept."""
+    return [rule for rule in current if not rule.get("ID", "").startswith(RULE_PREFIX)] + ours

@@ -1,0 +1,83 @@
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from assetql_dagster.domain.layout import export_key, raw_image_key, thumbnail_key, version_key
+from assetql_dagster.pipeline import retention
+from assetql_dagster.pipeline.registration import register_batch, registered_batch
+from resources.storage import LocalStorage
+
+from harness.sample_batches import make_batch
+
+
+def stored_batch(storage, root, name: str) -> tuple[str, datetime]:
+    """A registered batch `name` with one raw image, thumbnail, version and export, and when it was registered."""
+    key = register_batch(storage, make_batch(root, rows=1, name=name, references=False), creator="test").key
+    for write in (raw_image_key(key, "a"), thumbnail_key(key, "a"), version_key(key, "a", 1), export_key(key, "p.zip")):
+        storage.write_bytes(write, b"1234")
+    stamp = datetime.strptime(registered_batch(storage, key).registered_at, retention.REGISTERED_AT_FORMAT)
+    return key, stamp.replace(tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return LocalStorage(root=str(tmp_path / "data"))
+
+
+def test_gc_deletes_working_files_of_batches_past_the_retention_only(storage, tmp_path):
+    old, old_at = stored_batch(storage, tmp_path / "a", "old")
+    # Registration times have whole seconds: wait for the next one so `new` is registered later.
+    time.sleep(1.05 - time.time() % 1)
+    new, new_at = stored_batch(storage, tmp_path / "b", "new")
+    assert new_at > old_at and retention.registered_batches(storage) == sorted([old, new])
+    # Half a second after `old` turned 30 days old, `new` has not yet.
+    now = old_at + timedelta(days=30, seconds=0.5)
+    working = sorted([raw_image_key(old, "a"), thumbnail_key(old, "a"), version_key(old, "a", 1)])
+
+    [dry] = retention.collect_garbage(storage, 30, dry_run=True, now=now)
+    assert (dry.key, dry.registered_at, sorted(dry.sizes), dry.bytes) == (old, old_at, working, 12)
+    assert all(storage.exists(key) for key in working)  # a dry run deletes nothing
+
+    assert retention.collect_garbage(storage, 31, now=now) == []
+    [done] = retention.collect_garbage(storage, 30, now=now)
+    assert done.key == old and not any(storage.exists(key) for key in working)
+    # Records, sources and exports stay: the catalog and the delivered packages outlive the working files.
+    assert storage.exists(export_key(old, "p.zip")) and storage.exists(f"batches/{old}/source.json")
+    assert storage.exists(raw_image_key(new, "a")) and storage.exists(version_key(new, "a", 1))
+    # Nothing left to collect for `old`: a second pass finds no files.
+    assert retention.collect_garbage(storage, 30, now=now) == []
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, 30), ({"ASSETQL_RETENTION_DAYS": ""}, 30),
+                                               ({"ASSETQL_RETENTION_DAYS": "365"}, 365)])
+def test_retention_days_come_from_the_environment(env, expected):
+    assert retention.retention_days(env) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "thirty", "1.5"])
+def test_invalid_retention_is_refused_naming_the_value(text):
+    with pytest.raises(ValueError, match=rf"ASSETQL_RETENTION_DAYS={text!r}.* must be a whole number of days, at least 1"):
+        retention.retention_days({"ASSETQL_RETENTION_DAYS": text})
+
+
+def test_lifecycle_expires_working_files_and_archives_exports():
+    rules = {rule["ID"]: rule for rule in retention.lifecycle_rules(30, prefix="/team/")}
+    assert set(rules) == {"assetql-expire-raw", "assetql-expire-thumbnails", "assetql-expire-versions",
+                          "assetql-archive-exports"}
+    raw = rules["assetql-expire-raw"]
+    assert raw["Filter"] == {"Prefix": "team/raw/"} and raw["Expiration"] == {"Days": 30}
+    # A 30-day retention ends before the 90-day archive: S3 refuses a transition on or after expiry.
+    assert "Transitions" not in raw
+    assert rules["assetql-archive-exports"]["Transitions"] == [{"Days": 90, "StorageClass": "GLACIER"}]
+    assert "Expiration" not in rules["assetql-archive-exports"]
+    long = {rule["ID"]: rule for rule in retention.lifecycle_rules(365)}["assetql-expire-versions"]
+    assert long["Filter"] == {"Prefix": "versions/"}
+    assert long["Transitions"] == [{"Days": 90, "StorageClass": "GLACIER"}] and long["Expiration"] == {"Days": 365}
+
+
+def test_merging_keeps_rules_others_set():
+    theirs = {"ID": "logs-expire", "Filter": {"Prefix": "logs/"}, "Status": "Enabled", "Expiration": {"Days": 7}}
+    stale = {"ID": "assetql-expire-raw", "Filter": {"Prefix": "raw/"}, "Status": "Enabled", "Expiration": {"Days": 9}}
+    ours = retention.lifecycle_rules(30)
+    assert retention.merged_rules([theirs, stale], ours) == [theirs, *ours]
