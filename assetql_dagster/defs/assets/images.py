@@ -67,13 +67,8 @@ def generate_shard(
 ) -> dg.Output[ShardResult]:
     """Generates one shard's images that are not stored intact yet; returns what is stored and what failed."""
     started = time.perf_counter()
-    settings = batch_input.settings
     loads = generator.loads()
-    try:
-        pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
-    except (FileNotFoundError, ValueError) as err:
-        # A model that is missing or misconfigured will be just as missing on the next attempt.
-        raise dg.Failure(description=f"cannot load model {settings.model!r}: {err}", allow_retries=False) from err
+    pipe = load_pipeline(generator, batch_input)
     return run_shard(context, storage, pipe, shard, batch_input, style_profile, started,
                      lambda: generator.loads() - loads)
 
@@ -89,12 +84,18 @@ def generate_remote_shard(
 ) -> dg.Output[ShardResult]:
     """Generates one shard's images on the batch's remote model (SageMaker or Bedrock); no local device."""
     started = time.perf_counter()
+    pipe = load_pipeline(generator, batch_input)
+    return run_shard(context, storage, pipe, shard, batch_input, style_profile, started, lambda: 0)
+
+
+def load_pipeline(generator: ImageGenerator, batch_input: BatchInput):
+    """The batch's model (local or remote), or a Failure that is not retried: a model that is missing
+    or misconfigured will be just as missing on the next attempt."""
     settings = batch_input.settings
     try:
-        pipe = generator.load(settings.model, settings.ip_adapter, settings.lora)
-    except ValueError as err:
-        raise dg.Failure(description=f"cannot use model {settings.model!r}: {err}", allow_retries=False) from err
-    return run_shard(context, storage, pipe, shard, batch_input, style_profile, started, lambda: 0)
+        return generator.load(settings.model, settings.ip_adapter, settings.lora)
+    except (FileNotFoundError, ValueError) as err:
+        raise dg.Failure(description=f"cannot load model {settings.model!r}: {err}", allow_retries=False) from err
 
 
 def run_shard(
