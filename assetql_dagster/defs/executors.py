@@ -52,8 +52,10 @@ def celery_config() -> dict:
         "backend": os.environ.get(CELERY_BACKEND_ENV, broker),
         "config_source": {
             # A step is acknowledged only once it finished, so the step of a worker that died (SIGKILL,
-            # lost node) stays in Redis and goes to the next worker instead of being lost; shards skip
-            # the images already stored intact, so running one again duplicates nothing.
+            # lost node) stays in Redis and comes back to the next worker instead of being lost; that
+            # worker reports it lost and the executor gives it to the step's RetryPolicy
+            # (defs/celery_executor.py). Shards skip the images already stored intact, so the retry
+            # duplicates nothing.
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,
             # One step at a time per worker process: a GPU worker must not hold a second shard back.
@@ -68,8 +70,9 @@ def celery_config() -> dict:
 def _celery() -> dg.ExecutorDefinition:
     # Every step is a Celery task: GPU steps on the `gpu` queue, whose workers (one per device, own
     # CUDA_VISIBLE_DEVICES, one step at a time) keep their loaded models; the rest on the default
-    # queue. The RetryPolicy's retries are new tasks, so they may land on another worker.
-    from dagster_celery import celery_executor  # the `celery` extra; only this deployment installs it
+    # queue. The RetryPolicy's retries, a lost worker's step's included, are new tasks, so they may
+    # land on another worker.
+    from assetql_dagster.defs.celery_executor import celery_executor  # needs the `celery` extra
 
     return celery_executor.configured(celery_config())
 

@@ -13,7 +13,7 @@ from harness.postgres import HarnessUnavailable
 from harness.redis_server import running_redis
 
 from assetql_dagster.defs.partitions import batches_partitions
-from assetql_dagster.pipeline.records import read_record
+from assetql_dagster.pipeline.records import read_record, read_record_at
 from assetql_dagster.pipeline.registration import register_batch
 from resources.storage import LocalStorage
 
@@ -92,7 +92,7 @@ def test_a_batch_runs_through_a_gpu_worker_and_a_default_worker(deployment, tmp_
     assert_each_image_stored_once(storage, key)
 
 
-def test_a_killed_gpu_worker_loses_and_duplicates_nothing(deployment, tmp_path):
+def test_a_killed_gpu_worker_s_shard_is_retried_by_its_retry_policy(deployment, tmp_path):
     env, storage, key, instance = deployment
     with celery_workers(env, tmp_path) as workers:
         outcome = {}
@@ -110,11 +110,29 @@ def test_a_killed_gpu_worker_loses_and_duplicates_nothing(deployment, tmp_path):
         assert not runner.is_alive(), "the batch did not finish after the GPU worker was replaced"
     result = outcome["result"]
     assert result.success
-    starts = Counter(e.step_key for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_START))
-    # The killed shard started twice (on the dead worker and on its replacement); every step finished once.
-    assert max(n for s, n in starts.items() if "generate_shard" in s) == 2
-    successes = Counter(e.step_key for e in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
-    assert set(successes.values()) == {1} and set(successes) == set(starts)
+    logs = instance.all_logs(result.run_id)
+
+    def steps(event_type) -> Counter:
+        return Counter(e.step_key for e in logs if e.dagster_event and e.dagster_event_type == event_type)
+
+    # The killed shard is the one step that went up for retry, once, with the lost worker as its error;
+    # its second attempt is the RetryPolicy's (a restart, not a second first start).
+    retried = steps(dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert len(retried) == 1 and set(retried.values()) == {1}
+    [lost_step] = retried
+    assert lost_step.startswith("images.generate_shard[")
+    [retry] = [e for e in logs if e.dagster_event and e.dagster_event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert "StepWorkerLost" in retry.dagster_event.event_specific_data.error.to_string()
+    assert steps(dg.DagsterEventType.STEP_RESTARTED) == Counter({lost_step: 1})
+    # Every step started once and succeeded once; nothing failed.
+    starts, successes = steps(dg.DagsterEventType.STEP_START), steps(dg.DagsterEventType.STEP_SUCCESS)
+    assert set(starts.values()) == {1} and set(successes.values()) == {1} and set(successes) == set(starts)
+    assert not steps(dg.DagsterEventType.STEP_FAILURE)
+    # The retry ran as the shard's second attempt, on the replacement worker.
+    shard = int(lost_step.split("shard_")[1].rstrip("]"))
+    results = [read_record_at(storage, k, "shard result") for k in storage.list_keys(f"batches/{key}/steps/{result.run_id}/")
+               if "generate_shard" in k]
+    assert {r.index: r.attempt for r in results} == {shard: 2, 1 - shard: 1}
     assert_each_image_stored_once(storage, key)
 
 
