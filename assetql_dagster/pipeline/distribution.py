@@ -40,7 +40,8 @@ def distribute(
     storage: AssetStorage, exporter: Exporter, batch: BatchInput, images: Sequence[ExportImage],
     approved_only: bool = False, categories: Sequence[str] = (), clients: Callable[[], Mapping[str, Any]] = dict,
 ) -> DistributionPackage:
-    """Write `exporter`'s package of `images` under `exports/{batch}/{name}/` and read it back; the
+    """Write `exporter`'s package of `images` under `exports/{batch}/{name}/` (replacing what an earlier
+    export left there) and read it back; the
     record says what was written and what validation found wrong (nothing, when it is sound).
     `clients` makes the deployment's upload clients, asked for only by an exporter that uploads."""
     options = exporter.parse_options(batch.settings.options_of(exporter.name))
@@ -49,6 +50,9 @@ def distribute(
         # Only here: a half-configured CMS connection must not fail the exporters that do not upload.
         job.clients = clients()
     result = exporter.export(job)
+    # The package folder holds this export only: files of an earlier one (images renamed, filtered out
+    # or deleted since) would be shipped with it by anyone syncing the folder.
+    storage.delete(k for k in storage.list_keys(job.prefix) if k not in job.written)
     problems = exporter.validate(job, result)
     return DistributionPackage(
         exporter=exporter.name,

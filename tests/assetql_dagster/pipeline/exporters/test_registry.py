@@ -6,6 +6,7 @@ import pytest
 
 from harness.export_jobs import make_job
 
+from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.domain.settings import parse_settings
 from assetql_dagster.pipeline.distribution import distribute
 from assetql_dagster.pipeline.exporters.registry import (
@@ -46,14 +47,27 @@ def test_an_installed_plugin_is_found_through_its_entry_point_and_exports(tmp_pa
     assert export_problems(settings, "batch.yaml", exporters) == []
     captions = exporters["captions"]
     job = make_job(tmp_path, captions)
-    from assetql_dagster.domain.records import BatchInput
-
     batch = BatchInput(batch=job.batch, name="shop", origin="", content_hash="0" * 64, registered_at="",
                        settings=settings, rows=(), references=())
     package = distribute(job.storage, captions, batch, job.images)
     assert package.problems == () and package.images == 3
     written = json.loads(job.storage.read_text(package.main))
     assert written["item-000.png"] == "A STEEL SWORD NUMBER 0, GAME ICON"
+
+
+def test_exporting_again_leaves_only_the_new_packages_files(tmp_path):
+    social = load_exporters()["social"]
+    job = make_job(tmp_path, social)
+    settings = parse_settings({"exports": ["social"], "export_options": {"social": {"presets": ["instagram-square"]}}}, "b")
+    batch = BatchInput(batch=job.batch, name="shop", origin="", content_hash="0" * 64, registered_at="",
+                       settings=settings, rows=(), references=())
+    first = distribute(job.storage, social, batch, job.images)
+    # Again with one image fewer (renamed, filtered out or deleted since): its files go with it.
+    second = distribute(job.storage, social, batch, job.images[1:])
+    assert second.problems == () and second.images == 2
+    gone = set(first.files) - set(second.files)
+    assert gone and any("item-000" in k for k in gone)
+    assert job.storage.list_keys(f"exports/{job.batch}/social/") == sorted(second.files)
 
 
 def test_a_bad_option_of_a_plugin_is_reported_with_the_setting(plugin):
