@@ -1,6 +1,6 @@
 """`assetql validate PATH`, `assetql run PATH`, `assetql retry-failed KEY`, `assetql style ...`
 (style profiles), an image's versions (`versions`, `rollback`, `regenerate`, `more`), the asset
-catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, distribution packages (`export`), prompt previews (`preview`) and retention (`gc`, `s3-lifecycle`) on the
+catalog (`catalog rebuild`, `search`, `categorize`, `review`) and `rename`, distribution packages (`export`), prompt previews (`preview`), retention (`gc`, `s3-lifecycle`) and concurrency pools (`pools`) on the
 local embedded instance."""
 
 from __future__ import annotations
@@ -909,7 +909,11 @@ def search_table(rows: list[dict]) -> str:
         text = " ".join(str(value).split())
         return text if len(text) <= 60 else text[:57] + "..."
 
-    cells = [[cell(r, c) for c in columns] for r in rows]
+    return text_table(columns, [[cell(r, c) for c in columns] for r in rows])
+
+
+def text_table(columns: list[str], cells: list[list[str]]) -> str:
+    """`cells` under `columns`, each column as wide as its widest text."""
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in cells]
@@ -1107,6 +1111,42 @@ def add_retention_parsers(sub) -> dict:
     return {"gc": cmd_gc, "s3-lifecycle": cmd_s3_lifecycle}
 
 
+def cmd_pools(args: argparse.Namespace) -> int:
+    """Prints the concurrency pools AssetQL's steps claim and their limits; --apply sets the declared remote pools'."""
+    from assetql_dagster.defs.gpu import GPU_POOL, REMOTE_POOL, endpoint_pool, remote_pools_from_env
+
+    use_local_instance(None)
+    import dagster as dg
+
+    try:
+        declared = {endpoint_pool(model): slots for model, slots in remote_pools_from_env().items()}
+    except ValueError as err:
+        return print_error(str(err))
+    with dg.DagsterInstance.get() as instance:
+        if args.apply:
+            for pool, slots in declared.items():
+                instance.event_log_storage.set_concurrency_slots(pool, slots)
+        limits = {p.name: str(p.limit) for p in instance.event_log_storage.get_pool_limits()}
+        default = instance.get_concurrency_config().pool_config.default_pool_limit
+    unset = "unlimited" if default is None else f"{default} (default_limit)"
+    steps = {GPU_POOL: "model steps", REMOTE_POOL: "shards of undeclared remote models"}
+    print(text_table(["pool", "steps", "declared", "limit"], [
+        [pool, steps.get(pool) or f"shards of {pool.partition(':')[2]}", str(declared.get(pool, "-")),
+         limits.get(pool, unset)]
+        for pool in (GPU_POOL, REMOTE_POOL, *declared)
+    ]))
+    if args.apply:
+        print(f"applied the limits of {len(declared)} remote pool(s)" if declared else
+              "no remote pools declared: set ASSETQL_REMOTE_POOLS (MODEL=SLOTS,...) to give endpoints pools")
+    return 0
+
+
+def add_pools_parser(sub) -> None:
+    pools = sub.add_parser("pools", help="the concurrency pools steps claim and their limits; --apply sizes the "
+                                         "remote pools $ASSETQL_REMOTE_POOLS declares")
+    pools.add_argument("--apply", action="store_true", help="set each declared remote pool's limit on the instance")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assetql", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1132,6 +1172,7 @@ def main(argv: list[str] | None = None) -> int:
     add_categorize_parser(sub)
     add_review_parser(sub)
     add_library_parser(sub)
+    add_pools_parser(sub)
     retention_commands = add_retention_parsers(sub)
     args = parser.parse_args(argv)
     if args.command in retention_commands:
@@ -1150,6 +1191,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_review(args)
     if args.command == "library":
         return cmd_library(args)
+    if args.command == "pools":
+        return cmd_pools(args)
     if args.command == "export":
         return cmd_export(args)
     if args.command == "preview":

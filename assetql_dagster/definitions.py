@@ -2,8 +2,8 @@
 
 This module only assembles what `defs/` declares. The environment picks the deployment:
 `ASSETQL_STORAGE=local` (default) or `s3` chooses the storage, `ASSETQL_EXECUTOR=gpu` (default) or
-`k8s` the executor, `ASSETQL_DROP_BUCKET` adds the S3 drop sensor and `ASSETQL_CAMPAIGNS` the campaign
-schedules (see README, "Production").
+`k8s` the executor, `ASSETQL_DROP_BUCKET` adds the S3 drop sensor, `ASSETQL_CAMPAIGNS` the campaign
+schedules and `ASSETQL_REMOTE_POOLS` a pool per remote endpoint (see README, "Production").
 """
 
 import dagster as dg
@@ -14,10 +14,11 @@ from assetql_dagster.defs.assets.catalog_entry import catalog_entry
 from assetql_dagster.defs.assets.curation import curated_images
 from assetql_dagster.defs.assets.distribution import distribution_asset
 from assetql_dagster.defs.assets.exports import exports
-from assetql_dagster.defs.assets.images import images
+from assetql_dagster.defs.assets.images import images_asset
 from assetql_dagster.defs.assets.prompts import prompts
 from assetql_dagster.defs.assets.style_profile import style_profile
 from assetql_dagster.defs.executors import executor_from_env
+from assetql_dagster.defs.gpu import remote_pools_from_env
 from assetql_dagster.defs.budget import budget_sensor
 from assetql_dagster.defs.io_manager import record_io_manager
 from assetql_dagster.defs.jobs import batch_job
@@ -38,7 +39,10 @@ def build_definitions() -> dg.Definitions:
     """The code location as configured by the environment."""
     return dg.Definitions(
         assets=[
-            batch_input, style_profile, prompts, images, scores, curated_images, tags, exports, catalog_entry,
+            batch_input, style_profile, prompts,
+            # Remote models declared in $ASSETQL_REMOTE_POOLS get shard ops on pools of their own.
+            images_asset(remote_pools_from_env()),
+            scores, curated_images, tags, exports, catalog_entry,
             # One asset per exporter installed in this environment (built-ins and plugins).
             distribution_asset(installed_exporters()),
         ],

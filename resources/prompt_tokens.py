@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from resources.models import TINY_MODEL
+from resources.models import TINY_MODEL, remote_model
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,20 @@ class PromptTokenizer:
         return PromptFit(self._tokenizer.decode(ids[: self.limit]), len(ids) - self.limit)
 
 
+class WholePrompts:
+    """A remote model's prompts: its service reads (and limits) them itself, so nothing is cut here."""
+
+    limit = None
+
+    def fit(self, prompt: str) -> PromptFit:
+        return PromptFit(prompt, 0)
+
+
 @functools.lru_cache(maxsize=4)
-def load_prompt_tokenizer(model: str, models_dir: str | None = None) -> PromptTokenizer:
+def load_prompt_tokenizer(model: str, models_dir: str | None = None) -> PromptTokenizer | WholePrompts:
     """The tokenizer of `model` (the pipeline's `tokenizer` folder), once per process."""
+    if remote_model(model) is not None:
+        return WholePrompts()
     # Imported here: transformers takes seconds to import, and most prompts are short enough
     # that nobody asks.
     if model == TINY_MODEL:

@@ -23,15 +23,17 @@ def catalog_beside(storage) -> AssetCatalog:
 
 
 def materialize_partition(storage, key, generator=None, selection=None, catalog=None,
-                          instance=None, run_config=None, cms=None) -> dg.ExecuteInProcessResult:
+                          instance=None, run_config=None, cms=None, assets=None) -> dg.ExecuteInProcessResult:
     """Every asset and check of partition `key` (or `selection`) on `instance` (default: a throwaway
-    one); the catalog is `catalog` or `catalog_beside(storage)`, CMS connections `cms` or none."""
+    one); the catalog is `catalog` or `catalog_beside(storage)`, CMS connections `cms` or none; the
+    assets are the code location's, or `assets` (those of a `build_definitions()` under another env)."""
     if instance is None:
         with dg.instance_for_test() as throwaway:
-            return materialize_partition(storage, key, generator, selection, catalog, throwaway, run_config, cms)
+            return materialize_partition(storage, key, generator, selection, catalog, throwaway, run_config, cms,
+                                         assets)
     instance.add_dynamic_partitions(batches_partitions.name, [key])
     return dg.materialize(
-        list(defs.assets),
+        list(assets or defs.assets),
         partition_key=key,
         instance=instance,
         resources=with_io_manager({

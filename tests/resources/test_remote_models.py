@@ -174,16 +174,83 @@ def test_a_local_name_is_no_remote_model(remote):
         remote.load("tiny")
 
 
-def test_remote_shards_claim_the_remote_pool_and_no_gpu():
-    from assetql_dagster.defs.gpu import GPU_POOL, REMOTE_POOL
-    from assetql_dagster.definitions import defs
+def test_remote_shards_claim_their_endpoints_pool_or_the_remote_pool_and_no_gpu(monkeypatch):
+    from assetql_dagster.defs.gpu import GPU_POOL, REMOTE_POOL, REMOTE_POOLS_ENV
+    from assetql_dagster.definitions import build_definitions
     from gpu_executor import GPU_TAG
 
-    ops = {op.name: op for op in defs.resolve_job_def("batch_job").graph.iterate_op_defs()}
-    remote, local = ops["generate_remote_shard"], ops["generate_shard"]
-    assert (remote.pool, local.pool) == (REMOTE_POOL, GPU_POOL)
-    assert GPU_TAG not in remote.tags and "dagster-k8s/config" not in remote.tags and GPU_TAG in local.tags
-    assert "generator" in remote.required_resource_keys
+    monkeypatch.setenv(REMOTE_POOLS_ENV, f"sagemaker:sdxl-prod=4,bedrock:{SD35}=2")
+    job = build_definitions().resolve_job_def("batch_job")
+    ops = {op.name: op for op in job.graph.iterate_op_defs()}
+    local, remote = ops["generate_shard"], ops["generate_remote_shard"]
+    sagemaker = ops["generate_remote_shard_sagemaker_sdxl_prod"]
+    bedrock = ops["generate_remote_shard_bedrock_stability_sd3_5_large_v1_0"]
+    assert (local.pool, remote.pool) == (GPU_POOL, REMOTE_POOL)
+    assert (sagemaker.pool, bedrock.pool) == ("remote:sagemaker:sdxl-prod", f"remote:bedrock:{SD35}")
+    assert GPU_TAG in local.tags
+    for op in (remote, sagemaker, bedrock):
+        assert not {GPU_TAG, "dagster-k8s/config", "dagster-celery/queue"} & set(op.tags)
+        assert "generator" in op.required_resource_keys and op.retry_policy == local.retry_policy
+    # image_shards routes each batch's shards to its model's op; collect_images takes all their results.
+    assert set(ops["image_shards"].output_dict) == {"result", "remote", "sagemaker_sdxl_prod",
+                                                    "bedrock_stability_sd3_5_large_v1_0"}
+    assert set(ops["collect_images"].input_dict) == {"batch_input", "shards", "remote_shards", "sagemaker_sdxl_prod",
+                                                     "bedrock_stability_sd3_5_large_v1_0"}
+
+    monkeypatch.delenv(REMOTE_POOLS_ENV)  # declaring nothing: every remote model shares `remote`
+    ops = {op.name for op in build_definitions().resolve_job_def("batch_job").graph.iterate_op_defs()}
+    assert {name for name in ops if "remote" in name} == {"generate_remote_shard"}
+
+
+def test_a_declared_endpoint_generates_a_whole_batch_in_its_own_op(tmp_path, s3_endpoint, monkeypatch):
+    import dagster as dg
+    from harness.batch_runs import materialize_partition
+    from harness.sample_batches import make_batch
+
+    from assetql_dagster.defs.gpu import REMOTE_POOLS_ENV
+    from assetql_dagster.definitions import build_definitions
+    from assetql_dagster.pipeline.records import read_record
+    from assetql_dagster.pipeline.registration import register_batch
+    from resources.generator import ImageGenerator
+    from resources.storage import LocalStorage
+
+    monkeypatch.setenv(REMOTE_POOLS_ENV, "sagemaker:batch-endpoint=1")
+    folder = make_batch(tmp_path / "inbox", rows=2, references=False)
+    # The sample's long template: the service reads whole prompts, nothing is cut to a local encoder.
+    settings = (folder / "batch.yaml").read_text().replace("model: tiny", "model: sagemaker:batch-endpoint")
+    (folder / "batch.yaml").write_text(settings + "width: 64\nheight: 64\n")
+    colors = [(200, 30, 90), (20, 160, 40)]
+    # moto answers the endpoint's calls with these bodies, one per image, in the order they were queued.
+    queued = {"region": "us-east-1", "results": [
+        {"Body": json.dumps({"images": [png_base64(64, 64, color)]}), "ContentType": "application/json"}
+        for color in colors]}
+    urllib.request.urlopen(urllib.request.Request(
+        f"{s3_endpoint}/moto-api/static/sagemaker/endpoint-results", data=json.dumps(queued).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")).close()
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, folder).key
+    generator = ImageGenerator(remote_region_name="us-east-1", sagemaker_endpoint_url=s3_endpoint,
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    with dg.instance_for_test() as instance:
+        # The endpoint's pool sized to one call at a time, as `assetql pools --apply` sets it.
+        instance.event_log_storage.set_concurrency_slots("remote:sagemaker:batch-endpoint", 1)
+        result = materialize_partition(storage, key, generator=generator, instance=instance,
+                                       assets=build_definitions().assets)
+
+    assert result.success
+    shard_steps = {e.step_key for e in result.all_events if e.is_step_success and "shard" in e.step_key}
+    assert shard_steps == {"images.image_shards", "images.generate_remote_shard_sagemaker_batch_endpoint[shard_0000]"}
+    images = read_record(storage, key, "images")
+    jobs = read_record(storage, key, "prompts").jobs
+    assert [i.image_id for i in images.stored] == [j.image_id for j in jobs] and not images.failed
+    assert all(j.model_prompt is None and j.prompt_tokens_dropped == 0 for j in jobs)
+    assert max(len(j.prompt) for j in jobs) > 100  # longer than a local text encoder would be asked about
+    stored = [Image.open(storage.local_path(f"raw/{key}/{j.image_id}.png")) for j in jobs]
+    assert [(image.size, image.getpixel((5, 5))) for image in stored] == [((64, 64), color) for color in colors]
+    metadata = result.asset_materializations_for_node("images")[0].metadata
+    assert metadata["devices"].value == "sagemaker:batch-endpoint"
+    assert metadata["cost_basis"].value == "2 sagemaker call(s)"
 
 
 def test_the_generator_hands_remote_names_to_the_remote_models():

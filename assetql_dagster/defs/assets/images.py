@@ -1,15 +1,17 @@
 """The images stage: a graph-backed asset that fans generation out into shards.
 
 Each shard is its own step on the GPU executor, with a RetryPolicy; shards of one batch run in
-parallel across the device pool, each device's shards in one warm worker. The asset graph still
+parallel across the device pool, each device's shards in one warm worker. Shards of a remote model
+take no device and run on a pool sized to its endpoint (`images_asset`). The asset graph still
 shows one `images` asset, with its `completion_rate` check.
 """
 
 import time
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL, REMOTE_POOL
+from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL, REMOTE_POOL, endpoint_pool, endpoint_slug
 from assetql_dagster.defs.metadata import contact_sheet, markdown_table
 from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.defs.progress import report_progress
@@ -41,19 +43,28 @@ COMPLETION_RATE = batch_check_spec(
 
 
 # An op's pool and tags are fixed when it is defined, but whether a batch's model is local or remote is
-# only known from its settings; so shards go out on one of two dynamic outputs: `result` to the GPU
-# op, `remote` to `generate_remote_shard`, which takes no device and claims the `remote` pool instead.
-@dg.op(out={"result": dg.DynamicOut(Shard), "remote": dg.DynamicOut(Shard)})
-def image_shards(context: dg.OpExecutionContext, prompts: ImagePlan, batch_input: BatchInput):
-    """Slices of the batch's planned images, `shard_size` each, on the output of where they are generated."""
-    parts = shards(prompts, batch_input.settings.shard_size)
-    output = "result" if remote_model(batch_input.settings.model) is None else "remote"
-    context.log.info(
-        f"{batch_input.batch}: {len(prompts.jobs)} images in {len(parts)} shard(s) of up to "
-        f"{batch_input.settings.shard_size}" + ("" if output == "result" else f" for {batch_input.settings.model}")
-    )
-    for part in parts:
-        yield dg.DynamicOutput(part, output_name=output, mapping_key=f"shard_{part.index:04d}")
+# only known from its settings; so shards go out on one of several dynamic outputs: `result` to the GPU
+# op, each remote model the deployment declares (`endpoint_outputs`: model -> output) to its own op on
+# its endpoint's pool, and `remote` (any other remote model) to `generate_remote_shard` on the shared
+# `remote` pool. Remote ops take no device.
+def image_shards_op(endpoint_outputs: Mapping[str, str]) -> dg.OpDefinition:
+    """`image_shards`, with an output per declared remote model besides `result` and `remote`."""
+
+    @dg.op(name="image_shards", out={
+        name: dg.DynamicOut(Shard) for name in ("result", "remote", *endpoint_outputs.values())})
+    def image_shards(context: dg.OpExecutionContext, prompts: ImagePlan, batch_input: BatchInput):
+        """Slices of the batch's planned images, `shard_size` each, on the output of where they are generated."""
+        model = batch_input.settings.model
+        parts = shards(prompts, batch_input.settings.shard_size)
+        output = "result" if remote_model(model) is None else endpoint_outputs.get(model, "remote")
+        context.log.info(
+            f"{batch_input.batch}: {len(prompts.jobs)} images in {len(parts)} shard(s) of up to "
+            f"{batch_input.settings.shard_size}" + ("" if output == "result" else f" for {model}")
+        )
+        for part in parts:
+            yield dg.DynamicOutput(part, output_name=output, mapping_key=f"shard_{part.index:04d}")
+
+    return image_shards
 
 
 @dg.op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRY_POLICY)
@@ -73,19 +84,28 @@ def generate_shard(
                      lambda: generator.loads() - loads)
 
 
-@dg.op(pool=REMOTE_POOL, retry_policy=SHARD_RETRY_POLICY)
-def generate_remote_shard(
-    context: dg.OpExecutionContext,
-    storage: AssetStorage,
-    generator: ImageGenerator,
-    shard: Shard,
-    batch_input: BatchInput,
-    style_profile: StyleProfile,
-) -> dg.Output[ShardResult]:
-    """Generates one shard's images on the batch's remote model (SageMaker or Bedrock); no local device."""
-    started = time.perf_counter()
-    pipe = load_pipeline(generator, batch_input)
-    return run_shard(context, storage, pipe, shard, batch_input, style_profile, started, lambda: 0)
+def remote_shard_op(name: str, pool: str) -> dg.OpDefinition:
+    """The op `name` generating shards of remote models on a slot of `pool`, with no GPU tags."""
+
+    @dg.op(name=name, pool=pool, retry_policy=SHARD_RETRY_POLICY)
+    def generate_remote_shard(
+        context: dg.OpExecutionContext,
+        storage: AssetStorage,
+        generator: ImageGenerator,
+        shard: Shard,
+        batch_input: BatchInput,
+        style_profile: StyleProfile,
+    ) -> dg.Output[ShardResult]:
+        """Generates one shard's images on the batch's remote model (SageMaker or Bedrock); no local device."""
+        started = time.perf_counter()
+        pipe = load_pipeline(generator, batch_input)
+        return run_shard(context, storage, pipe, shard, batch_input, style_profile, started, lambda: 0)
+
+    return generate_remote_shard
+
+
+# Remote models the deployment does not declare share the `remote` pool.
+generate_remote_shard = remote_shard_op("generate_remote_shard", REMOTE_POOL)
 
 
 def load_pipeline(generator: ImageGenerator, batch_input: BatchInput):
@@ -170,19 +190,34 @@ def run_shard(
     return dg.Output(result, metadata={"corrupt_files": len(report.corrupt)})
 
 
-@dg.op(out={"result": dg.Out(ImageSet), "completion_rate": dg.Out(dg.Nothing, is_required=False)})
-def collect_images(
+def collect_images_op(shard_inputs: Sequence[str]) -> dg.OpDefinition:
+    """`collect_images`, taking one collected list of shard results per name in `shard_inputs`."""
+
+    @dg.op(
+        name="collect_images",
+        ins={**{name: dg.In(list[ShardResult]) for name in shard_inputs}, "batch_input": dg.In(BatchInput)},
+        out={"result": dg.Out(ImageSet), "completion_rate": dg.Out(dg.Nothing, is_required=False)},
+    )
+    def collect_images(
+        context: dg.OpExecutionContext, storage: AssetStorage, batch_input: BatchInput, **shard_lists: list[ShardResult]
+    ):
+        """The batch's stored images and failed rows, and how complete the batch is."""
+        yield from collected_images(context, storage, batch_input, shard_lists)
+
+    return collect_images
+
+
+def collected_images(
     context: dg.OpExecutionContext,
     storage: AssetStorage,
-    shards: list[ShardResult],
-    remote_shards: list[ShardResult],
     batch_input: BatchInput,
+    shard_lists: Mapping[str, list[ShardResult]],
 ):
-    """The batch's stored images and failed rows, and how complete the batch is."""
+    """`collect_images`' outputs: the ImageSet of all shards and the completion check."""
     batch = batch_input.batch
-    # Shards hold consecutive slices of the plan, each listed in plan order; a batch's shards are
-    # all local or all remote, so one of the two lists is empty.
-    shards = sorted(shards + remote_shards, key=lambda s: s.index)
+    # Shards hold consecutive slices of the plan, each listed in plan order; a batch's shards all ran
+    # in one op (local, one endpoint's or the shared remote one), so the other lists are empty.
+    shards = sorted((s for results in shard_lists.values() for s in results), key=lambda s: s.index)
     planned = shards[0].planned if shards else 0
     cost = batch_cost(storage, batch, batch_input.settings.model, shards, load_prices())
     images = ImageSet(
@@ -245,16 +280,37 @@ def completion_check(images: ImageSet, minimum: float) -> dg.AssetCheckResult:
     )
 
 
-@dg.graph_asset(
-    partitions_def=batches_partitions,
-    group_name="batch",
-    kinds={"pytorch"},
-    check_specs=[COMPLETION_RATE],
-)
-def images(prompts: ImagePlan, batch_input: BatchInput, style_profile: StyleProfile):
-    """Generated PNGs and thumbnails, one per row × variation, produced shard by shard."""
-    local, remote = image_shards(prompts, batch_input)
-    results = local.map(lambda shard: generate_shard(shard, batch_input, style_profile)).collect()
-    remote_results = remote.map(lambda shard: generate_remote_shard(shard, batch_input, style_profile)).collect()
-    stored, completion = collect_images(results, remote_results, batch_input)
-    return {"result": stored, "images_completion_rate": completion}
+def images_asset(remote_pools: Mapping[str, int]) -> dg.AssetsDefinition:
+    """The `images` asset; each remote model in `remote_pools` (`remote_pools_from_env`) has its own
+    shard op, `generate_remote_shard_{slug}`, on its endpoint's pool."""
+    endpoint_outputs = {model: endpoint_slug(model) for model in remote_pools}
+    endpoint_ops = {
+        output: remote_shard_op(f"generate_remote_shard_{output}", endpoint_pool(model))
+        for model, output in endpoint_outputs.items()
+    }
+    image_shards = image_shards_op(endpoint_outputs)
+    collect_images = collect_images_op(["shards", "remote_shards", *endpoint_ops])
+
+    @dg.graph_asset(
+        name="images",
+        partitions_def=batches_partitions,
+        group_name="batch",
+        kinds={"pytorch"},
+        check_specs=[COMPLETION_RATE],
+    )
+    def images(prompts: ImagePlan, batch_input: BatchInput, style_profile: StyleProfile):
+        """Generated PNGs and thumbnails, one per row × variation, produced shard by shard."""
+        parts = image_shards(prompts, batch_input)._asdict()
+
+        def generated(op: dg.OpDefinition, output: str):
+            return parts[output].map(lambda shard: op(shard, batch_input, style_profile)).collect()
+
+        stored, completion = collect_images(
+            batch_input=batch_input,
+            shards=generated(generate_shard, "result"),
+            remote_shards=generated(generate_remote_shard, "remote"),
+            **{output: generated(op, output) for output, op in endpoint_ops.items()},
+        )
+        return {"result": stored, "images_completion_rate": completion}
+
+    return images

@@ -53,6 +53,18 @@ def test_validation_warns_with_row_variant_and_dropped_tokens(batch_factory):
     assert "token(s) longer than the model reads (75); its end is dropped" in warning.message
 
 
+def test_a_remote_models_long_prompts_are_sent_whole_and_not_warned_about(tmp_path, batch_factory):
+    folder = long_prompt_batch(batch_factory)
+    (folder / "batch.yaml").write_text((folder / "batch.yaml").read_text().replace("model: tiny", "model: sagemaker:sd-endpoint"))
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    batch = registered_batch(storage, register_batch(storage, folder).key)
+    plan = plan_images(batch)
+    assert any(LONG in j.prompt for j in plan.jobs)
+    # The service reads the prompt itself; no local tokenizer is looked for.
+    assert fit_to_encoder(plan, lambda: load_prompt_tokenizer(batch.settings.model)) == plan
+    assert overlong_prompts(load_batch(folder), lambda: load_prompt_tokenizer("bedrock:stability.sd3-5-large-v1:0")) == []
+
+
 def test_renamed_images_keep_their_names_and_images_added_later_never_take_one(tmp_path, batch_factory):
     import dataclasses
 
