@@ -514,6 +514,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     use_local_instance(args.data_dir)
     import dagster as dg
 
+    from assetql_dagster.defs.assets.distribution import distribution_run_config
     from assetql_dagster.domain.layout import record_key
     from assetql_dagster.pipeline.distribution import export_asset_name
     from assetql_dagster.pipeline.exporters.registry import installed_exporters
@@ -536,7 +537,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         config = {"presets": args.preset, "approved_only": args.approved_only, "categories": args.category}
         assets = [export_asset_name(p) for p in args.preset]
         tags = run_tags.batch_run_tags(key, key, run_tags.stored_priority(storage, key))
-        result = execute(instance, key, tags, args.in_process, args.verbose, assets, {"distribution": {"config": config}})
+        op_config = distribution_run_config(exporters, config)
+        result = execute(instance, key, tags, args.in_process, args.verbose, assets, op_config)
         if not result.success:
             print(f"run {result.run_id} failed; see the logs above or the Dagster UI", file=sys.stderr)
             return 1

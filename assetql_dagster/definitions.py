@@ -12,7 +12,7 @@ from assetql_dagster.defs.assets.analysis import scores, tags
 from assetql_dagster.defs.assets.batch_input import batch_input
 from assetql_dagster.defs.assets.catalog_entry import catalog_entry
 from assetql_dagster.defs.assets.curation import curated_images
-from assetql_dagster.defs.assets.distribution import distribution_asset
+from assetql_dagster.defs.assets.distribution import distribution_assets
 from assetql_dagster.defs.assets.exports import exports
 from assetql_dagster.defs.assets.images import images_asset
 from assetql_dagster.defs.assets.prompts import prompts
@@ -44,7 +44,7 @@ def build_definitions() -> dg.Definitions:
             images_asset(remote_pools_from_env()),
             scores, curated_images, tags, exports, catalog_entry,
             # One asset per exporter installed in this environment (built-ins and plugins).
-            distribution_asset(installed_exporters()),
+            *distribution_assets(installed_exporters()),
         ],
         jobs=[batch_job, register_batch_job],
         sensors=[inbox_sensor, registered_batch_sensor, batch_succeeded_sensor, batch_failed_sensor, budget_sensor,

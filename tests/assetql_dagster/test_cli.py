@@ -751,11 +751,15 @@ def test_export_writes_one_exporter_again_of_chosen_categories_without_regenerat
     index = batch_cli.storage.uri(f"exports/{key}/downloads/index.json")
     assert f"  downloads:  {index}\n" in capsys.readouterr().out  # the run lists its packages
     generated = batch_cli.record(key, "images")
-    assert batch_cli("export", key, "--preset", "downloads", "--category", "armor", "--in-process") == 0
+    # print is a model step (device_distribution), downloads a CPU one: both get the filter.
+    assert batch_cli("export", key, "--preset", "downloads", "--preset", "print", "--category", "armor",
+                     "--in-process") == 0
     out = capsys.readouterr().out
     assert f"downloads: 2 image(s), 3 file(s): {index}" in out
     package = batch_cli.record(key, "downloads_export")
     assert package.categories == ("armor",) and package.problems == ()
+    printed = batch_cli.record(key, "print_export")
+    assert (printed.images, printed.categories, printed.problems) == (2, ("armor",), ())
     index = json.loads(batch_cli.storage.read_text(package.main))
     # Categories below the one asked for are in; the weapons are not.
     assert {entry["category"] for entry in index["zips"].values()} == {"armor/shield", "armor/helmet"}

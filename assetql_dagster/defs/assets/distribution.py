@@ -1,10 +1,14 @@
 """`{name}_export`: one asset per installed exporter (Unity, shops, CMSs, social, print, downloads,
-plugins), each with a `package_valid` check, so one format is re-exported without the others."""
+plugins), each with a `package_valid` check, so one format is re-exported without the others.
+
+They are the outputs of two multi-assets: `distribution` for the exporters that only need a CPU, and
+`device_distribution`, a model step (GPU tags, `gpu` pool), for those that may load a model."""
 
 from collections.abc import Mapping
 
 import dagster as dg
 
+from assetql_dagster.defs.gpu import GPU_OP_TAGS, GPU_POOL
 from assetql_dagster.defs.partitions import batch_check_spec, batches_partitions
 from assetql_dagster.domain.links import parse_expiry
 from assetql_dagster.domain.records import BatchInput, Curation, DistributionPackage, ImagePlan, TagSet
@@ -36,8 +40,37 @@ def package_metadata(storage: AssetStorage, package: DistributionPackage, expire
     }
 
 
-def distribution_asset(exporters: Mapping[str, Exporter]) -> dg.AssetsDefinition:
-    """The multi-asset writing each selected exporter's package that the batch (or the run's config) asks for."""
+CPU_OP = "distribution"
+DEVICE_OP = "device_distribution"
+
+
+def distribution_op(exporter: Exporter) -> str:
+    """The multi-asset (op) that writes `exporter`'s package."""
+    return DEVICE_OP if exporter.uses_device else CPU_OP
+
+
+def distribution_assets(exporters: Mapping[str, Exporter]) -> list[dg.AssetsDefinition]:
+    """The `distribution` and `device_distribution` multi-assets of `exporters` (either left out when it has none)."""
+    return [
+        distribution_asset(op, {name: e for name, e in exporters.items() if distribution_op(e) == op})
+        for op in (CPU_OP, DEVICE_OP)
+        if any(distribution_op(e) == op for e in exporters.values())
+    ]
+
+
+def distribution_run_config(exporters: Mapping[str, Exporter], config: Mapping) -> dict:
+    """Op config giving `config` (a DistributionConfig's fields) to the ops of the exporters it presets,
+    each op its own presets."""
+    ops: dict[str, dict] = {}
+    for name in config["presets"]:
+        op = ops.setdefault(distribution_op(exporters[name]), {"config": {**config, "presets": []}})
+        op["config"]["presets"].append(name)
+    return ops
+
+
+def distribution_asset(name: str, exporters: Mapping[str, Exporter]) -> dg.AssetsDefinition:
+    """The multi-asset `name` writing each selected exporter's package that the batch (or the run's config) asks for."""
+    on_device = name == DEVICE_OP
     outs = {
         export_asset_name(name): dg.AssetOut(
             is_required=False, group_name="distribution", description=exporter.title, kinds={"file"},
@@ -50,11 +83,13 @@ def distribution_asset(exporters: Mapping[str, Exporter]) -> dg.AssetsDefinition
     ]
 
     @dg.multi_asset(
-        name="distribution",
+        name=name,
         outs=outs,
         check_specs=checks,
         can_subset=True,
         partitions_def=batches_partitions,
+        op_tags=GPU_OP_TAGS if on_device else None,
+        pool=GPU_POOL if on_device else None,
     )
     def distribution(
         context: dg.AssetExecutionContext,
@@ -69,7 +104,7 @@ def distribution_asset(exporters: Mapping[str, Exporter]) -> dg.AssetsDefinition
         wanted = {*batch_input.settings.exports, *config.presets}
         unknown = sorted(set(config.presets) - set(exporters))
         if unknown:
-            raise dg.Failure(f"no installed exporter {', '.join(unknown)}; exporters: {', '.join(exporters)}")
+            raise dg.Failure(f"{name} writes no exporter {', '.join(unknown)}; it writes {', '.join(exporters)}")
         images = export_images(
             storage, batch_input, prompts, curated_images, tags, config.approved_only, config.categories
         )

@@ -161,6 +161,9 @@ class Exporter(abc.ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     OPTIONS: ClassVar[Mapping[str, Option]] = {}
+    # An exporter that may load a model (print's diffusion upscaler) is a model step: it runs on a
+    # device like generation does, not on a CPU worker.
+    uses_device: ClassVar[bool] = False
 
     def parse_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Every option with `given`'s values over the defaults; ExportOptionsError naming the first bad one."""

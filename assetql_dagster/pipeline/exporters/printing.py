@@ -62,6 +62,7 @@ def upscaler_check(value: Any) -> str | None:
 
 class PrintExporter(Exporter):
     name = "print"
+    uses_device = True  # the `upscaler` option may name a diffusers pipeline
     title = ("Print files: upscaled to 2048×2048 (portraits) or 3000×2000 (scenes) at 300 DPI, colour-corrected "
              "and sharpened")
     OPTIONS = {

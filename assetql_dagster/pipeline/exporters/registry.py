@@ -113,7 +113,8 @@ Once the package is installed beside AssetQL, `exports: [zip, captions]` and
 a `captions_export` asset (reload it in the UI), and `assetql export KEY --preset captions` writes it.
 Options are checked when a batch is validated, before any model loads; the job gives the images'
 manifest rows (`job.images`), their pixels (`job.open_image`) and writes under
-`exports/{batch}/{name}/` (`job.write`).
+`exports/{batch}/{name}/` (`job.write`). An exporter that loads a model sets `uses_device = True`: its
+asset is then written by the `device_distribution` step, which takes a device like generation does.
 """
 
 

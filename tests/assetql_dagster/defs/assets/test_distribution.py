@@ -38,6 +38,24 @@ def test_every_installed_exporter_is_an_asset_with_a_check_downstream_of_tags():
         assert dg.AssetCheckKey(key, "package_valid") in node.check_keys
 
 
+def test_exporters_that_may_load_a_model_are_written_by_a_model_step():
+    from assetql_dagster.defs.assets.distribution import distribution_run_config
+    from assetql_dagster.defs.gpu import GPU_POOL
+    from gpu_executor import GPU_TAG
+
+    ops = {a.node_def.name: a for a in defs.assets if isinstance(a, dg.AssetsDefinition)}
+    device, cpu = ops["device_distribution"], ops["distribution"]
+    # The print upscaler can be a diffusers pipeline: its step takes a device like generation does.
+    assert {k.to_user_string() for k in device.keys} == {"print_export"}
+    assert device.op.pool == GPU_POOL and device.op.tags[GPU_TAG] == "true"
+    assert {k.to_user_string() for k in cpu.keys} == {f"{n}_export" for n in installed_exporters()} - {"print_export"}
+    assert cpu.op.pool is None and GPU_TAG not in cpu.op.tags
+    config = {"presets": ["print", "social"], "approved_only": True, "categories": []}
+    assert distribution_run_config(installed_exporters(), config) == {
+        "device_distribution": {"config": {**config, "presets": ["print"]}},
+        "distribution": {"config": {**config, "presets": ["social"]}}}
+
+
 def test_the_batch_run_writes_the_exporters_its_exports_list(tmp_path, batch_factory):
     storage, key = registered(tmp_path, batch_factory, "dl", "exports: [manifest, downloads]\n"
                                                            "export_options: {downloads: {compressed: true}}\n")
