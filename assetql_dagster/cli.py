@@ -1057,7 +1057,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         days = args.days if args.days is not None else retention_days()
         with dg.DagsterInstance.get() as instance:
             storage = storage_resource(instance)
-            expired = collect_garbage(storage, days, dry_run=args.dry_run)
+            expired = collect_garbage(storage, days, dry_run=args.dry_run, catalog=catalog_resource(instance))
     except ValueError as err:
         return print_error(str(err))
     verb = "would delete" if args.dry_run else "deleted"

@@ -25,6 +25,7 @@ from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.notifications import batch_failed_sensor, batch_succeeded_sensor
 from assetql_dagster.defs.registration import register_batch_job, registered_batch_sensor
 from assetql_dagster.defs.resources import resources_from_env
+from assetql_dagster.defs.retention import retention_job, retention_schedule
 from assetql_dagster.defs.schedules import schedules_from_env
 from assetql_dagster.defs.sensors import drop_sensors, inbox_sensor
 from assetql_dagster.pipeline.exporters.registry import installed_exporters
@@ -46,10 +47,10 @@ def build_definitions() -> dg.Definitions:
             # One asset per exporter installed in this environment (built-ins and plugins).
             *distribution_assets(installed_exporters()),
         ],
-        jobs=[batch_job, register_batch_job],
+        jobs=[batch_job, register_batch_job, retention_job],
         sensors=[inbox_sensor, registered_batch_sensor, batch_succeeded_sensor, batch_failed_sensor, budget_sensor,
                  *drop_sensors()],
-        schedules=schedules_from_env(),
+        schedules=[*schedules_from_env(), retention_schedule()],
         resources=with_io_manager(resources_from_env()),
         # The warm per-device gpu_executor unless the deployment names another (defs/executors.py).
         executor=executor_from_env(),

@@ -31,6 +31,7 @@ from assetql_dagster.domain.palette import downscaled, palette_of_images
 from assetql_dagster.domain.scoring import PARAMETERS
 from assetql_dagster.domain.settings import BatchSettings
 from assetql_dagster.library.config import LibraryConfig, config_path
+from assetql_dagster.pipeline.cataloguing import EXPIRED
 from assetql_dagster.pipeline.profiles import get_profile
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.searching import RESULT_COLUMNS, results_csv
@@ -51,9 +52,10 @@ CONTENT_TYPES = {
     ".zip": "application/zip", ".csv": "text/csv; charset=utf-8", ".json": "application/json",
     ".html": "text/html; charset=utf-8",
 }
-# The catalog status of a batch whose run got to its package: the batches list asks the launcher for
-# the progress of the others only (one Dagster query each); a batch's own page always asks.
-SETTLED = "exported"
+# The catalog statuses of a batch whose run got to its package (and of one whose images the retention
+# deleted since): the batches list asks the launcher for the progress of the others only (one Dagster
+# query each); a batch's own page always asks.
+SETTLED = ("exported", EXPIRED)
 
 
 class NotFound(LookupError):
@@ -225,7 +227,7 @@ def list_batches(lib: Library, limit: int, offset: int, owner: str | None = None
     """A page of batches, newest first (only `owner`'s when given), with their run's progress where a
     run may still change them."""
     rows = lib.catalog.list_batches(limit=limit, offset=offset, owner=owner)
-    return [batch_summary(lib, b, batch_progress(lib, b["key"]) if b["status"] != SETTLED else None) for b in rows]
+    return [batch_summary(lib, b, batch_progress(lib, b["key"]) if b["status"] not in SETTLED else None) for b in rows]
 
 
 def get_batch(lib: Library, key: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@ or read back from storage for one batch (`catalog_batch`) or every registered on
 Storage stays the source of truth: the records (`batch_input`, `prompts`, `curated_images`, `tags`,
 `exports`, `versions.json` and `names.json`) are upserted, so cataloguing a batch again gives the same rows, and a
 lost catalog is rebuilt from storage alone. Stages a batch has not reached yet are left out (a
-registered batch is catalogued without images). Hand-set categories are kept in storage too
+registered batch is catalogued without images), and so are images whose file is no longer stored
+(the retention deleted it). Hand-set categories are kept in storage too
 (`category_overrides.json`); `categorize` sets one and catalogues its batch again. So are the asset
 library's review decisions, owner and deletion (`library_state`): a batch an admin deleted is left
 out of the catalog, its rows removed, however often it is catalogued.
@@ -41,6 +42,7 @@ from assetql_dagster.pipeline.library_state import LibraryState, deletion, load_
 from assetql_dagster.pipeline.names import ImageName, load_names
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.regeneration import load_histories, now_iso
+from assetql_dagster.pipeline.registration import registered_batch
 from assetql_dagster.pipeline.versions import listing, open_batch, registered_batches, stage
 from resources.catalog import AssetCatalog, asset_id
 from resources.catalog_models import AliasEntry, AssetEntry, BatchEntry, TagEntry, VersionEntry, to_utc
@@ -65,6 +67,10 @@ class CatalogCounts:
     @property
     def rows(self) -> int:
         return 0 if self.deleted else 1 + self.assets + self.versions + self.tags + self.exports + self.aliases
+
+
+# The status of a batch whose images the retention deleted: it stays in the catalog with its package.
+EXPIRED = "expired"
 
 
 def _optional(storage: AssetStorage, batch: str, stage: str):
@@ -101,7 +107,8 @@ def catalog_batch(catalog: AssetCatalog, storage: AssetStorage, batch_key: str) 
         return forget_batch(catalog, batch_key)
     return catalog_records(
         catalog,
-        read_record(storage, batch_key, "batch_input"),
+        # A batch registered but not run yet has its registered source only.
+        _optional(storage, batch_key, "batch_input") or registered_batch(storage, batch_key),
         _optional(storage, batch_key, "prompts"),
         _optional(storage, batch_key, "curated_images"),
         _optional(storage, batch_key, "tags"),
@@ -146,10 +153,14 @@ def catalog_records(
         return forget_batch(catalog, batch_key)
     tag_set = with_overrides(tag_set, overrides) if tag_set else None
     stored = curation.images.stored if curation else ()
+    # Only images whose file is in storage: the retention (`assetql gc`, an S3 lifecycle rule) deletes
+    # old batches' images, and a catalogued image must be one the library can show and serve.
+    kept = tuple(i for i in stored if i.raw_key in sizes)
     scores: dict[str, ImageScore] = {s.image_id: s for s in curation.scores.images} if curation else {}
     verdicts = [scores[i.image_id].verdict for i in stored if i.image_id in scores]
     settings = batch.settings
-    status = "exported" if summary else "curated" if curation else "planned" if plan else "registered"
+    status = (EXPIRED if stored and not kept else "exported" if summary else "curated" if curation
+              else "planned" if plan else "registered")
     catalog.upsert_batch(BatchEntry(
         key=batch_key,
         name=batch.name,
@@ -171,7 +182,7 @@ def catalog_records(
     jobs = {j.image_id: j for j in plan.jobs} if plan else {}
     tagged = {t.image_id: t for t in tag_set.images} if tag_set else {}
     assets, versions = [], []
-    for image in stored:
+    for image in kept:
         job, score, history = jobs.get(image.image_id), scores.get(image.image_id), histories.get(image.image_id)
         embedding = tagged[image.image_id].embedding if image.image_id in tagged else ()
         category, category_source = _category(tagged.get(image.image_id), job, overrides.get(image.image_id))

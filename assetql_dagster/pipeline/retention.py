@@ -4,6 +4,7 @@
 A batch's raw images, thumbnails and image versions are working files: once the retention has
 passed since the batch was registered they are deleted. Its records, sources, style references and
 exports (the delivered packages) stay; on S3 exports move to Glacier after ARCHIVE_DAYS instead.
+The catalog keeps the batch (status `expired`) and its package, without the deleted images.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
+from assetql_dagster.pipeline.cataloguing import catalog_batch
 from assetql_dagster.pipeline.registration import registered_batch
+from assetql_dagster.pipeline.versions import registered_batches
+from resources.catalog import AssetCatalog
 from resources.storage import AssetStorage
 
 RETENTION_ENV = "ASSETQL_RETENTION_DAYS"
@@ -58,13 +62,6 @@ class ExpiredBatch:
         return sum(self.sizes.values())
 
 
-def registered_batches(storage: AssetStorage) -> list[str]:
-    """Partition keys of every batch registered in `storage`."""
-    # Registration writes batches/{key}/source.json; one listing finds them all.
-    return sorted({key.split("/")[1] for key in storage.list_keys("batches") if key.endswith("/source.json")
-                   and key.count("/") == 2})
-
-
 def expired_batches(storage: AssetStorage, days: int, now: datetime | None = None) -> list[ExpiredBatch]:
     """Batches registered more than `days` days before `now` that still hold working files."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=check_days(days, "retention"))
@@ -80,13 +77,20 @@ def expired_batches(storage: AssetStorage, days: int, now: datetime | None = Non
     return expired
 
 
-def collect_garbage(storage: AssetStorage, days: int, dry_run: bool = False,
-                    now: datetime | None = None) -> list[ExpiredBatch]:
-    """Delete the working files of every batch past the retention (none with `dry_run`); what was found."""
+def collect_garbage(storage: AssetStorage, days: int, dry_run: bool = False, now: datetime | None = None,
+                    catalog: AssetCatalog | None = None) -> list[ExpiredBatch]:
+    """Delete the working files of every batch past the retention (none with `dry_run`) and catalogue
+    each again in `catalog`, which leaves its images out (the batch stays, `expired`, with its
+    package); what was found."""
     expired = expired_batches(storage, days, now)
-    if not dry_run:
-        for batch in expired:
-            storage.delete(batch.sizes)
+    if dry_run or not expired:
+        return expired
+    if catalog is not None:
+        catalog.migrate()
+    for batch in expired:
+        storage.delete(batch.sizes)
+        if catalog is not None:
+            catalog_batch(catalog, storage, batch.key)
     return expired
 
 

@@ -211,9 +211,10 @@ def test_an_invalid_campaigns_file_fails_the_code_location(tmp_path, monkeypatch
 def test_the_example_campaigns_load_as_schedules(monkeypatch):
     monkeypatch.setenv(CAMPAIGNS_ENV, str(EXAMPLES / "campaigns.yaml"))
     configured = build_definitions()
+    # The campaigns' schedules, beside the nightly retention_schedule every deployment has.
     assert {s.name for s in configured.schedules} == {
-        schedule_name(c) for c in load_campaigns(EXAMPLES / "campaigns.yaml") if c.scheduled}
+        schedule_name(c) for c in load_campaigns(EXAMPLES / "campaigns.yaml") if c.scheduled} | {"retention_schedule"}
     # Loading resolves against the current instance, as a code server does.
     with dg.instance_for_test():
         repository = configured.get_repository_def()
-    assert all(s.job_name == "batch_job" for s in repository.schedule_defs)
+    assert all(s.job_name == "batch_job" for s in repository.schedule_defs if s.name != "retention_schedule")

@@ -88,6 +88,15 @@ def test_catalog_entry_asset_catalogues_the_batch(catalogued):
     assert {source for _, source in sources} <= {"csv", "csv+keywords", "keywords", "pixels"}
 
 
+def test_rebuild_catalogues_a_batch_registered_but_not_run_yet(tmp_path):
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    key = register_batch(storage, make_batch(tmp_path / "inbox", rows=2, references=False), creator="ana").key
+    catalog = catalog_beside(storage)
+    [counts] = rebuild(catalog, storage)
+    assert (counts.batch, counts.assets) == (key, 0)
+    assert (catalog.get_batch(key)["status"], catalog.get_batch(key)["creator"]) == ("registered", "ana")
+
+
 def test_catalog_batch_is_idempotent_and_rebuild_restores_the_rows(catalogued):
     storage, key, catalog, _ = catalogued
     before = snapshot(catalog)

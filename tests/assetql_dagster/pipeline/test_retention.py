@@ -6,9 +6,14 @@ import pytest
 from assetql_dagster.domain.layout import export_key, raw_image_key, thumbnail_key, version_key
 from assetql_dagster.pipeline import retention
 from assetql_dagster.pipeline.registration import register_batch, registered_batch
+from assetql_dagster.pipeline.versions import registered_batches
 from resources.storage import LocalStorage
 
+from harness.batch_runs import catalog_beside, materialize_partition
 from harness.sample_batches import make_batch
+
+from assetql_dagster.pipeline.cataloguing import rebuild
+from assetql_dagster.pipeline.searching import find
 
 
 def stored_batch(storage, root, name: str) -> tuple[str, datetime]:
@@ -30,7 +35,7 @@ def test_gc_deletes_working_files_of_batches_past_the_retention_only(storage, tm
     # Registration times have whole seconds: wait for the next one so `new` is registered later.
     time.sleep(1.05 - time.time() % 1)
     new, new_at = stored_batch(storage, tmp_path / "b", "new")
-    assert new_at > old_at and retention.registered_batches(storage) == sorted([old, new])
+    assert new_at > old_at and registered_batches(storage) == sorted([old, new])
     # Half a second after `old` turned 30 days old, `new` has not yet.
     now = old_at + timedelta(days=30, seconds=0.5)
     working = sorted([raw_image_key(old, "a"), thumbnail_key(old, "a"), version_key(old, "a", 1)])
@@ -47,6 +52,27 @@ def test_gc_deletes_working_files_of_batches_past_the_retention_only(storage, tm
     assert storage.exists(raw_image_key(new, "a")) and storage.exists(version_key(new, "a", 1))
     # Nothing left to collect for `old`: a second pass finds no files.
     assert retention.collect_garbage(storage, 30, now=now) == []
+
+
+def test_gc_takes_the_deleted_images_out_of_the_catalog_and_keeps_the_batch_with_its_package(tmp_path, storage):
+    key = register_batch(storage, make_batch(tmp_path / "inbox", rows=2), creator="ana").key
+    assert materialize_partition(storage, key).success
+    catalog = catalog_beside(storage)
+    assert catalog.row_counts()["assets"] == 2 and catalog.get_batch(key)["status"] == "exported"
+    registered_at = datetime.strptime(registered_batch(storage, key).registered_at, retention.REGISTERED_AT_FORMAT)
+
+    [done] = retention.collect_garbage(storage, 30, now=registered_at.replace(tzinfo=timezone.utc) + timedelta(days=31),
+                                       catalog=catalog)
+
+    assert done.key == key
+    # The library can neither show nor serve the deleted images, so they are no longer found; the batch
+    # stays, marked expired, with the package it delivered. A catalog rebuilt from storage agrees.
+    for _ in range(2):
+        batch = catalog.get_batch(key)
+        assert catalog.row_counts()["assets"] == 0 and find(catalog, None) == []
+        assert (batch["status"], batch["images_stored"]) == ("expired", 2)
+        assert catalog.batch_exports(key) and all(storage.exists(k) for k in catalog.batch_exports(key).values())
+        rebuild(catalog, storage)
 
 
 @pytest.mark.parametrize(("env", "expected"), [({}, 30), ({"ASSETQL_RETENTION_DAYS": ""}, 30),
