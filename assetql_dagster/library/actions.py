@@ -26,6 +26,7 @@ from assetql_dagster.library import service
 from assetql_dagster.library.auth import Identity
 from assetql_dagster.library.service import BadRequest, Conflict, Library, NotFound, Unavailable
 from assetql_dagster.pipeline import reviews
+from assetql_dagster.pipeline.cataloguing import EXPIRED
 from assetql_dagster.pipeline.profiles import ProfileNotFound, copy_profile_references, create_profile, get_profile
 from assetql_dagster.pipeline.records import read_record
 
@@ -106,6 +107,8 @@ def export_preset(lib: Library, identity: Identity, key: str, exports: list[str]
     `export_only` takes (all, approved); the catalog's exports become the new package's files."""
     if exports is not None and not exports:
         raise BadRequest(f"choose at least one export format among {', '.join(EXPORT_FORMATS)}")
+    if (lib.catalog.get_batch(key) or {}).get("status") == EXPIRED:
+        raise Conflict(f"batch {key}'s images were deleted by the retention; its packages stay as they are")
     try:
         summary = reviews.export_preset(lib.storage, key, exports, export_only)
     except LookupError as missing:

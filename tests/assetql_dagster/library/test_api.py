@@ -108,6 +108,17 @@ def test_export_approved_rewrites_the_package_with_the_approved_images(client, w
     client.post("/api/v1/reviews", json={"asset_ids": ids, "decision": "clear"}, headers=token("creator"))
 
 
+def test_a_batch_whose_images_the_retention_deleted_is_not_exported_again(client, world):
+    from resources.catalog_models import BatchEntry
+
+    world.catalog.upsert_batch(BatchEntry(key="old-0000aaaa", name="old", status="expired", images_stored=3))
+    for path, body in (("export-approved", None), ("export", {"exports": ["manifest"], "export_only": "all"})):
+        answer = client.post(f"/api/v1/batches/old-0000aaaa/{path}", json=body, headers=token("creator"))
+        assert answer.status_code == 409
+        assert "images were deleted by the retention; its packages stay as they are" in answer.json()["error"]
+    world.catalog.delete_batch("old-0000aaaa")
+
+
 def test_export_preset_writes_only_the_chosen_formats_of_the_approved_images(client, world):
     rows = assets(world)
     ids = [a["id"] for a in rows]
