@@ -67,28 +67,12 @@ def image_shards_op(endpoint_outputs: Mapping[str, str]) -> dg.OpDefinition:
     return image_shards
 
 
-@dg.op(tags=GPU_OP_TAGS, pool=GPU_POOL, retry_policy=SHARD_RETRY_POLICY)
-def generate_shard(
-    context: dg.OpExecutionContext,
-    storage: AssetStorage,
-    generator: ImageGenerator,
-    shard: Shard,
-    batch_input: BatchInput,
-    style_profile: StyleProfile,
-) -> dg.Output[ShardResult]:
-    """Generates one shard's images that are not stored intact yet; returns what is stored and what failed."""
-    started = time.perf_counter()
-    loads = generator.loads()
-    pipe = load_pipeline(generator, batch_input)
-    return run_shard(context, storage, pipe, shard, batch_input, style_profile, started,
-                     lambda: generator.loads() - loads)
+def shard_op(name: str, pool: str, description: str, tags: Mapping[str, str] | None = None) -> dg.OpDefinition:
+    """The op `name` generating one shard on a slot of `pool`: with GPU tags on a device, without on
+    the batch's remote model."""
 
-
-def remote_shard_op(name: str, pool: str) -> dg.OpDefinition:
-    """The op `name` generating shards of remote models on a slot of `pool`, with no GPU tags."""
-
-    @dg.op(name=name, pool=pool, retry_policy=SHARD_RETRY_POLICY)
-    def generate_remote_shard(
+    @dg.op(name=name, description=description, tags=tags, pool=pool, retry_policy=SHARD_RETRY_POLICY)
+    def generate(
         context: dg.OpExecutionContext,
         storage: AssetStorage,
         generator: ImageGenerator,
@@ -96,14 +80,26 @@ def remote_shard_op(name: str, pool: str) -> dg.OpDefinition:
         batch_input: BatchInput,
         style_profile: StyleProfile,
     ) -> dg.Output[ShardResult]:
-        """Generates one shard's images on the batch's remote model (SageMaker or Bedrock); no local device."""
         started = time.perf_counter()
+        loads = generator.loads()  # diffusers pipelines built here; a remote model builds none
         pipe = load_pipeline(generator, batch_input)
-        return run_shard(context, storage, pipe, shard, batch_input, style_profile, started, lambda: 0)
+        return run_shard(context, storage, pipe, shard, batch_input, style_profile, started,
+                         lambda: generator.loads() - loads)
 
-    return generate_remote_shard
+    return generate
 
 
+def remote_shard_op(name: str, pool: str) -> dg.OpDefinition:
+    """The op `name` generating shards of remote models on a slot of `pool`, with no GPU tags."""
+    return shard_op(name, pool, "Generates one shard's images on the batch's remote model (SageMaker or Bedrock); "
+                                "no local device.")
+
+
+generate_shard = shard_op(
+    "generate_shard", GPU_POOL,
+    "Generates one shard's images that are not stored intact yet; returns what is stored and what failed.",
+    GPU_OP_TAGS,
+)
 # Remote models the deployment does not declare share the `remote` pool.
 generate_remote_shard = remote_shard_op("generate_remote_shard", REMOTE_POOL)
 
