@@ -4,8 +4,11 @@ services' errors against botocore's Stubber. No SageMaker or Bedrock runs here."
 import base64
 import io
 import json
+import threading
+import time
 import urllib.request
 
+import dagster as dg
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
@@ -202,8 +205,7 @@ def test_remote_shards_claim_their_endpoints_pool_or_the_remote_pool_and_no_gpu(
     assert {name for name in ops if "remote" in name} == {"generate_remote_shard"}
 
 
-def test_a_declared_endpoint_generates_a_whole_batch_in_its_own_op(tmp_path, s3_endpoint, monkeypatch):
-    import dagster as dg
+def test_a_declared_endpoint_generates_a_whole_batch_in_its_own_op_waiting_for_its_pool(tmp_path, s3_endpoint, monkeypatch):
     from harness.batch_runs import materialize_partition
     from harness.sample_batches import make_batch
 
@@ -232,11 +234,23 @@ def test_a_declared_endpoint_generates_a_whole_batch_in_its_own_op(tmp_path, s3_
     generator = ImageGenerator(remote_region_name="us-east-1", sagemaker_endpoint_url=s3_endpoint,
                                aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    pool = "remote:sagemaker:batch-endpoint"
     with dg.instance_for_test() as instance:
-        # The endpoint's pool sized to one call at a time, as `assetql pools --apply` sets it.
-        instance.event_log_storage.set_concurrency_slots("remote:sagemaker:batch-endpoint", 1)
-        result = materialize_partition(storage, key, generator=generator, instance=instance,
-                                       assets=build_definitions().assets)
+        # The endpoint's pool sized to one call at a time, as `assetql pools --apply` sets it, and that
+        # one slot held by another run's shard: this run's shard waits for it.
+        instance.event_log_storage.set_concurrency_slots(pool, 1)
+        instance.event_log_storage.claim_concurrency_slot(pool, "another-run", "its-shard")
+        outcome = {}
+        runner = threading.Thread(daemon=True, target=lambda: outcome.update(result=materialize_partition(
+            storage, key, generator=generator, instance=instance, assets=build_definitions().assets)))
+        runner.start()
+        deadline = time.monotonic() + 120
+        while not _blocked_by(instance, pool):
+            assert time.monotonic() < deadline and runner.is_alive(), "the shard never waited for its endpoint's pool"
+            time.sleep(0.2)
+        instance.event_log_storage.free_concurrency_slots_for_run("another-run")
+        runner.join(timeout=120)
+        result = outcome["result"]
 
     assert result.success
     shard_steps = {e.step_key for e in result.all_events if e.is_step_success and "shard" in e.step_key}
@@ -251,6 +265,13 @@ def test_a_declared_endpoint_generates_a_whole_batch_in_its_own_op(tmp_path, s3_
     metadata = result.asset_materializations_for_node("images")[0].metadata
     assert metadata["devices"].value == "sagemaker:batch-endpoint"
     assert metadata["cost_basis"].value == "2 sagemaker call(s)"
+
+
+def _blocked_by(instance, pool: str) -> bool:
+    """Whether a step of the instance's run has logged that it waits for a slot of `pool`."""
+    runs = instance.get_runs()
+    return bool(runs) and any(f"blocked by limit for pool {pool}" in (e.message or "")
+                              for e in instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.ENGINE_EVENT))
 
 
 def test_the_generator_hands_remote_names_to_the_remote_models():
