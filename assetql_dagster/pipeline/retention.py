@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
-from assetql_dagster.pipeline.cataloguing import catalog_batch
+from assetql_dagster.pipeline.cataloguing import EXPIRED, catalog_batch
 from assetql_dagster.pipeline.registration import registered_batch
 from assetql_dagster.pipeline.versions import registered_batches
 from resources.catalog import AssetCatalog
@@ -62,35 +62,44 @@ class ExpiredBatch:
         return sum(self.sizes.values())
 
 
-def expired_batches(storage: AssetStorage, days: int, now: datetime | None = None) -> list[ExpiredBatch]:
-    """Batches registered more than `days` days before `now` that still hold working files."""
+def past_retention(storage: AssetStorage, days: int, now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """(key, registration time) of the batches registered more than `days` days before `now`."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=check_days(days, "retention"))
-    expired = []
+    past = []
     for key in registered_batches(storage):
         registered_at = datetime.strptime(registered_batch(storage, key).registered_at, REGISTERED_AT_FORMAT)
         registered_at = registered_at.replace(tzinfo=timezone.utc)
-        if registered_at >= cutoff:
-            continue
-        sizes = {k: size for folder in EXPIRING_FOLDERS for k, size in storage.sizes(f"{folder}/{key}/").items()}
-        if sizes:
-            expired.append(ExpiredBatch(key, registered_at, sizes))
-    return expired
+        if registered_at < cutoff:
+            past.append((key, registered_at))
+    return past
+
+
+def expired_batches(storage: AssetStorage, days: int, now: datetime | None = None) -> list[ExpiredBatch]:
+    """Batches registered more than `days` days before `now` that still hold working files."""
+    found = (ExpiredBatch(key, registered_at,
+                          {k: size for folder in EXPIRING_FOLDERS for k, size in storage.sizes(f"{folder}/{key}/").items()})
+             for key, registered_at in past_retention(storage, days, now))
+    return [batch for batch in found if batch.sizes]
 
 
 def collect_garbage(storage: AssetStorage, days: int, dry_run: bool = False, now: datetime | None = None,
                     catalog: AssetCatalog | None = None) -> list[ExpiredBatch]:
-    """Delete the working files of every batch past the retention (none with `dry_run`) and catalogue
-    each again in `catalog`, which leaves its images out (the batch stays, `expired`, with its
-    package); what was found."""
+    """Delete the working files of every batch past the retention (none with `dry_run`); what was found.
+
+    With `catalog`, every batch past the retention whose catalog rows still list images is catalogued
+    again, which leaves its images out (the batch stays, `expired`, with its package): those deleted
+    now, and those whose files an S3 lifecycle rule expired without gc."""
     expired = expired_batches(storage, days, now)
-    if dry_run or not expired:
+    if dry_run:
         return expired
-    if catalog is not None:
-        catalog.migrate()
     for batch in expired:
         storage.delete(batch.sizes)
-        if catalog is not None:
-            catalog_batch(catalog, storage, batch.key)
+    if catalog is not None:
+        catalog.migrate()
+        for key, _ in past_retention(storage, days, now):
+            row = catalog.get_batch(key)
+            if row is not None and row["status"] != EXPIRED and row["images_stored"]:
+                catalog_batch(catalog, storage, key)
     return expired
 
 
