@@ -68,9 +68,9 @@ def distribution_run_config(exporters: Mapping[str, Exporter], config: Mapping) 
     return ops
 
 
-def distribution_asset(name: str, exporters: Mapping[str, Exporter]) -> dg.AssetsDefinition:
-    """The multi-asset `name` writing each selected exporter's package that the batch (or the run's config) asks for."""
-    on_device = name == DEVICE_OP
+def distribution_asset(op_name: str, exporters: Mapping[str, Exporter]) -> dg.AssetsDefinition:
+    """The multi-asset `op_name` writing each selected exporter's package that the batch (or the run's config) asks for."""
+    on_device = op_name == DEVICE_OP
     outs = {
         export_asset_name(name): dg.AssetOut(
             is_required=False, group_name="distribution", description=exporter.title, kinds={"file"},
@@ -83,7 +83,7 @@ def distribution_asset(name: str, exporters: Mapping[str, Exporter]) -> dg.Asset
     ]
 
     @dg.multi_asset(
-        name=name,
+        name=op_name,
         outs=outs,
         check_specs=checks,
         can_subset=True,
@@ -104,7 +104,7 @@ def distribution_asset(name: str, exporters: Mapping[str, Exporter]) -> dg.Asset
         wanted = {*batch_input.settings.exports, *config.presets}
         unknown = sorted(set(config.presets) - set(exporters))
         if unknown:
-            raise dg.Failure(f"{name} writes no exporter {', '.join(unknown)}; it writes {', '.join(exporters)}")
+            raise dg.Failure(f"{op_name} writes no exporter {', '.join(unknown)}; it writes {', '.join(exporters)}")
         images = export_images(
             storage, batch_input, prompts, curated_images, tags, config.approved_only, config.categories
         )

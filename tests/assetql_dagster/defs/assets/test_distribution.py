@@ -85,6 +85,17 @@ def test_one_exporter_is_re_exported_alone_with_filters(tmp_path, batch_factory)
     assert checks[("downloads_export", "package_valid")].passed
 
 
+def test_a_preset_of_the_other_distribution_step_is_refused_naming_what_the_step_writes(tmp_path, batch_factory):
+    storage, key = registered(tmp_path, batch_factory, "wrong", "exports: [manifest]\n")
+    assert materialize_partition(storage, key).success
+    config = {"ops": {"distribution": {"config": {"presets": ["print"]}}}}
+    result = materialize_partition(storage, key, selection=["downloads_export"], run_config=config)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "distribution writes no exporter print; it writes contentful, downloads" in message
+
+
 def test_an_uploading_cms_exporter_gets_the_deployments_client_and_the_others_do_not(tmp_path, batch_factory):
     storage, key = registered(tmp_path, batch_factory, "cms", "exports: [manifest]\n"
                                                             "export_options: {strapi: {upload: true}}\n")
