@@ -570,7 +570,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         use_local_instance(None)
         with dg.DagsterInstance.get() as instance:
             client = location_resource(instance, "aws_translate")
-        aws = lambda texts, language: client.translate(list(texts), language)  # noqa: E731
+        aws = client.translate
     try:
         prompts = row_prompts(settings, source.rows, date.today(), translate=translator(settings, aws))
     except (RuntimeError, ValueError) as err:
@@ -1062,8 +1062,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         return print_error(str(err))
     verb = "would delete" if args.dry_run else "deleted"
     for batch in expired:
-        print(f"{batch.key} (registered {batch.registered_at:%Y-%m-%d}): {verb} {len(batch.sizes)} file(s), "
-              f"{batch.bytes} bytes")
+        print(batch.describe(verb))
     files, total = sum(len(b.sizes) for b in expired), sum(b.bytes for b in expired)
     print(f"retention {days} days: {verb} {files} file(s) of {len(expired)} batch(es), {total} bytes")
     return 0

@@ -34,11 +34,13 @@ sys.path.append(str(ROOT / "tests"))
 
 def instance_yaml(home: Path, concurrent: int) -> None:
     """The repository's dagster.yaml with room for `concurrent` batch runs at once."""
+    from assetql_dagster.defs import run_tags
+
     config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     runs = config["concurrency"]["runs"]
     runs["max_concurrent_runs"] = max(runs["max_concurrent_runs"], concurrent)
     for limit in runs["tag_concurrency_limits"]:
-        if limit.get("key") == "assetql/batch" and "value" not in limit:  # batches at once, not per batch
+        if limit.get("key") == run_tags.BATCH and "value" not in limit:  # batches at once, not per batch
             limit["limit"] = concurrent
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
 
@@ -80,7 +82,8 @@ def main() -> None:
 def run(args, work: Path, data: Path, dg) -> None:
     from assetql_dagster.defs.launching import InstanceLauncher
     from assetql_dagster.pipeline.records import read_record
-    from assetql_dagster.pipeline.registration import register_batch
+    from assetql_dagster.defs import run_tags
+    from assetql_dagster.pipeline.launching import submit_batch
     from resources.storage import LocalStorage
 
     storage = LocalStorage(root=str(data))
@@ -98,15 +101,12 @@ def run(args, work: Path, data: Path, dg) -> None:
             write_batch(folder, rows, steps=2)
             text = (folder / "batch.yaml").read_text().replace(f"name: bench-{rows}", f"name: load-{index}")
             (folder / "batch.yaml").write_text(text + "variations: 2\nexports: [manifest]\n")
-            key = register_batch(storage, folder).key
-            launcher.add_partition(key)
-            launcher.launch(key, origin=str(folder))
-            keys.append(key)
+            keys.append(submit_batch(storage, folder, creator="bench", overrides=None, launcher=launcher))
         print(f"submitted {len(keys)} batches of {rows * 2} images in {time.time() - started:.1f} s; "
               f"{args.concurrent} at once")
         records = []
         while True:
-            records = [launcher.instance.get_run_records(dg.RunsFilter(tags={"assetql/batch": k}), limit=1)[0]
+            records = [launcher.instance.get_run_records(dg.RunsFilter(tags={run_tags.BATCH: k}), limit=1)[0]
                        for k in keys]
             if all(r.dagster_run.is_finished for r in records):
                 break

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import dagster as dg
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
+from pydantic import PrivateAttr
 
 
 def aws_client(service: str, region_name: str | None, endpoint_url: str | None, aws_access_key_id: str | None,
@@ -26,3 +29,27 @@ def aws_client(service: str, region_name: str | None, endpoint_url: str | None, 
             connect_timeout=min(timeout_s, 10.0),
         ),
     )
+
+
+class AwsApi(dg.ConfigurableResource):
+    """What every AWS API resource takes (bind credentials with `dg.EnvVar`, or leave them out for
+    boto3's default chain) and its clients, each made on first use."""
+
+    region_name: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    max_attempts: int = 4
+    timeout_s: float = 60.0
+
+    _clients: dict = PrivateAttr(default_factory=dict)
+
+    def api_client(self, service: str, endpoint_url: str | None, unavailable: type[Exception], what: str) -> Any:
+        """The `service` client (at `endpoint_url` when given); `unavailable` naming `what` when boto3
+        cannot make one (e.g. no region)."""
+        if service not in self._clients:
+            try:
+                self._clients[service] = aws_client(service, self.region_name, endpoint_url, self.aws_access_key_id,
+                                                    self.aws_secret_access_key, self.max_attempts, self.timeout_s)
+            except BotoCoreError as exc:
+                raise unavailable(f"no {what} client: {exc}") from exc
+        return self._clients[service]

@@ -30,12 +30,10 @@ import json
 from fractions import Fraction
 from typing import Any
 
-import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image
-from pydantic import PrivateAttr
 
-from resources.aws_clients import aws_client
+from resources.aws_clients import AwsApi
 from resources.models import BEDROCK, SAGEMAKER, missing_remote_model, remote_model
 
 # A 2048 px PNG in base64 is at most ~17 MB; anything far larger is not an answer and is not read whole.
@@ -219,7 +217,7 @@ def _image(encoded: object) -> Image.Image:
         raise ValueError(f"the image does not decode: {exc}") from None
 
 
-class RemoteModels(dg.ConfigurableResource):
+class RemoteModels(AwsApi):
     """SageMaker and Bedrock runtimes in `region_name` (or at their endpoint URLs); bind credentials with `dg.EnvVar`.
 
     Throttling and server errors are retried by botocore (standard mode, `max_attempts` calls in all);
@@ -227,29 +225,15 @@ class RemoteModels(dg.ConfigurableResource):
     width and height asks for.
     """
 
-    region_name: str | None = None
     sagemaker_endpoint_url: str | None = None
     bedrock_endpoint_url: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    max_attempts: int = 4
     timeout_s: float = 120.0
     native_size: int = 1024
 
-    _clients: dict = PrivateAttr(default_factory=dict)
-
     def client(self, provider: str) -> Any:
         """The boto3 runtime client of `provider` (sagemaker or bedrock), made on first use."""
-        if provider not in self._clients:
-            url = self.sagemaker_endpoint_url if provider == SAGEMAKER else self.bedrock_endpoint_url
-            try:
-                self._clients[provider] = aws_client(
-                    _SERVICES[provider], self.region_name, url, self.aws_access_key_id, self.aws_secret_access_key,
-                    self.max_attempts, self.timeout_s,
-                )
-            except BotoCoreError as exc:
-                raise RemoteModelUnavailable(f"no {_SERVICES[provider]} client: {exc}") from exc
-        return self._clients[provider]
+        url = self.sagemaker_endpoint_url if provider == SAGEMAKER else self.bedrock_endpoint_url
+        return self.api_client(_SERVICES[provider], url, RemoteModelUnavailable, _SERVICES[provider])
 
     def load(self, model: str) -> RemotePipeline:
         """The pipeline of remote `model` (`sagemaker:ENDPOINT` or `bedrock:MODEL_ID`); ValueError for any other name."""

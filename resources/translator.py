@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import PrivateAttr
 
-from resources.aws_clients import aws_client
+from resources.aws_clients import AwsApi
 
 # TranslateText takes at most 10,000 bytes of UTF-8 per call.
 MAX_TEXT_BYTES = 10_000
@@ -25,31 +23,17 @@ class TranslationError(RuntimeError):
     """A text could not be translated: the service refused it or could not be reached."""
 
 
-class AwsTranslate(dg.ConfigurableResource):
+class AwsTranslate(AwsApi):
     """Amazon Translate in `region_name` (or at `endpoint_url`); bind credentials with `dg.EnvVar`."""
 
-    region_name: str | None = None
     endpoint_url: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    max_attempts: int = 4
     timeout_s: float = 30.0
-
-    _client: Any = PrivateAttr(default=None)
 
     @property
     def client(self) -> Any:
         """The boto3 `translate` client, created on first use; TranslationError when boto3 cannot
         make one (e.g. no region)."""
-        if self._client is None:
-            try:
-                self._client = aws_client(
-                    "translate", self.region_name, self.endpoint_url, self.aws_access_key_id,
-                    self.aws_secret_access_key, self.max_attempts, self.timeout_s,
-                )
-            except BotoCoreError as exc:
-                raise TranslationError(f"no Amazon Translate client: {exc}") from exc
-        return self._client
+        return self.api_client("translate", self.endpoint_url, TranslationError, "Amazon Translate")
 
     def translate(self, texts: list[str], source_language: str, target_language: str = "en") -> list[str]:
         """Each of `texts` from `source_language` into `target_language` (language codes such as

@@ -21,11 +21,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import dagster as dg
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import PrivateAttr
 
-from resources.aws_clients import aws_client
+from resources.aws_clients import AwsApi
 
 # The design document's tagging prompt (section 4.4), with the confidences AssetQL keeps per tag.
 TAGGING_PROMPT = """Analyze this image and provide:
@@ -83,36 +81,21 @@ class VisionAnswerError(ValueError):
     """Bedrock answered, but not with the JSON tags asked for."""
 
 
-class VisionTagger(dg.ConfigurableResource):
+class VisionTagger(AwsApi):
     """Bedrock runtime in `region_name` (or at `endpoint_url`); bind credentials with `dg.EnvVar`.
 
     Throttling and server errors are retried by botocore (standard mode, `max_attempts` calls in
     all, with backoff); each call waits at most `timeout_s` for the answer.
     """
 
-    region_name: str | None = None
     endpoint_url: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    max_attempts: int = 4
-    timeout_s: float = 60.0
     max_tags: int = 24
-
-    _client: Any = PrivateAttr(default=None)
 
     @property
     def client(self) -> Any:
         """The boto3 `bedrock-runtime` client, created on first use; VisionTaggerUnavailable when
         boto3 cannot make one (e.g. no region)."""
-        if self._client is None:
-            try:
-                self._client = aws_client(
-                    "bedrock-runtime", self.region_name, self.endpoint_url, self.aws_access_key_id,
-                    self.aws_secret_access_key, self.max_attempts, self.timeout_s,
-                )
-            except BotoCoreError as exc:
-                raise VisionTaggerUnavailable(f"no Bedrock client: {exc}") from exc
-        return self._client
+        return self.api_client("bedrock-runtime", self.endpoint_url, VisionTaggerUnavailable, "Bedrock")
 
     def tag_image(self, image: bytes, media_type: str, model_id: str) -> list[VisionTag]:
         """The tags model `model_id` sees in `image` (bytes of type `media_type`, e.g. image/jpeg)."""

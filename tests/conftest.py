@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL and S3-compatible servers on loopback.
+"""Shared fixtures: real PostgreSQL, Redis and S3-compatible servers on loopback.
 
 A server that cannot start fails the requesting tests with what to install; nothing is skipped.
 """
@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness.postgres import HarnessUnavailable, running_postgres  # noqa: E402
+from harness.redis_server import running_redis  # noqa: E402
 from harness.s3_server import CREDENTIALS_ENV, running_s3_server  # noqa: E402
 
 
@@ -46,6 +47,13 @@ def s3_endpoint() -> Iterator[str]:
             mp.setenv(name, value)
         mp.delenv("AWS_PROFILE", raising=False)
         yield _enter_or_fail(stack, running_s3_server())
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A Redis database for the requesting module's Celery broker and result backend."""
+    with contextlib.ExitStack() as stack:
+        yield _enter_or_fail(stack, running_redis())
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """The daily budget ($ASSETQL_DAILY_BUDGET_USD): today's spend is the `cost_usd` every `images`
 materialization of the UTC day recorded. At 80 % `budget_sensor` posts a `budget.alert` through the
 notifier, once a day; at 100 % batch runs wait in the run queue: each is tagged `assetql/budget:
-held` (at launch by the registration sensor and the launchers, and on the sensor's next tick for a
-run queued any other way), which `dagster.yaml`'s tag concurrency limit of 0 keeps from starting;
+held` (as it is queued, by `queued_batch_tags`, which every sensor, schedule and launcher on the
+instance uses; on the sensor's next tick for a run queued any other way, e.g. over GraphQL), which `dagster.yaml`'s tag concurrency limit of 0 keeps from starting;
 when the spend is under the budget again (the next day, or a raised budget) the sensor re-tags them
 `released` and the queue starts them in priority order."""
 
@@ -51,6 +51,12 @@ def budget_tags(instance: dg.DagsterInstance, now: float | None = None) -> dict[
         return {}
     level = budget_level(spent_on(instance, time.time() if now is None else now), budget)
     return {run_tags.BUDGET: run_tags.HELD} if level == HOLD else {}
+
+
+def queued_batch_tags(instance: dg.DagsterInstance, key: str, origin: str, priority: int = 0,
+                      **extra: str) -> dict[str, str]:
+    """`run_tags.batch_run_tags` of a batch run queued now, held when today's spend is at the budget."""
+    return {**run_tags.batch_run_tags(key, origin, priority, **extra), **budget_tags(instance)}
 
 
 def _waiting_batch_runs(instance: dg.DagsterInstance, held: bool) -> list[dg.DagsterRun]:

@@ -24,7 +24,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from dagster_graphql.client.client_queries import CLIENT_GET_REPO_LOCATIONS_NAMES_AND_PIPELINES_QUERY
 
 from assetql_dagster.defs import run_tags
-from assetql_dagster.defs.budget import IMAGES, budget_tags
+from assetql_dagster.defs.budget import IMAGES, queued_batch_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.defs.progress import run_progress
@@ -98,8 +98,7 @@ class InstanceLauncher:
             status=dg.DagsterRunStatus.NOT_STARTED,
             root_run_id=None,
             parent_run_id=None,
-            # Held in the queue when today's spend is at the daily budget.
-            tags={**job.tags, **_tags(key, origin, priority), **budget_tags(self.instance)},
+            tags={**job.tags, **queued_batch_tags(self.instance, key, origin or key, priority), PARTITION_TAG: key},
             job_snapshot=job.job_snapshot,
             execution_plan_snapshot=plan.execution_plan_snapshot,
             parent_job_snapshot=job.parent_job_snapshot,

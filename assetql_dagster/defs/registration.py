@@ -16,7 +16,7 @@ from assetql_dagster.domain.settings import BatchSettings, parse_settings
 from assetql_dagster.pipeline.registration import Registration, register_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs import run_tags
-from assetql_dagster.defs.budget import budget_tags
+from assetql_dagster.defs.budget import queued_batch_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3 import S3Connection
@@ -149,6 +149,5 @@ def registered_batch_sensor(context: dg.RunStatusSensorContext) -> dg.RunRequest
     return dg.RunRequest(
         run_key=context.dagster_run.run_id,
         partition_key=key,
-        # Held in the queue when today's spend is at the daily budget.
-        tags={**run_tags.batch_run_tags(key, tags[run_tags.ORIGIN], int(tags.get(run_tags.PRIORITY, 0))), **budget_tags(context.instance)},
+        tags=queued_batch_tags(context.instance, key, tags[run_tags.ORIGIN], int(tags.get(run_tags.PRIORITY, 0))),
     )

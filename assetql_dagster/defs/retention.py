@@ -17,8 +17,7 @@ def expired_working_files(context: dg.OpExecutionContext, storage: AssetStorage,
     days = retention_days()
     expired = collect_garbage(storage, days, catalog=catalog)
     for batch in expired:
-        context.log.info(f"{batch.key} (registered {batch.registered_at:%Y-%m-%d}): deleted {len(batch.sizes)} "
-                         f"file(s), {batch.bytes} bytes")
+        context.log.info(batch.describe("deleted"))
     context.log.info(f"retention {days} days: {len(expired)} batch(es), {sum(b.bytes for b in expired)} bytes deleted")
 
 

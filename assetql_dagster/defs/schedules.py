@@ -22,6 +22,7 @@ from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.defs import run_tags
+from assetql_dagster.defs.budget import queued_batch_tags
 from resources.s3 import S3Connection
 from resources.storage import AssetStorage
 
@@ -76,8 +77,8 @@ def campaign_run(
     return dg.RunRequest(
         run_key=f"campaign:{campaign.name}:{day.isoformat()}",
         partition_key=key,
-        tags=run_tags.batch_run_tags(
-            key, campaign.source, run_priority(registration.source.settings.priority),
+        tags=queued_batch_tags(
+            context.instance, key, campaign.source, run_priority(registration.source.settings.priority),
             **{run_tags.CAMPAIGN: campaign.name, run_tags.EXPORTS: ",".join(campaign.exports)},
         ),
     )

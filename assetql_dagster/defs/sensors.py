@@ -23,6 +23,7 @@ from assetql_dagster.domain.priority import run_priority
 from assetql_dagster.pipeline.registration import register_batch
 from assetql_dagster.pipeline.s3_batches import download_s3_batch
 from assetql_dagster.defs import run_tags
+from assetql_dagster.defs.budget import queued_batch_tags
 from assetql_dagster.defs.jobs import batch_job
 from assetql_dagster.defs.partitions import batches_partitions
 from resources.s3 import S3Bucket, S3Connection, S3Object, s3_uri
@@ -232,7 +233,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, storage: AssetStorage) -> 
                 # often it is dropped, as a folder or as a loose CSV.
                 run_key=f"inbox:{key}",
                 partition_key=key,
-                tags=run_tags.batch_run_tags(key, str(entry), run_priority(registration.source.settings.priority)),
+                tags=queued_batch_tags(context.instance, key, str(entry),
+                                       run_priority(registration.source.settings.priority)),
             )
         )
         context.log.info(f"batch {entry.name} -> partition {key}")
@@ -411,7 +413,7 @@ def _reject(
     return f"{drop.uri}: {'; '.join(str(p) for p in error.problems)}"
 
 
-def _drop_run(storage: AssetStorage, bucket: S3Bucket, drop: Drop) -> dg.RunRequest:
+def _drop_run(instance: dg.DagsterInstance, storage: AssetStorage, bucket: S3Bucket, drop: Drop) -> dg.RunRequest:
     """Download and register the drop (raising BatchValidationError) and request its run."""
     with tempfile.TemporaryDirectory(prefix="assetql-drop-") as tmp:
         # The listing already named the folder's batch files; downloading exactly those keeps
@@ -421,7 +423,7 @@ def _drop_run(storage: AssetStorage, bucket: S3Bucket, drop: Drop) -> dg.RunRequ
         registration = register_batch(storage, path, origin=drop.uri, creator="s3 drop")
     key, priority = registration.key, run_priority(registration.source.settings.priority)
     return dg.RunRequest(
-        run_key=drop.run_key, partition_key=key, tags=run_tags.batch_run_tags(key, drop.uri, priority)
+        run_key=drop.run_key, partition_key=key, tags=queued_batch_tags(instance, key, drop.uri, priority)
     )
 
 
@@ -450,7 +452,7 @@ def build_s3_drop_sensor(
             if _already_handled(context.instance, drop_bucket, drop):
                 continue
             try:
-                run_requests.append(_drop_run(storage, drop_bucket, drop))
+                run_requests.append(_drop_run(context.instance, storage, drop_bucket, drop))
             except BatchValidationError as error:
                 rejected.append(_reject(context, drop_bucket, drop, error))
                 continue

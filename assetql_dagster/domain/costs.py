@@ -132,7 +132,6 @@ class BatchCost:
     device_seconds: dict[str, float]
     remote_calls: int
     provider: str
-    stored_bytes: int
     compute_usd: float
     storage_usd: float
     images: tuple[ImageCost, ...]

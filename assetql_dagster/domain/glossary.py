@@ -5,6 +5,7 @@ docs/languages.md).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -53,6 +54,8 @@ class _Term:
     spaced: bool
 
 
+# Every text of a batch is matched against the same terms: each is compiled once.
+@functools.lru_cache(maxsize=4096)
 def _term(source: str, english: str) -> _Term:
     """A glossary entry with how it is found: whole words for a spaced term, anywhere otherwise."""
     if not isinstance(source, str) or not source.strip():

@@ -18,7 +18,7 @@ import re
 import reprlib
 import stat
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,19 @@ def _setting(default: Any, check: _Check, doc: str, readme: str, readme_default:
 _UNIT = number_check(0, 1)
 TAGGERS = ("local", "bedrock")
 TRANSLATORS = ("none", "glossary", "aws-translate")
+
+
+def _json_pairs(value: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """A mapping (or its pairs) as sorted (name, value as JSON) pairs; values already JSON stay."""
+    pairs = value.items() if isinstance(value, Mapping) else value
+    return tuple(sorted(
+        (str(name), v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False)) for name, v in pairs
+    ))
+
+
+def _json_value(pairs: Sequence[tuple[str, str]], name: str) -> dict[str, Any]:
+    """The decoded value of `name` among `_json_pairs` ({} when absent)."""
+    return next((json.loads(text) for key, text in pairs if key == name), {})
 
 
 def _mapping(value: str | tuple | None) -> str | dict[str, str] | None:
@@ -600,25 +613,13 @@ class BatchSettings:
                 object.__setattr__(self, name, tuple(sorted((str(k), str(v)) for k, v in pairs)))
         if isinstance(self.palette, (list, tuple)):
             object.__setattr__(self, "palette", tuple(c.lower() for c in self.palette))
-        glossary = self.glossary.items() if isinstance(self.glossary, Mapping) else self.glossary
-        object.__setattr__(self, "glossary", tuple(sorted(
-            (str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False))
-            for k, v in glossary
-        )))
-        # Kept as (name, options as sorted JSON) pairs: hashable, and restored alike from a snapshot.
-        options = self.export_options.items() if isinstance(self.export_options, Mapping) else self.export_options
-        object.__setattr__(self, "export_options", tuple(sorted(
-            (str(name), value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False))
-            for name, value in options
-        )))
+        # Kept as (name, value as sorted JSON) pairs: hashable, and restored alike from a snapshot.
+        object.__setattr__(self, "glossary", _json_pairs(self.glossary))
+        object.__setattr__(self, "export_options", _json_pairs(self.export_options))
         locks = self.locks.items() if isinstance(self.locks, Mapping) else self.locks
         object.__setattr__(self, "locks", tuple(sorted((str(name), int(weight)) for name, weight in locks)))
         loras = [(e["path"], e.get("scale", 1.0)) if isinstance(e, Mapping) else e for e in self.lora]
         object.__setattr__(self, "lora", tuple((str(path), float(scale)) for path, scale in loras))
-
-    def template_for(self, language: str) -> str | None:
-        """The template a row of `language` is rendered with (None: the row's prompt column)."""
-        return per_language(_mapping(self.template), language)
 
     def negative_prompt_for(self, language: str) -> str:
         """The negative prompt of a row of `language`."""
@@ -626,11 +627,11 @@ class BatchSettings:
 
     def glossary_of(self, language: str) -> dict[str, str]:
         """The `glossary` terms of `language` ({} when none)."""
-        return next((json.loads(text) for name, text in self.glossary if name == language), {})
+        return _json_value(self.glossary, language)
 
     def options_of(self, exporter: str) -> dict[str, Any]:
         """The `export_options` given for `exporter` ({} when none)."""
-        return next((json.loads(text) for name, text in self.export_options if name == exporter), {})
+        return _json_value(self.export_options, exporter)
 
     @property
     def lock_weights(self) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -73,7 +73,6 @@ def batch_cost(storage: AssetStorage, batch: str, model: str, shards: Sequence[S
         device_seconds=device_seconds,
         remote_calls=0 if remote == LOCAL else sum(s.generated for s in shards),
         provider=remote,
-        stored_bytes=sum(_bytes(s, sizes) for shard in shards for s in shard.stored),
         compute_usd=compute,
         storage_usd=sum(i.storage_usd for i in images),
         images=tuple(images),
@@ -110,14 +109,6 @@ def estimate(source: BatchSource, seconds_per_image: float, basis: str, prices: 
 def day_of(timestamp: float) -> date:
     """The UTC day of an epoch `timestamp`: budgets are per UTC day."""
     return datetime.fromtimestamp(timestamp, UTC).date()
-
-
-def daily_totals(spending: Iterable[tuple[float, float]]) -> dict[date, float]:
-    """USD per UTC day of `spending`, (epoch seconds, USD) pairs, in day order."""
-    totals: dict[date, float] = {}
-    for timestamp, usd in spending:
-        totals[day_of(timestamp)] = totals.get(day_of(timestamp), 0.0) + usd
-    return dict(sorted(totals.items()))
 
 
 def estimate_report(source: BatchSource, seconds_per_image: float, basis: str, prices: PriceTable, device: str) -> list[str]:

@@ -30,7 +30,7 @@ from assetql_dagster.domain.progress import ImageProgress
 from assetql_dagster.domain.records import BatchInput
 from assetql_dagster.domain.scoring import pass_rate
 from assetql_dagster.pipeline.analysis import UNSCORED
-from assetql_dagster.pipeline.planning import keep, overlong_prompts, row_prompts, translator, untranslated_words
+from assetql_dagster.pipeline.planning import offline_translator, overlong_prompts, row_prompts, untranslated_words
 from assetql_dagster.pipeline.profiles import resolve_style
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.registration import check_batch, register_batch, registered_batch
@@ -133,9 +133,9 @@ def preview_upload(folder: Path, storage: AssetStorage | None = None, launcher: 
             resolve_style(storage, source)
     except BatchValidationError as invalid:
         return BatchPreview(0, 0, (), tuple(invalid.problems), 0.0, "no estimate: the batch has problems")
-    offline = keep if source.settings.translator == "aws-translate" else translator(source.settings)
     rows = source.rows[:PREVIEW_PROMPTS]
-    prompts = tuple(p.prompt for p in row_prompts(source.settings, rows, date.today(), translate=offline))
+    prompts = tuple(p.prompt for p in row_prompts(source.settings, rows, date.today(),
+                                                  translate=offline_translator(source.settings)))
     warnings = overlong_prompts(source, lambda: load_prompt_tokenizer(source.settings.model)) + untranslated_words(source)
     images = len(source.rows) * source.settings.variations
     measured = None

@@ -51,7 +51,12 @@ def target_palette(batch: BatchInput) -> tuple[str, ...]:
 
 def glossary_translator(settings: BatchSettings) -> Translate:
     """The `glossary` translator: each language's terms of the batch's `glossary` setting."""
-    return lambda texts, language: [translate_with_glossary(t, settings.glossary_of(language))[0] for t in texts]
+
+    def translate(texts: Sequence[str], language: str) -> list[str]:
+        terms = settings.glossary_of(language)
+        return [translate_with_glossary(text, terms)[0] for text in texts]
+
+    return translate
 
 
 def keep(texts: Sequence[str], language: str) -> list[str]:
@@ -69,6 +74,12 @@ def translator(settings: BatchSettings, aws: Translate | None = None) -> Transla
             raise ValueError("translator: aws-translate needs the translator resource (Amazon Translate)")
         return aws
     return keep
+
+
+def offline_translator(settings: BatchSettings) -> Translate:
+    """The batch's translator where no service may be asked (validation, previews): Amazon
+    Translate's English is only known when the batch runs, so its rows stay as written."""
+    return keep if settings.translator == "aws-translate" else translator(settings)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,9 +271,7 @@ def untranslated_words(source: BatchSource) -> list[Problem]:
 def overlong_prompts(source: BatchSource, tokenizer: Callable[[], PromptTokenizer]) -> list[Problem]:
     """A warning per row whose prompt is longer than the model's text encoder reads."""
     warnings = []
-    # Validation asks no service: Amazon Translate's English is only known when the batch runs.
-    translate = keep if source.settings.translator == "aws-translate" else translator(source.settings)
-    for planned in row_prompts(source.settings, source.rows, date.today(), translate=translate):
+    for planned in row_prompts(source.settings, source.rows, date.today(), translate=offline_translator(source.settings)):
         row, prompt = planned.row, planned.prompt
         if len(prompt) <= MIN_ENCODER_TOKENS:
             continue

@@ -44,7 +44,7 @@ from assetql_dagster.pipeline.campaigns import find_campaign
 from assetql_dagster.pipeline.exporters.registry import export_problems
 from assetql_dagster.pipeline.profiles import own_settings, copy_profile_references, resolve_style
 from assetql_dagster.pipeline.records import read_record_at, write_record
-from resources.models import missing_adapter, missing_model
+from resources.models import missing_adapter, missing_model, remote_model
 from resources.storage import AssetStorage
 
 
@@ -172,11 +172,16 @@ def check_batch(path: Path, models_dir: str | None = None, applied_campaign: str
     settings, file = source.settings, _file(source)
     adapters = [("ip_adapter", settings.ip_adapter, "ip_adapter")] if settings.ip_adapter else []
     adapters += [("lora", lora, "lora") for lora, _ in settings.lora]
-    problems = [
-        Problem(file, message, column=column)
-        for column, adapter, kind in adapters
-        if (message := missing_adapter(adapter, kind, models_dir))
-    ]
+    if remote_model(settings.model) is not None:
+        # A remote endpoint draws with its own weights: found here, not when the first shard starts.
+        problems = [Problem(file, f"remote model {settings.model!r} takes no {column}; leave it out", column=column)
+                    for column in dict.fromkeys(column for column, _, _ in adapters)]
+    else:
+        problems = [
+            Problem(file, message, column=column)
+            for column, adapter, kind in adapters
+            if (message := missing_adapter(adapter, kind, models_dir))
+        ]
     # Which exporters exist depends on what is installed here, as the model does.
     problems += export_problems(settings, file)
     if settings.season == AUTO:

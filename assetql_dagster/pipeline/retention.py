@@ -61,6 +61,10 @@ class ExpiredBatch:
     def bytes(self) -> int:
         return sum(self.sizes.values())
 
+    def describe(self, verb: str) -> str:
+        """One line for `gc` and the nightly job: the batch, when it was registered, what `verb` happened."""
+        return f"{self.key} (registered {self.registered_at:%Y-%m-%d}): {verb} {len(self.sizes)} file(s), {self.bytes} bytes"
+
 
 def past_retention(storage: AssetStorage, days: int, now: datetime | None = None) -> list[tuple[str, datetime]]:
     """(key, registration time) of the batches registered more than `days` days before `now`."""
@@ -74,11 +78,11 @@ def past_retention(storage: AssetStorage, days: int, now: datetime | None = None
     return past
 
 
-def expired_batches(storage: AssetStorage, days: int, now: datetime | None = None) -> list[ExpiredBatch]:
-    """Batches registered more than `days` days before `now` that still hold working files."""
+def expired_batches(storage: AssetStorage, past: list[tuple[str, datetime]]) -> list[ExpiredBatch]:
+    """Of the batches `past` the retention (`past_retention`), those that still hold working files."""
     found = (ExpiredBatch(key, registered_at,
                           {k: size for folder in EXPIRING_FOLDERS for k, size in storage.sizes(f"{folder}/{key}/").items()})
-             for key, registered_at in past_retention(storage, days, now))
+             for key, registered_at in past)
     return [batch for batch in found if batch.sizes]
 
 
@@ -89,14 +93,15 @@ def collect_garbage(storage: AssetStorage, days: int, dry_run: bool = False, now
     With `catalog`, every batch past the retention whose catalog rows still list images is catalogued
     again, which leaves its images out (the batch stays, `expired`, with its package): those deleted
     now, and those whose files an S3 lifecycle rule expired without gc."""
-    expired = expired_batches(storage, days, now)
+    past = past_retention(storage, days, now)
+    expired = expired_batches(storage, past)
     if dry_run:
         return expired
     for batch in expired:
         storage.delete(batch.sizes)
     if catalog is not None:
         catalog.migrate()
-        for key, _ in past_retention(storage, days, now):
+        for key, _ in past:
             row = catalog.get_batch(key)
             if row is not None and row["status"] != EXPIRED and row["images_stored"]:
                 catalog_batch(catalog, storage, key)

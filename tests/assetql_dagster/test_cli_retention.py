@@ -1,18 +1,15 @@
 """`assetql gc` and `assetql s3-lifecycle`, run as the separate process a user starts."""
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from assetql_dagster.domain.layout import export_key, raw_image_key, record_key, thumbnail_key
-from assetql_dagster.pipeline.records import write_record
-from assetql_dagster.pipeline.registration import register_batch, registered_batch
+from assetql_dagster.domain.layout import export_key, raw_image_key, thumbnail_key
 from resources.storage import LocalStorage
 
-from harness.sample_batches import make_batch
+from harness.aged_batches import aged_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,21 +19,10 @@ def assetql(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
-def registered(storage: LocalStorage, root: Path, name: str, registered_at: str) -> str:
-    """A batch `name` with a raw image, a thumbnail and an export, registered at `registered_at`."""
-    key = register_batch(storage, make_batch(root, rows=1, name=name, references=False), creator="test").key
-    # Registration stamps the present; the record is restamped as a batch registered back then.
-    source = registered_batch(storage, key)
-    write_record(storage, record_key(key, "source"), dataclasses.replace(source, registered_at=registered_at))
-    for key_ in (raw_image_key(key, "a"), thumbnail_key(key, "a"), export_key(key, "p.zip")):
-        storage.write_bytes(key_, b"12345")
-    return key
-
-
 def test_gc_lists_then_deletes_expired_working_files(tmp_path):
     storage = LocalStorage(root=str(tmp_path / "data"))
-    old = registered(storage, tmp_path / "in", "old", "2020-01-01T00:00:00Z")
-    new = registered(storage, tmp_path / "in2", "new", "2999-01-01T00:00:00Z")
+    old = aged_batch(storage, tmp_path / "in", "old", "2020-01-01T00:00:00Z")
+    new = aged_batch(storage, tmp_path / "in2", "new", "2999-01-01T00:00:00Z")
     env = {"DAGSTER_HOME": str(tmp_path / "home"), "ASSETQL_RETENTION_DAYS": "30", "ASSETQL_STORAGE": "local"}
 
     dry = assetql("gc", "--dry-run", "--data-dir", str(tmp_path / "data"), env=env, cwd=tmp_path)

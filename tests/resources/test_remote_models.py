@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+from harness.export_jobs import png_bytes
 from PIL import Image
 
 from resources.models import missing_model, remote_model
@@ -22,9 +23,16 @@ SD35 = "stability.sd3-5-large-v1:0"
 
 
 def png_base64(width: int, height: int, color=(200, 30, 90)) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
+    return base64.b64encode(png_bytes(Image.new("RGB", (width, height), color))).decode()
+
+
+def queue_sagemaker_answers(endpoint: str, bodies: list[dict]) -> None:
+    """Queue `bodies` as moto's answers to the next InvokeEndpoint calls, in order (through moto's own API)."""
+    queued = {"region": "us-east-1", "results": [
+        {"Body": json.dumps(body), "ContentType": "application/json"} for body in bodies]}
+    urllib.request.urlopen(urllib.request.Request(
+        f"{endpoint}/moto-api/static/sagemaker/endpoint-results", data=json.dumps(queued).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")).close()
 
 
 def streaming(payload: dict) -> StreamingBody:
@@ -49,12 +57,7 @@ def sent_bodies(client, operation: str) -> list[dict]:
 
 
 def test_sagemaker_on_moto_server_sends_the_contract_and_decodes_the_image(s3_endpoint):
-    # moto answers InvokeEndpoint with the bodies queued through its own API, in order.
-    queued = {"region": "us-east-1", "results": [
-        {"Body": json.dumps({"images": [png_base64(64, 48)]}), "ContentType": "application/json"}]}
-    urllib.request.urlopen(urllib.request.Request(
-        f"{s3_endpoint}/moto-api/static/sagemaker/endpoint-results", data=json.dumps(queued).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")).close()
+    queue_sagemaker_answers(s3_endpoint, [{"images": [png_base64(64, 48)]}])
     models = RemoteModels(region_name="us-east-1", sagemaker_endpoint_url=s3_endpoint, max_attempts=1)
     pipe = models.load("sagemaker:sd-endpoint")
     sent = sent_bodies(pipe.client, "InvokeEndpoint")
@@ -222,13 +225,8 @@ def test_a_declared_endpoint_generates_a_whole_batch_in_its_own_op_waiting_for_i
     settings = (folder / "batch.yaml").read_text().replace("model: tiny", "model: sagemaker:batch-endpoint")
     (folder / "batch.yaml").write_text(settings + "width: 64\nheight: 64\n")
     colors = [(200, 30, 90), (20, 160, 40)]
-    # moto answers the endpoint's calls with these bodies, one per image, in the order they were queued.
-    queued = {"region": "us-east-1", "results": [
-        {"Body": json.dumps({"images": [png_base64(64, 64, color)]}), "ContentType": "application/json"}
-        for color in colors]}
-    urllib.request.urlopen(urllib.request.Request(
-        f"{s3_endpoint}/moto-api/static/sagemaker/endpoint-results", data=json.dumps(queued).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")).close()
+    # One answer per image, in the order the images are generated.
+    queue_sagemaker_answers(s3_endpoint, [{"images": [png_base64(64, 64, color)]} for color in colors])
     storage = LocalStorage(root=str(tmp_path / "data"))
     key = register_batch(storage, folder).key
     generator = ImageGenerator(remote_region_name="us-east-1", sagemaker_endpoint_url=s3_endpoint,

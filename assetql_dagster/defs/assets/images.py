@@ -80,11 +80,7 @@ def shard_op(name: str, pool: str, description: str, tags: Mapping[str, str] | N
         batch_input: BatchInput,
         style_profile: StyleProfile,
     ) -> dg.Output[ShardResult]:
-        started = time.perf_counter()
-        loads = generator.loads()  # diffusers pipelines built here; a remote model builds none
-        pipe = load_pipeline(generator, batch_input)
-        return run_shard(context, storage, pipe, shard, batch_input, style_profile, started,
-                         lambda: generator.loads() - loads)
+        return run_shard(context, storage, generator, shard, batch_input, style_profile)
 
     return generate
 
@@ -104,7 +100,7 @@ generate_shard = shard_op(
 generate_remote_shard = remote_shard_op("generate_remote_shard", REMOTE_POOL)
 
 
-def load_pipeline(generator: ImageGenerator, batch_input: BatchInput):
+def load_model(generator: ImageGenerator, batch_input: BatchInput):
     """The batch's model (local or remote), or a Failure that is not retried: a model that is missing
     or misconfigured will be just as missing on the next attempt."""
     settings = batch_input.settings
@@ -117,14 +113,15 @@ def load_pipeline(generator: ImageGenerator, batch_input: BatchInput):
 def run_shard(
     context: dg.OpExecutionContext,
     storage: AssetStorage,
-    pipe,
+    generator: ImageGenerator,
     shard: Shard,
     batch_input: BatchInput,
     style_profile: StyleProfile,
-    started: float,
-    model_loads,
 ) -> dg.Output[ShardResult]:
-    """Generates `shard` with the loaded (local or remote) `pipe` and reports it as the shard's result."""
+    """Generates `shard` on the batch's (local or remote) model and reports it as the shard's result."""
+    started = time.perf_counter()
+    loads = generator.loads()  # diffusers pipelines built here; a remote model builds none
+    pipe = load_model(generator, batch_input)
     batch, settings = batch_input.batch, batch_input.settings
     render = render_settings(settings, pipe)
     micro = micro_batch_size(settings.micro_batch, pipe.device.type, render.width, render.height)
@@ -181,7 +178,7 @@ def run_shard(
         final_micro_batch=report.final_micro_batch,
         generation_seconds=report.seconds_generating,
         seconds=time.perf_counter() - started,
-        model_loads=model_loads(),
+        model_loads=generator.loads() - loads,
     )
     return dg.Output(result, metadata={"corrupt_files": len(report.corrupt)})
 

@@ -41,8 +41,8 @@ def prompts(
     # Names a rename gave images are kept in storage, so this run plans them under those names.
     renamed = load_names(storage, batch_input.batch)
     settings = batch_input.settings
-    # Amazon Translate is asked once per language for all its rows, here (a network call).
-    translate = translator(settings, lambda texts, language: aws_translate.translate(list(texts), language))
+    # Amazon Translate is asked here, once per non-English text (network calls).
+    translate = translator(settings, aws_translate.translate)
     rows = row_prompts(settings, batch_input.rows, registered_on(batch_input), style, translate)
     plan = fit_to_encoder(plan_images(batch_input, style, renamed, rows), lambda: generator.prompt_tokenizer(model))
     cut = {j.variant_id: j.prompt_tokens_dropped for j in plan.jobs if j.prompt_tokens_dropped}

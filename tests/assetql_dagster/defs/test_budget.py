@@ -13,6 +13,7 @@ import yaml
 from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 from dagster._daemon.types import DaemonHeartbeat
 from dagster._utils.tags import TagConcurrencyLimitsCounter
+from harness.batch_runs import finished_run
 from harness.webhook import Webhook
 
 from assetql_dagster.defs import run_tags
@@ -27,17 +28,6 @@ LIMITS = yaml.safe_load(DAGSTER_YAML.read_text())["concurrency"]["runs"]["tag_co
 
 def spend(instance: dg.DagsterInstance, usd: float) -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization("images", metadata={"cost_usd": usd}))
-
-
-@dg.op
-def noop() -> None:
-    pass
-
-
-@dg.job
-def stand_in():
-    """The finished register_batch run the registration sensor reacts to: only its tags matter."""
-    noop()
 
 
 @contextlib.contextmanager
@@ -108,8 +98,8 @@ def test_at_100_percent_queued_batch_runs_are_held_and_released_when_the_budget_
         # registration sensor's request.
         late = queued_batch_run(launcher, "late")
         assert held(instance, late)
-        register_run = stand_in.execute_in_process(
-            instance=instance, tags={run_tags.REGISTERED: "next", run_tags.ORIGIN: "inbox"})
+        # The finished register_batch run the registration sensor reacts to: only its tags matter.
+        register_run = finished_run(instance, {run_tags.REGISTERED: "next", run_tags.ORIGIN: "inbox"})
         context = dg.build_run_status_sensor_context(
             sensor_name=registered_batch_sensor.name, dagster_instance=instance,
             dagster_run=instance.get_run_by_id(register_run.run_id), dagster_event=register_run.get_run_success_event())

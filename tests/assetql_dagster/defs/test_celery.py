@@ -9,8 +9,6 @@ import dagster as dg
 import pytest
 
 from harness.celery_workers import REPO, celery_batch_job, celery_workers, start_worker
-from harness.postgres import HarnessUnavailable
-from harness.redis_server import running_redis
 
 from assetql_dagster.defs.partitions import batches_partitions
 from assetql_dagster.pipeline.records import read_record, read_record_at
@@ -20,18 +18,6 @@ from resources.storage import LocalStorage
 # Short enough that a killed worker's step comes back within the test, longer than any step here.
 VISIBILITY_TIMEOUT_S = 15
 KILL_WAIT_S = 90
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    """A Redis database for this module's broker and result backend."""
-    try:
-        with running_redis() as url:
-            yield url
-            return
-    except HarnessUnavailable as exc:
-        reason = str(exc)
-    pytest.fail(reason, pytrace=False)
 
 
 @pytest.fixture

@@ -1,5 +1,3 @@
-import json
-
 import dagster as dg
 import pytest
 from dagster_k8s import k8s_job_executor
@@ -61,12 +59,6 @@ def test_cpu_step_pods_ask_for_no_gpu_and_no_node(ops):
         assert container.resources is None or not (container.resources.requests or container.resources.limits), name
         assert pod.node_selector is None and pod.tolerations is None, name
         assert container.image == "registry.example/assetql:test"
-
-
-def test_gpu_tag_survives_dagster_k8s_schema_validation(ops):
-    config = get_user_defined_k8s_config(dict(ops["generate_shard"].tags))
-    assert config.container_config["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert json.loads(ops["generate_shard"].tags[K8S_CONFIG_TAG])["pod_spec_config"]["tolerations"]
 
 
 def test_executor_is_chosen_by_the_environment(monkeypatch):

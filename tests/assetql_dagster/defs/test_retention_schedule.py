@@ -1,34 +1,21 @@
-import dataclasses
 from datetime import datetime, timezone
 
 import dagster as dg
 
+from harness.aged_batches import aged_batch
 from harness.batch_runs import catalog_beside
-from harness.sample_batches import make_batch
 
 from assetql_dagster.definitions import build_definitions
 from assetql_dagster.defs.retention import retention_job, retention_schedule
-from assetql_dagster.domain.layout import export_key, raw_image_key, record_key, thumbnail_key
-from assetql_dagster.pipeline.records import write_record
-from assetql_dagster.pipeline.registration import register_batch, registered_batch
+from assetql_dagster.domain.layout import export_key, raw_image_key, thumbnail_key
 from resources.storage import LocalStorage
-
-
-def batch_registered_at(storage, root, name: str, registered_at: str) -> str:
-    """A batch `name` with a raw image, a thumbnail and a package, restamped as registered at `registered_at`."""
-    key = register_batch(storage, make_batch(root, rows=1, name=name, references=False), creator="test").key
-    write_record(storage, record_key(key, "source"),
-                 dataclasses.replace(registered_batch(storage, key), registered_at=registered_at))
-    for stored in (raw_image_key(key, "a"), thumbnail_key(key, "a"), export_key(key, "p.zip")):
-        storage.write_bytes(stored, b"12345")
-    return key
 
 
 def test_the_nightly_job_deletes_working_files_past_the_retention(tmp_path, monkeypatch):
     monkeypatch.setenv("ASSETQL_RETENTION_DAYS", "30")
     storage = LocalStorage(root=str(tmp_path / "data"))
-    old = batch_registered_at(storage, tmp_path / "a", "old", "2020-01-01T00:00:00Z")
-    new = batch_registered_at(storage, tmp_path / "b", "new", "2999-01-01T00:00:00Z")
+    old = aged_batch(storage, tmp_path / "a", "old", "2020-01-01T00:00:00Z")
+    new = aged_batch(storage, tmp_path / "b", "new", "2999-01-01T00:00:00Z")
     catalog = catalog_beside(storage)
 
     result = retention_job.execute_in_process(resources={"storage": storage, "catalog": catalog})

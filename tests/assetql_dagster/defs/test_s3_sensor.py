@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.storage.tags import RUN_KEY_TAG
+from harness.batch_runs import finished_run
 
 from assetql_dagster.definitions import build_definitions
 from assetql_dagster.defs.partitions import batches_partitions
@@ -55,20 +56,6 @@ class DropBox:
         return json.loads(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
 
-def launched(instance, run_key: str) -> None:
-    """Record a run with `run_key`, as the sensor daemon tags each run it launches."""
-
-    @dg.op
-    def noop() -> None:
-        pass
-
-    @dg.job
-    def stand_in():
-        noop()
-
-    stand_in.execute_in_process(instance=instance, tags={RUN_KEY_TAG: run_key})
-
-
 def test_a_drop_requests_exactly_one_run_and_a_reset_cursor_none_after_it_ran(drops, batch_factory):
     drops.upload(batch_factory(rows=2), "drops/demo")
     with dg.instance_for_test() as instance:
@@ -89,7 +76,8 @@ def test_a_drop_requests_exactly_one_run_and_a_reset_cursor_none_after_it_ran(dr
 
         # Before the run exists a reset cursor repeats the same run key, which Dagster drops.
         assert [r.run_key for r in drops.evaluate(instance).run_requests] == [request.run_key]
-        launched(instance, request.run_key)
+        # A run with the run key, as the sensor daemon tags each run it launches.
+        finished_run(instance, {RUN_KEY_TAG: request.run_key})
         reset = drops.evaluate(instance)
         assert reset.run_requests == [] and reset.dynamic_partitions_requests == []
 

@@ -284,3 +284,15 @@ def test_the_settle_window_defaults_to_20_seconds(monkeypatch):
     assert sensors.settle_window() == 20.0
     monkeypatch.setenv(SETTLE_ENV, " 7.5 ")
     assert sensors.settle_window() == 7.5
+
+
+def test_an_inbox_batch_queued_while_the_budget_is_spent_is_held(inbox, monkeypatch):
+    from assetql_dagster.defs import run_tags
+
+    folder, storage = inbox
+    monkeypatch.setenv("ASSETQL_DAILY_BUDGET_USD", "0.000001")
+    with dg.instance_for_test() as instance:
+        # Today's spend, as an `images` materialization records it.
+        instance.report_runless_asset_event(dg.AssetMaterialization("images", metadata={"cost_usd": 1.0}))
+        [request] = evaluate(instance, storage).run_requests
+    assert request.tags[run_tags.BUDGET] == run_tags.HELD and request.tags[run_tags.BATCH] == request.partition_key

@@ -4,26 +4,10 @@ import os
 import pytest
 
 from assetql_dagster.domain.csv_schema import BatchRow, batch_template, read_batch_csv
-from assetql_dagster.domain.errors import BatchValidationError
 from assetql_dagster.domain.settings import BatchSettings
+from harness.batch_csv import problems_of, where, write_csv
 
 DEFAULTS = BatchSettings()
-
-
-def write_csv(tmp_path, content, name="batch.csv"):
-    path = tmp_path / name
-    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-    return path
-
-
-def problems_of(path, settings=DEFAULTS, **kwargs):
-    with pytest.raises(BatchValidationError) as caught:
-        read_batch_csv(path, settings, **kwargs)
-    return caught.value.problems
-
-
-def where(problems):
-    return [(p.file, p.row, p.column) for p in problems]
 
 
 def test_reads_rows_with_known_and_extra_columns(tmp_path):

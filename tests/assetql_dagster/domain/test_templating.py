@@ -94,6 +94,23 @@ def test_unsafe_or_invalid_placeholders_are_syntax_errors(text, position):
         ("{{while x}}", 0, "unknown directive"),
         ("{{for x in y}}", 0, "{{for}} is never closed; add {{endfor}}"),
         ("ab {{if a", 3, "'{{' is never closed"),
+        ("{{elif a}}", 0, "{{elif}} without a matching {{if}}"),
+        ("{{if a}}1{{else}}2{{elif b}}3{{endif}}", 18, "{{elif}} after the {{else}} of the {{if}} at position 0"),
+        ("{{if a}}x{{endfor}}", 9, "{{endfor}} inside the {{if}} at position 0, which must be closed first"),
+        ("{{if a}}x{{endfor}}", 9, "must be closed first with {{endif}}"),
+        ("{{for a in b}}x{{endif}}", 15, "{{endif}} inside the {{for}} at position 0"),
+        ("{{for a in b}}x{{endif}}", 15, "must be closed first with {{endfor}}"),
+        ("{{for a in b}}{{else}}{{endfor}}", 14, "{{else}} inside the {{for}} at position 0"),
+        ("{{for a in b}}{{elif c}}{{endfor}}", 14, "{{elif}} inside the {{for}} at position 0"),
+        ("x{{endfor}}", 1, "{{endfor}} without a matching {{for}}"),
+        ("{{for a in b}}{{if c}}{{endfor}}", 22, "{{endfor}} inside the {{if}} at position 14"),
+        ("{a} {{for a in xs}}{a}{{endfor}}", 4, "loop variable 'a' of {{for a in xs}} has the name of"),
+        ("{a} {{for a in xs}}{a}{{endfor}}", 4, "used at position 0 outside the loop; rename the loop"),
+        ("{{for a in xs}}{a}{{endfor}}{{if a}}x{{endif}}", 0, "used at position 28 outside the loop"),
+        ("{{for a in a}}{a}{{endfor}}", 0, "loop variable 'a' of {{for a in a}} has the name"),
+        ("{{for a in xs}}{{endfor}}{{for b in a}}{{endfor}}", 0, "variable used at position 25"),
+        ("{{for a in xs}}{{for a in ys}}{{endfor}}{{endfor}}", 15, "is already the variable of the {{for}}"),
+        ("{{for a in xs}}{{for a in ys}}{{endfor}}{{endfor}}", 15, "{{for}} at position 0; choose another"),
     ],
 )
 def test_syntax_errors_name_position(text, position, fragment):
@@ -332,28 +349,6 @@ def test_invalid_conditions_name_the_directive(condition, fragment):
     assert condition in caught.value.message
 
 
-@pytest.mark.parametrize(
-    ("text", "position", "fragment"),
-    [
-        ("{{elif a}}", 0, "{{elif}} without a matching {{if}}"),
-        ("{{if a}}1{{else}}2{{elif b}}3{{endif}}", 18, "{{elif}} after the {{else}} of the {{if}} at position 0"),
-        ("{{if a}}x{{endfor}}", 9, "{{endfor}} inside the {{if}} at position 0, which must be closed first"),
-        ("{{if a}}x{{endfor}}", 9, "must be closed first with {{endif}}"),
-        ("{{for a in b}}x{{endif}}", 15, "{{endif}} inside the {{for}} at position 0"),
-        ("{{for a in b}}x{{endif}}", 15, "must be closed first with {{endfor}}"),
-        ("{{for a in b}}{{else}}{{endfor}}", 14, "{{else}} inside the {{for}} at position 0"),
-        ("{{for a in b}}{{elif c}}{{endfor}}", 14, "{{elif}} inside the {{for}} at position 0"),
-        ("x{{endfor}}", 1, "{{endfor}} without a matching {{for}}"),
-        ("{{for a in b}}{{if c}}{{endfor}}", 22, "{{endfor}} inside the {{if}} at position 14"),
-    ],
-)
-def test_block_pairing_errors(text, position, fragment):
-    with pytest.raises(TemplateError) as caught:
-        compile_template(text)
-    assert caught.value.position == position
-    assert fragment in caught.value.message
-
-
 # --- loops ----------------------------------------------------------------------------------------
 
 
@@ -411,25 +406,6 @@ def test_loop_variables_are_not_columns():
 def test_same_loop_variable_in_sibling_loops_is_fine():
     template = "{{for a in xs}}{a}{{endfor}}-{{for a in ys}}{a}{{endfor}}"
     assert render(template, xs="1;2", ys="3") == "12-3"
-
-
-@pytest.mark.parametrize(
-    ("text", "position", "fragment"),
-    [
-        ("{a} {{for a in xs}}{a}{{endfor}}", 4, "loop variable 'a' of {{for a in xs}} has the name of"),
-        ("{a} {{for a in xs}}{a}{{endfor}}", 4, "used at position 0 outside the loop; rename the loop"),
-        ("{{for a in xs}}{a}{{endfor}}{{if a}}x{{endif}}", 0, "used at position 28 outside the loop"),
-        ("{{for a in a}}{a}{{endfor}}", 0, "loop variable 'a' of {{for a in a}} has the name"),
-        ("{{for a in xs}}{{endfor}}{{for b in a}}{{endfor}}", 0, "variable used at position 25"),
-        ("{{for a in xs}}{{for a in ys}}{{endfor}}{{endfor}}", 15, "is already the variable of the {{for}}"),
-        ("{{for a in xs}}{{for a in ys}}{{endfor}}{{endfor}}", 15, "{{for}} at position 0; choose another"),
-    ],
-)
-def test_loop_variables_shadow_nothing(text, position, fragment):
-    with pytest.raises(TemplateError) as caught:
-        compile_template(text)
-    assert caught.value.position == position
-    assert fragment in caught.value.message
 
 
 def test_loop_variable_named_like_a_given_value_is_rejected_at_render():

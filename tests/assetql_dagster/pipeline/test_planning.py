@@ -214,3 +214,4 @@ def test_season_modifier_is_no_column_a_batch_must_have(batch_factory):
     text = (folder / "batch.yaml").read_text().replace("painterly fantasy style", "painterly, {season_modifier}")
     (folder / "batch.yaml").write_text(text + "season: halloween\n")
     assert load_batch(folder).settings.season == "halloween"
+

@@ -268,3 +268,14 @@ def test_the_search_command_offers_the_campaign_filter():
     parser = argparse.ArgumentParser()
     add_catalog_parsers(parser.add_subparsers(dest="command"))
     assert parser.parse_args(["search", "--campaign", "spring"]).campaign == "spring"
+
+
+def test_a_remote_model_with_an_adapter_is_refused_at_validation(batch_factory):
+    folder = batch_factory(rows=1)
+    settings = (folder / "batch.yaml").read_text().replace("model: tiny", "model: sagemaker:sd-endpoint")
+    (folder / "batch.yaml").write_text(settings + "lora: [{path: brand.safetensors}]\n")
+    with pytest.raises(BatchValidationError) as info:
+        check_batch(folder)
+    [problem] = info.value.problems
+    assert (problem.file, problem.column) == ("batch.yaml", "lora")
+    assert "remote model 'sagemaker:sd-endpoint' takes no lora; leave it out" in problem.message

@@ -1,4 +1,3 @@
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,20 +8,12 @@ from assetql_dagster.pipeline.registration import register_batch, registered_bat
 from assetql_dagster.pipeline.versions import registered_batches
 from resources.storage import LocalStorage
 
+from harness.aged_batches import aged_batch
 from harness.batch_runs import catalog_beside, materialize_partition
 from harness.sample_batches import make_batch
 
 from assetql_dagster.pipeline.cataloguing import rebuild
 from assetql_dagster.pipeline.searching import find
-
-
-def stored_batch(storage, root, name: str) -> tuple[str, datetime]:
-    """A registered batch `name` with one raw image, thumbnail, version and export, and when it was registered."""
-    key = register_batch(storage, make_batch(root, rows=1, name=name, references=False), creator="test").key
-    for write in (raw_image_key(key, "a"), thumbnail_key(key, "a"), version_key(key, "a", 1), export_key(key, "p.zip")):
-        storage.write_bytes(write, b"1234")
-    stamp = datetime.strptime(registered_batch(storage, key).registered_at, retention.REGISTERED_AT_FORMAT)
-    return key, stamp.replace(tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -31,17 +22,19 @@ def storage(tmp_path):
 
 
 def test_gc_deletes_working_files_of_batches_past_the_retention_only(storage, tmp_path):
-    old, old_at = stored_batch(storage, tmp_path / "a", "old")
-    # Registration times have whole seconds: wait for the next one so `new` is registered later.
-    time.sleep(1.05 - time.time() % 1)
-    new, new_at = stored_batch(storage, tmp_path / "b", "new")
-    assert new_at > old_at and registered_batches(storage) == sorted([old, new])
+    # Registered one second apart, the smallest step registration times have.
+    old_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    old, new = (aged_batch(storage, tmp_path / name, name, at.strftime(retention.REGISTERED_AT_FORMAT))
+                for name, at in (("old", old_at), ("new", old_at + timedelta(seconds=1))))
+    for key in (old, new):
+        storage.write_bytes(version_key(key, "a", 1), b"12345")
+    assert registered_batches(storage) == sorted([old, new])
     # Half a second after `old` turned 30 days old, `new` has not yet.
     now = old_at + timedelta(days=30, seconds=0.5)
     working = sorted([raw_image_key(old, "a"), thumbnail_key(old, "a"), version_key(old, "a", 1)])
 
     [dry] = retention.collect_garbage(storage, 30, dry_run=True, now=now)
-    assert (dry.key, dry.registered_at, sorted(dry.sizes), dry.bytes) == (old, old_at, working, 12)
+    assert (dry.key, dry.registered_at, sorted(dry.sizes), dry.bytes) == (old, old_at, working, 15)
     assert all(storage.exists(key) for key in working)  # a dry run deletes nothing
 
     assert retention.collect_garbage(storage, 31, now=now) == []

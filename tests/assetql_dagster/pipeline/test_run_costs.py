@@ -5,7 +5,6 @@ measured; the estimate of a next batch from that measurement; prices from $ASSET
 import csv
 import io
 import time
-from datetime import date
 
 import dagster as dg
 import pytest
@@ -15,7 +14,7 @@ from harness.sample_batches import make_batch
 from assetql_dagster.defs.budget import spent_on
 from assetql_dagster.defs.launching import InstanceLauncher
 from assetql_dagster.domain.costs import DEFAULT_PRICES, GB
-from assetql_dagster.pipeline.costs import daily_totals, estimate, estimate_report, load_prices
+from assetql_dagster.pipeline.costs import estimate, estimate_report, load_prices
 from assetql_dagster.pipeline.launching import measured_seconds_per_step, seconds_per_image
 from assetql_dagster.pipeline.records import read_record
 from assetql_dagster.pipeline.registration import check_batch, register_batch
@@ -84,13 +83,11 @@ def test_the_estimate_of_a_next_batch_is_measured_from_the_run(recorded, tmp_pat
     assert {line.split()[0] for line in lines[4:]} == {"cpu", "a10g", "l4", "a100", "h100", "sagemaker", "bedrock"}
 
 
-def test_daily_totals_add_up_what_the_runs_of_each_utc_day_recorded(recorded):
+def test_the_daily_total_adds_up_what_the_runs_of_its_utc_day_recorded(recorded):
     instance, _, _, record, _ = recorded
     cost = record.asset_materialization.metadata["cost_usd"].value
     assert spent_on(instance, time.time()) == pytest.approx(cost)
     assert spent_on(instance, time.time() - 86400) == 0.0
-    assert daily_totals([(86400 * 4, 0.25), (86400 * 3 + 5, 1.5), (86400 * 3 + 80000, 2.0)]) == {
-        date(1970, 1, 4): pytest.approx(3.5), date(1970, 1, 5): pytest.approx(0.25)}
 
 
 def test_prices_come_from_the_yaml_file_the_environment_names(tmp_path):
